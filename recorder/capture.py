@@ -1,0 +1,210 @@
+"""Capture files: timestamped raw bus bytes, compatible with the taptap library's format.
+
+A capture is a gzip stream whose header carries the comment `taptap capture`, holding records
+
+    data length (u16 BE) | milliseconds since the Unix epoch (u64 BE) | data
+
+Data longer than 65535 bytes is split into several records with the same timestamp.
+
+The writer flushes the compressor on request (`flush()`), so a process killed between flushes
+loses at most what it wrote since the last one, and the file stays readable: the reader accepts
+a stream that ends without a gzip trailer (reporting it) and several gzip members one after
+another (what appending to an existing file produces).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from recorder.errors import CaptureFormatError
+
+GZIP_COMMENT = b"taptap capture"
+RECORD_HEADER = struct.Struct(">HQ")
+MAX_RECORD_DATA = 0xFFFF
+_GZIP_MAGIC = b"\x1f\x8b"
+_READ_SIZE = 1 << 16
+
+
+def timestamp_ms(at: datetime) -> int:
+    """Milliseconds since the epoch, truncated as the record format stores them."""
+    if at.tzinfo is None:
+        raise ValueError("capture timestamps must be timezone-aware")
+    delta = at - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def datetime_from_ms(milliseconds: int) -> datetime:
+    return datetime.fromtimestamp(milliseconds / 1000, tz=UTC).replace(
+        microsecond=(milliseconds % 1000) * 1000
+    )
+
+
+def encode_records(data: bytes, at: datetime) -> bytes:
+    """The record bytes for `data` received at `at` (split if longer than a record holds)."""
+    stamp = timestamp_ms(at)
+    parts = []
+    for offset in range(0, max(len(data), 1), MAX_RECORD_DATA):
+        chunk = data[offset : offset + MAX_RECORD_DATA]
+        parts.append(RECORD_HEADER.pack(len(chunk), stamp) + chunk)
+    return b"".join(parts)
+
+
+class CaptureWriter:
+    """Writes one gzip member with the `taptap capture` comment to a binary stream."""
+
+    def __init__(self, stream: BinaryIO, *, level: int = 6, mtime: int = 0) -> None:
+        self._stream = stream
+        self._compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+        self._crc = 0
+        self._size = 0
+        self._closed = False
+        # gzip header: magic, deflate, FLG.FCOMMENT, mtime, XFL, OS=unknown, comment + NUL
+        stream.write(
+            _GZIP_MAGIC + b"\x08\x10" + struct.pack("<I", mtime) + b"\x00\xff" + GZIP_COMMENT + b"\x00"
+        )
+
+    def write(self, data: bytes, at: datetime) -> None:
+        if not data:
+            return
+        records = encode_records(data, at)
+        self._crc = zlib.crc32(records, self._crc)
+        self._size += len(records)
+        self._stream.write(self._compressor.compress(records))
+
+    def flush(self) -> None:
+        """Make everything written so far decodable from the file (a sync flush)."""
+        self._stream.write(self._compressor.flush(zlib.Z_SYNC_FLUSH))
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stream.write(self._compressor.flush(zlib.Z_FINISH))
+        self._stream.write(struct.pack("<II", self._crc, self._size & 0xFFFFFFFF))
+        self._stream.flush()
+
+    def __enter__(self) -> CaptureWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_capture(path: Path, chunks: list[tuple[bytes, datetime]]) -> None:
+    with path.open("wb") as stream, CaptureWriter(stream) as writer:
+        for data, at in chunks:
+            writer.write(data, at)
+
+
+class CaptureReader:
+    """Iterates `(data, received_at)` records. Raises CaptureFormatError naming file and offset.
+
+    After iteration, `truncated` tells whether the file ended inside a record or without a gzip
+    trailer (typical of a recorder that was killed): everything before that point was returned.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.truncated = False
+        self.records = 0
+        self.bytes = 0
+        self.compressed_offset = 0
+
+    def _decompressed(self, stream: BinaryIO) -> Iterator[bytes]:
+        """Decompress every gzip member in turn; a final member may be cut short."""
+        name = str(self.path)
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        member_has_data = False
+        first = True
+        while True:
+            block = stream.read(_READ_SIZE)
+            if not block:
+                break
+            if first and not block.startswith(_GZIP_MAGIC):
+                raise CaptureFormatError(f"{name}: not a capture file (no gzip header at offset 0)")
+            first = False
+            while block:
+                try:
+                    output = decompressor.decompress(block)
+                except zlib.error as error:
+                    raise CaptureFormatError(
+                        f"{name}: corrupt compressed data near byte offset {self.compressed_offset} ({error})"
+                    ) from None
+                member_has_data = True
+                if output:
+                    yield output
+                if not decompressor.eof:
+                    self.compressed_offset += len(block)
+                    break
+                # One member finished; anything after it should be the next member.
+                self.compressed_offset += len(block) - len(decompressor.unused_data)
+                block = decompressor.unused_data
+                decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                member_has_data = False
+                if block and not block.startswith(_GZIP_MAGIC[: len(block)]):
+                    return  # trailing padding after the last member
+        if first:
+            raise CaptureFormatError(f"{name}: empty file, expected a gzip capture")
+        if member_has_data:
+            self.truncated = True  # the last member has no trailer: cut short while writing
+            tail = decompressor.flush()
+            if tail:
+                yield tail
+
+    def __iter__(self) -> Iterator[tuple[bytes, datetime]]:
+        name = str(self.path)
+        try:
+            stream = self.path.open("rb")
+        except OSError as error:
+            raise CaptureFormatError(f"{name}: cannot open capture file ({error.strerror})") from None
+        with stream:
+            pending = b""
+            offset = 0  # uncompressed offset of `pending`
+            for block in self._decompressed(stream):
+                pending = pending + block if pending else block
+                position = 0
+                length = len(pending)
+                while length - position >= RECORD_HEADER.size:
+                    size, stamp = RECORD_HEADER.unpack_from(pending, position)
+                    end = position + RECORD_HEADER.size + size
+                    if end > length:
+                        break
+                    if stamp > 8_000_000_000_000:  # after year 2223: not a capture record
+                        raise CaptureFormatError(
+                            f"{name}: implausible record timestamp at uncompressed offset "
+                            f"{offset + position}: not a capture file, or corrupt"
+                        )
+                    self.records += 1
+                    self.bytes += size
+                    yield pending[position + RECORD_HEADER.size : end], datetime_from_ms(stamp)
+                    position = end
+                offset += position
+                pending = pending[position:]
+            if pending:
+                self.truncated = True
+
+
+def looks_like_capture(path: Path) -> bool:
+    """Cheap format sniff: a gzip file whose header comment is `taptap capture`, or whose first
+    record parses with a plausible timestamp."""
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(64)
+    except OSError:
+        return False
+    if not head.startswith(_GZIP_MAGIC):
+        return False
+    if len(head) > 3 and head[3] & 0x10 and GZIP_COMMENT in head:
+        return True
+    try:
+        for data, at in CaptureReader(path):
+            return 2000 <= at.year <= 2200 and len(data) >= 0
+    except CaptureFormatError:
+        return False
+    return False

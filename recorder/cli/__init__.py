@@ -1,0 +1,3 @@
+"""The `recorder` command line (typer)."""
+
+from __future__ import annotations

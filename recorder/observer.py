@@ -1,0 +1,348 @@
+"""Domain state over the event stream: measurement times, identity, de-duplication.
+
+The observer consumes `recorder.protocol` events and produces:
+
+* `Reading` for every power report seen for the first time, with its measurement time (from the
+  gateway's slot clock) and, when known, the optimizer's long address and barcode;
+* `NodeTableAssembled` when all pages of a gateway's node table have been seen in order;
+* `MappingLearned` when a (gateway, node ID) -> long address mapping is new or changed, whether
+  from a node table, a topology report or gateway enumeration;
+* `GatewayLearned` when a gateway's long address or firmware version is new or changed.
+
+Identity comes from three places (NOTES 9): node tables (whole table, about daily), topology
+reports (each node at sunrise and now and then) and gateway identify/enumeration frames. The
+identity of an optimizer is its long address; node IDs are the controller's numbers and may
+change. IDs with bit 15 set are aliases that appear after re-commissioning (NOTES 4); they are
+mapped like any other ID and flagged as aliases.
+
+A node absent from a later node table keeps its mapping: absence is not evidence of
+replacement, and a partial view (a missed page) must never erase what we know.
+
+De-duplication: the same report can arrive twice (gateway retransmission the transport did not
+catch, a restart overlap). A report is a duplicate when the same (gateway, node, slot counter)
+was seen with a measurement time within two minutes (the counter itself repeats every ~240 s).
+
+The observer does no IO and never reads the clock. It is seeded with known mappings at start
+(`Observer(mappings=..., gateways=...)`) so barcodes resolve from the first report.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from recorder.protocol.barcode import barcode_from_address
+from recorder.protocol.events import (
+    Event,
+    GatewayIdAssigned,
+    GatewayIdentityObserved,
+    GatewayVersionObserved,
+    NodeTableEntry,
+    NodeTablePage,
+    PowerReport,
+    PowerReportReceived,
+    TopologyReportReceived,
+)
+from recorder.protocol.slots import SlotClock
+
+SOURCE_NODE_TABLE = "node_table"
+SOURCE_TOPOLOGY = "topology_report"
+SOURCE_ENUMERATION = "enumeration"
+SOURCE_IMPORT = "import"
+SOURCE_MANUAL = "manual"
+
+ALIAS_BIT = 0x8000
+DUPLICATE_WINDOW = timedelta(minutes=2)
+_RECENT_PER_NODE = 24
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One optimizer measurement, placed in time and (if known) identified."""
+
+    gateway_id: int
+    node_id: int
+    measured_at: datetime
+    received_at: datetime
+    report: PowerReport
+    long_address: bytes | None
+    barcode: str | None
+
+    @property
+    def voltage_in(self) -> float:
+        return self.report.voltage_in
+
+    @property
+    def voltage_out(self) -> float:
+        return self.report.voltage_out
+
+    @property
+    def current_in(self) -> float:
+        return self.report.current_in
+
+    @property
+    def current_out(self) -> float | None:
+        return self.report.current_out
+
+    @property
+    def power(self) -> float:
+        return self.report.power
+
+    @property
+    def duty_cycle(self) -> float:
+        return self.report.duty_cycle
+
+    @property
+    def temperature(self) -> float:
+        return self.report.temperature
+
+    @property
+    def rssi(self) -> int:
+        return self.report.rssi
+
+    @property
+    def slot_counter(self) -> int:
+        return self.report.slot_counter
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTableAssembled:
+    gateway_id: int
+    entries: tuple[NodeTableEntry, ...]
+    completed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MappingLearned:
+    gateway_id: int
+    node_id: int
+    long_address: bytes
+    source: str
+    observed_at: datetime
+    previous_long_address: bytes | None
+
+    @property
+    def barcode(self) -> str | None:
+        return barcode_from_address(self.long_address)
+
+    @property
+    def is_alias(self) -> bool:
+        return bool(self.node_id & ALIAS_BIT)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayLearned:
+    gateway_id: int
+    long_address: bytes | None
+    version: str | None
+    observed_at: datetime
+
+
+Output = Reading | NodeTableAssembled | MappingLearned | GatewayLearned
+
+
+@dataclass(slots=True)
+class _TableInProgress:
+    entries: dict[int, bytes] = field(default_factory=dict)
+    expected_next: int = 0
+
+
+class Observer:
+    COUNTER_NAMES = (
+        "readings",
+        "duplicate_reports",
+        "unplaced_reports",
+        "node_tables",
+        "incomplete_node_tables",
+        "ignored_node_table_pages",
+        "mapping_changes",
+        "topology_node_id_mismatches",
+    )
+
+    def __init__(
+        self,
+        mappings: Mapping[tuple[int, int], bytes] | None = None,
+        gateways: Mapping[int, bytes] | None = None,
+    ) -> None:
+        self.mappings: dict[tuple[int, int], bytes] = dict(mappings or {})
+        self.gateway_addresses: dict[int, bytes] = dict(gateways or {})
+        self.gateway_versions: dict[int, str] = {}
+        self._barcodes: dict[bytes, str | None] = {}
+        self._clocks: dict[int, SlotClock] = {}
+        self._tables: dict[int, _TableInProgress] = {}
+        self._recent: dict[tuple[int, int], deque[tuple[int, datetime]]] = {}
+        self.readings = 0
+        self.duplicate_reports = 0
+        self.unplaced_reports = 0
+        self.node_tables = 0
+        self.incomplete_node_tables = 0
+        self.ignored_node_table_pages = 0
+        self.mapping_changes = 0
+        self.topology_node_id_mismatches = 0
+
+    def counters(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.COUNTER_NAMES}
+
+    # ----------------------------------------------------------------------------------------
+
+    def handle(self, events: Iterable[Event]) -> list[Output]:
+        outputs: list[Output] = []
+        for event in events:
+            if isinstance(event, PowerReportReceived):
+                reading = self._reading(event)
+                if reading is not None:
+                    outputs.append(reading)
+            elif isinstance(event, TopologyReportReceived):
+                report = event.report
+                node_id = report.node_id or event.node_id
+                if report.node_id and report.node_id != event.node_id:
+                    self.topology_node_id_mismatches += 1
+                self._learn(
+                    event.gateway_id,
+                    node_id,
+                    report.long_address,
+                    SOURCE_TOPOLOGY,
+                    event.received_at,
+                    outputs,
+                )
+            elif isinstance(event, NodeTablePage):
+                self._node_table_page(event, outputs)
+            elif isinstance(event, GatewayIdentityObserved):
+                if not event.during_enumeration:
+                    self._learn_gateway(
+                        event.gateway_id, event.long_address, None, event.received_at, outputs
+                    )
+            elif isinstance(event, GatewayIdAssigned):
+                self._learn_gateway(
+                    event.new_gateway_id, event.long_address, None, event.received_at, outputs
+                )
+            elif isinstance(event, GatewayVersionObserved):
+                self._learn_gateway(event.gateway_id, None, event.version, event.received_at, outputs)
+        return outputs
+
+    def resolve(self, gateway_id: int, node_id: int) -> tuple[bytes | None, str | None]:
+        long_address = self.mappings.get((gateway_id, node_id))
+        if long_address is None:
+            return None, None
+        return long_address, self._barcode(long_address)
+
+    def _barcode(self, long_address: bytes) -> str | None:
+        try:
+            return self._barcodes[long_address]
+        except KeyError:
+            barcode = self._barcodes[long_address] = barcode_from_address(long_address)
+            return barcode
+
+    def _reading(self, event: PowerReportReceived) -> Reading | None:
+        gateway_id = event.gateway_id
+        clock = self._clocks.get(gateway_id)
+        if clock is None:
+            clock = self._clocks[gateway_id] = SlotClock()
+        clock.observe(event.gateway_slot_counter, event.received_at)
+        report = event.report
+        measured_at = clock.time_of(report.slot_counter)
+        if measured_at is None:
+            self.unplaced_reports += 1
+            return None
+        key = (gateway_id, event.node_id)
+        recent = self._recent.get(key)
+        if recent is None:
+            recent = self._recent[key] = deque(maxlen=_RECENT_PER_NODE)
+        slot_counter = report.slot_counter
+        for seen_counter, seen_at in recent:
+            if seen_counter == slot_counter and abs(seen_at - measured_at) < DUPLICATE_WINDOW:
+                self.duplicate_reports += 1
+                return None
+        recent.append((slot_counter, measured_at))
+        self.readings += 1
+        long_address = self.mappings.get(key)
+        barcode = self._barcode(long_address) if long_address is not None else None
+        return Reading(
+            gateway_id, event.node_id, measured_at, event.received_at, report, long_address, barcode
+        )
+
+    def _learn(
+        self,
+        gateway_id: int,
+        node_id: int,
+        long_address: bytes,
+        source: str,
+        at: datetime,
+        outputs: list[Output],
+    ) -> None:
+        key = (gateway_id, node_id)
+        previous = self.mappings.get(key)
+        if previous == long_address:
+            return
+        if previous is not None:
+            self.mapping_changes += 1
+        self.mappings[key] = long_address
+        outputs.append(MappingLearned(gateway_id, node_id, long_address, source, at, previous))
+
+    def _learn_gateway(
+        self,
+        gateway_id: int,
+        long_address: bytes | None,
+        version: str | None,
+        at: datetime,
+        outputs: list[Output],
+    ) -> None:
+        changed = False
+        if long_address is not None and self.gateway_addresses.get(gateway_id) != long_address:
+            self.gateway_addresses[gateway_id] = long_address
+            changed = True
+        if version is not None and self.gateway_versions.get(gateway_id) != version:
+            self.gateway_versions[gateway_id] = version
+            changed = True
+        if changed:
+            outputs.append(
+                GatewayLearned(
+                    gateway_id,
+                    self.gateway_addresses.get(gateway_id),
+                    self.gateway_versions.get(gateway_id),
+                    at,
+                )
+            )
+
+    @staticmethod
+    def _follows_on(page: NodeTablePage, table: _TableInProgress) -> bool:
+        """Whether `page` continues `table` with no page lost in between."""
+        if page.requested_index is not None:
+            return page.requested_index == table.expected_next
+        # The request was not seen: at least the page must not go backwards.
+        return page.start_index >= table.expected_next
+
+    def _node_table_page(self, page: NodeTablePage, outputs: list[Output]) -> None:
+        """Assemble pages: a table starts with a request for index 0 and ends with an empty page.
+
+        The controller asks for the index after the last node it received; a page whose request
+        does not follow on means one was lost, so that table is dropped rather than trusted.
+        """
+        gateway_id = page.gateway_id
+        table = self._tables.get(gateway_id)
+        if page.requested_index == 0:
+            table = self._tables[gateway_id] = _TableInProgress()
+        elif table is None:
+            self.ignored_node_table_pages += 1  # joined in the middle of a table
+            return
+        elif not self._follows_on(page, table):
+            self.incomplete_node_tables += 1
+            del self._tables[gateway_id]
+            return
+        if page.entries:
+            for entry in page.entries:
+                table.entries[entry.node_id] = entry.long_address
+            table.expected_next = max(entry.node_id for entry in page.entries) + 1
+            return
+        del self._tables[gateway_id]
+        self.node_tables += 1
+        entries = tuple(
+            NodeTableEntry(address, node_id) for node_id, address in sorted(table.entries.items())
+        )
+        outputs.append(NodeTableAssembled(gateway_id, entries, page.received_at))
+        for entry in entries:
+            self._learn(
+                gateway_id, entry.node_id, entry.long_address, SOURCE_NODE_TABLE, page.received_at, outputs
+            )

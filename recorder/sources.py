@@ -1,0 +1,416 @@
+"""Where bus bytes come from. The only input IO in the recorder.
+
+Every source yields `(data, received_at)` chunks. Live sources (serial, TCP) stamp each chunk
+with the time it arrived, read-only, and reconnect forever with capped exponential backoff;
+they also yield *empty* chunks while the line is quiet so the caller can flush, feed a watchdog
+and notice shutdown. Finite sources (capture files, raw dumps, the simulator) replay their own
+timestamps and end.
+
+URLs:
+
+    /dev/ttyUSB0, serial:///dev/ttyUSB0   RS-485 adapter, 38400 8N1 (pyserial)
+    tcp://HOST[:PORT]                      transparent RS-485-to-Ethernet converter, default 7160
+    capture:PATH                           capture file (recorder.capture), replayed with its times
+    raw:PATH                               plain byte dump; times synthesised at line rate
+
+Nothing in this module ever writes to a serial port or a socket: the recorder must be invisible
+on the bus (NOTES 16). TCP connections enable keepalive, and a no-data watchdog closes and
+reopens a connection that has gone silent (converters leave half-open sessions, NOTES 15).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from recorder.capture import CaptureReader
+from recorder.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+BAUD_RATE = 38400
+LINE_RATE_BYTES_PER_SECOND = BAUD_RATE // 10  # 8N1: 10 bits on the wire per byte
+DEFAULT_TCP_PORT = 7160
+RAW_CHUNK_BYTES = 256  # ~67 ms of bus time per synthesised timestamp
+
+Chunk = tuple[bytes, datetime]
+
+
+def utc_now() -> datetime:
+    """The single place a source reads the wall clock (live sources only)."""
+    return datetime.now(UTC)
+
+
+class Connection(Protocol):
+    def read(self, timeout: float) -> bytes:
+        """Bytes received within `timeout` seconds (b"" if none). Raises OSError on loss."""
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class SourceStatus:
+    """Live health of a source, for logs, `tigo_recorder` points and `recorder status`."""
+
+    state: str = "starting"  # starting | connected | reconnecting | finished
+    connects: int = 0
+    disconnects: int = 0
+    watchdog_reconnects: int = 0
+    last_data_at: datetime | None = None
+    last_error: str | None = None
+    bytes: int = 0
+
+
+@dataclass
+class ReconnectPolicy:
+    initial_delay: float = 1.0
+    max_delay: float = 60.0
+    idle_timeout: float = 90.0  # no byte at all for this long: assume a dead connection
+    tick: float = 0.5  # how often an idle read returns control to the caller
+
+
+class Source:
+    """Base class; see the module docstring."""
+
+    url: str
+    live: bool = False
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.status = SourceStatus()
+        self.stop_event = threading.Event()
+
+    def describe(self) -> str:
+        return self.url
+
+    def check(self) -> None:
+        """Raise SourceError now if the source obviously cannot work (missing file or device)."""
+
+    def chunks(self) -> Iterator[Chunk]:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+
+class LiveSource(Source):
+    live = True
+
+    def __init__(self, url: str, policy: ReconnectPolicy | None = None) -> None:
+        super().__init__(url)
+        self.policy = policy or ReconnectPolicy()
+        # Diagnostics want a typo in a host or port reported, not retried forever; a service
+        # wants the opposite. Once connected, both reconnect forever.
+        self.fail_fast = False
+
+    def connect(self) -> Connection:
+        raise NotImplementedError
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Yield data forever, reconnecting as needed, until `stop()`."""
+        policy = self.policy
+        delay = policy.initial_delay
+        status = self.status
+        while not self.stop_event.is_set():
+            try:
+                connection = self.connect()
+            except (OSError, SourceError) as error:
+                if self.fail_fast and status.connects == 0:
+                    raise SourceError(f"cannot connect to {self.describe()}: {error}") from None
+                status.state = "reconnecting"
+                status.last_error = str(error)
+                log.warning(
+                    "source %s: cannot connect (%s); retrying in %.0f s", self.describe(), error, delay
+                )
+                yield from self._idle_for(delay)
+                delay = min(delay * 2, policy.max_delay)
+                continue
+            status.state = "connected"
+            status.connects += 1
+            log.info("source %s: connected", self.describe())
+            received_any = False
+            quiet_since = time.monotonic()
+            try:
+                while not self.stop_event.is_set():
+                    data = connection.read(policy.tick)
+                    now = utc_now()
+                    if data:
+                        received_any = True
+                        quiet_since = time.monotonic()
+                        status.last_data_at = now
+                        status.bytes += len(data)
+                        yield data, now
+                        continue
+                    if time.monotonic() - quiet_since > policy.idle_timeout:
+                        status.watchdog_reconnects += 1
+                        raise TimeoutError(f"no data for {policy.idle_timeout:.0f} s")
+                    yield b"", now
+            except (OSError, SourceError) as error:
+                status.disconnects += 1
+                status.state = "reconnecting"
+                status.last_error = str(error) or type(error).__name__
+                log.warning("source %s: connection lost (%s)", self.describe(), status.last_error)
+            finally:
+                connection.close()
+            if received_any:
+                delay = policy.initial_delay
+            yield from self._idle_for(delay)
+            if not received_any:
+                delay = min(delay * 2, policy.max_delay)
+        status.state = "finished"
+
+    def _idle_for(self, seconds: float) -> Iterator[Chunk]:
+        deadline = time.monotonic() + seconds
+        while not self.stop_event.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.stop_event.wait(min(remaining, self.policy.tick))
+            yield b"", utc_now()
+
+
+# ------------------------------------------------------------------------------------------------
+# Serial
+
+
+class _SerialConnection:
+    def __init__(self, port: object) -> None:
+        self._port = port
+
+    def read(self, timeout: float) -> bytes:
+        import serial
+
+        port = self._port
+        assert isinstance(port, serial.Serial)
+        port.timeout = timeout
+        try:
+            data = port.read(max(1, port.in_waiting))
+        except serial.SerialException as error:
+            raise OSError(str(error)) from None
+        return bytes(data)
+
+    def close(self) -> None:
+        import serial
+
+        port = self._port
+        assert isinstance(port, serial.Serial)
+        port.close()
+
+
+class SerialSource(LiveSource):
+    def __init__(self, url: str, device: str, policy: ReconnectPolicy | None = None) -> None:
+        super().__init__(url, policy)
+        self.device = device
+
+    def describe(self) -> str:
+        return f"serial {self.device}"
+
+    def check(self) -> None:
+        if not os.path.exists(self.device):
+            raise SourceError(f"serial port {self.device} does not exist (see `recorder list-serial-ports`)")
+
+    def connect(self) -> Connection:
+        import serial
+
+        try:
+            # Read-only use: we never call write(). No flow control, so no line is driven.
+            port = serial.Serial(
+                self.device,
+                baudrate=BAUD_RATE,
+                bytesize=serial.EIGHTBITS,
+                parity=serial.PARITY_NONE,
+                stopbits=serial.STOPBITS_ONE,
+                timeout=0.5,
+                xonxoff=False,
+                rtscts=False,
+                dsrdtr=False,
+            )
+        except (serial.SerialException, ValueError) as error:
+            raise SourceError(f"cannot open serial port {self.device}: {error}") from None
+        return _SerialConnection(port)
+
+
+# ------------------------------------------------------------------------------------------------
+# TCP
+
+
+class _TcpConnection:
+    def __init__(self, sock: socket.socket) -> None:
+        self._socket = sock
+
+    def read(self, timeout: float) -> bytes:
+        self._socket.settimeout(timeout)
+        try:
+            data = self._socket.recv(65536)
+        except TimeoutError:
+            return b""
+        if not data:
+            raise ConnectionError("connection closed by the converter")
+        return data
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._socket.close()
+
+
+def enable_keepalive(sock: socket.socket, idle: int = 30, interval: int = 10, count: int = 3) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", count)):
+        option = getattr(socket, name, None)
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+class TcpSource(LiveSource):
+    def __init__(self, url: str, host: str, port: int, policy: ReconnectPolicy | None = None) -> None:
+        super().__init__(url, policy)
+        self.host = host
+        self.port = port
+
+    def describe(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"tcp {host}:{self.port}"
+
+    def connect(self) -> Connection:
+        sock = socket.create_connection((self.host, self.port), timeout=10)
+        enable_keepalive(sock)
+        # We only ever read. Shutting down our sending direction would send a FIN, which some
+        # converters treat as a disconnect, so we simply never write.
+        return _TcpConnection(sock)
+
+
+# ------------------------------------------------------------------------------------------------
+# Files
+
+
+class CaptureSource(Source):
+    def __init__(self, url: str, path: Path) -> None:
+        super().__init__(url)
+        self.path = path
+        self.reader: CaptureReader | None = None
+
+    def describe(self) -> str:
+        return f"capture {self.path}"
+
+    def check(self) -> None:
+        _check_readable(self.path, "capture file")
+
+    def chunks(self) -> Iterator[Chunk]:
+        self.check()
+        self.reader = CaptureReader(self.path)
+        self.status.state = "connected"
+        for data, at in self.reader:
+            if self.stop_event.is_set():
+                break
+            self.status.bytes += len(data)
+            self.status.last_data_at = at
+            yield data, at
+        if self.reader.truncated:
+            log.warning("%s ends in the middle of a record (cut short while writing?)", self.path)
+        self.status.state = "finished"
+
+
+class RawSource(Source):
+    """A plain byte dump. Times are synthesised at line rate (3840 bytes/s) from `start`, which
+    defaults to the file's modification time minus the dump's duration, so that the last byte
+    lands at the moment the file was last written."""
+
+    def __init__(self, url: str, path: Path, start: datetime | None = None) -> None:
+        super().__init__(url)
+        self.path = path
+        self.start = start
+
+    def describe(self) -> str:
+        return f"raw {self.path}"
+
+    def check(self) -> None:
+        _check_readable(self.path, "raw dump")
+
+    def start_time(self) -> datetime:
+        if self.start is not None:
+            return self.start
+        stat = self.path.stat()
+        end = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
+        return end - timedelta(seconds=stat.st_size / LINE_RATE_BYTES_PER_SECOND)
+
+    def chunks(self) -> Iterator[Chunk]:
+        self.check()
+        start = self.start_time()
+        offset = 0
+        self.status.state = "connected"
+        with self.path.open("rb") as stream:
+            while not self.stop_event.is_set():
+                data = stream.read(RAW_CHUNK_BYTES)
+                if not data:
+                    break
+                offset += len(data)
+                # Each chunk is stamped with the line-rate time of its last byte.
+                at = start + timedelta(microseconds=offset * 1_000_000 // LINE_RATE_BYTES_PER_SECOND)
+                self.status.bytes += len(data)
+                self.status.last_data_at = at
+                yield data, at
+        self.status.state = "finished"
+
+
+def _check_readable(path: Path, what: str) -> None:
+    if not path.exists():
+        raise SourceError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise SourceError(f"{what} {path} is a directory, expected a file")
+    if not os.access(path, os.R_OK):
+        raise SourceError(f"{what} {path} is not readable (permissions)")
+
+
+# ------------------------------------------------------------------------------------------------
+# URL parsing
+
+SOURCE_URL_HELP = "expected /dev/ttyUSB0, serial:///dev/ttyUSB0, tcp://HOST[:PORT], capture:PATH or raw:PATH"
+
+
+@dataclass
+class SourceOptions:
+    raw_start: datetime | None = None
+    policy: ReconnectPolicy = field(default_factory=ReconnectPolicy)
+
+
+def open_source(url: str, options: SourceOptions | None = None) -> Source:
+    """Parse a source URL. Raises SourceError with the expected forms when malformed."""
+    options = options or SourceOptions()
+    text = url.strip()
+    if not text:
+        raise SourceError(f"empty source URL: {SOURCE_URL_HELP}")
+    if text.startswith("/dev/") or text.startswith("serial://"):
+        device = text[len("serial://") :] if text.startswith("serial://") else text
+        if not device.startswith("/"):
+            raise SourceError(f"malformed serial URL {url!r}: {SOURCE_URL_HELP}")
+        return SerialSource(text, device, options.policy)
+    if text.startswith("tcp://"):
+        parts = urlsplit(text)
+        try:
+            port = parts.port or DEFAULT_TCP_PORT
+        except ValueError:
+            raise SourceError(f"malformed TCP URL {url!r}: the port must be a number 1-65535") from None
+        if not parts.hostname or parts.path not in ("", "/"):
+            raise SourceError(f"malformed TCP URL {url!r}: {SOURCE_URL_HELP}")
+        return TcpSource(text, parts.hostname, port, options.policy)
+    if text.startswith("capture:"):
+        path = text[len("capture:") :]
+        if not path:
+            raise SourceError(f"malformed capture URL {url!r}: expected capture:PATH")
+        return CaptureSource(text, Path(path).expanduser())
+    if text.startswith("raw:"):
+        path = text[len("raw:") :]
+        if not path:
+            raise SourceError(f"malformed raw URL {url!r}: expected raw:PATH")
+        return RawSource(text, Path(path).expanduser(), options.raw_start)
+    raise SourceError(f"unknown source {url!r}: {SOURCE_URL_HELP}")
