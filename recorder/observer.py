@@ -22,8 +22,9 @@ De-duplication: the same report can arrive twice (gateway retransmission the tra
 catch, a restart overlap). A report is a duplicate when the same (gateway, node, slot counter)
 was seen with a measurement time within two minutes (the counter itself repeats every ~240 s).
 
-The observer does no IO and never reads the clock. It is seeded with known mappings at start
-(`Observer(mappings=..., gateways=...)`) so barcodes resolve from the first report.
+The observer does no IO and never reads the clock. It is seeded with known mapping history at
+start (`Observer(identities=..., gateways=...)`) so barcodes resolve from the first report, and
+it resolves each reading by the mapping valid at its *measurement* time (`recorder.identity`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from recorder.identity import IdentityMap
 from recorder.protocol.barcode import barcode_from_address
 from recorder.protocol.events import (
     Event,
@@ -163,10 +165,10 @@ class Observer:
 
     def __init__(
         self,
-        mappings: Mapping[tuple[int, int], bytes] | None = None,
+        identities: IdentityMap | None = None,
         gateways: Mapping[int, bytes] | None = None,
     ) -> None:
-        self.mappings: dict[tuple[int, int], bytes] = dict(mappings or {})
+        self.identities = identities if identities is not None else IdentityMap()
         self.gateway_addresses: dict[int, bytes] = dict(gateways or {})
         self.gateway_versions: dict[int, str] = {}
         self._barcodes: dict[bytes, str | None] = {}
@@ -222,8 +224,9 @@ class Observer:
                 self._learn_gateway(event.gateway_id, None, event.version, event.received_at, outputs)
         return outputs
 
-    def resolve(self, gateway_id: int, node_id: int) -> tuple[bytes | None, str | None]:
-        long_address = self.mappings.get((gateway_id, node_id))
+    def resolve(self, gateway_id: int, node_id: int, at: datetime) -> tuple[bytes | None, str | None]:
+        """Long address and barcode of the optimizer behind a node ID at time `at`."""
+        long_address = self.identities.resolve((gateway_id, node_id), at)
         if long_address is None:
             return None, None
         return long_address, self._barcode(long_address)
@@ -257,8 +260,7 @@ class Observer:
                 return None
         recent.append((slot_counter, measured_at))
         self.readings += 1
-        long_address = self.mappings.get(key)
-        barcode = self._barcode(long_address) if long_address is not None else None
+        long_address, barcode = self.resolve(gateway_id, event.node_id, measured_at)
         return Reading(
             gateway_id, event.node_id, measured_at, event.received_at, report, long_address, barcode
         )
@@ -272,13 +274,11 @@ class Observer:
         at: datetime,
         outputs: list[Output],
     ) -> None:
-        key = (gateway_id, node_id)
-        previous = self.mappings.get(key)
-        if previous == long_address:
+        changed, previous = self.identities.learn((gateway_id, node_id), long_address, source, at)
+        if not changed:
             return
         if previous is not None:
             self.mapping_changes += 1
-        self.mappings[key] = long_address
         outputs.append(MappingLearned(gateway_id, node_id, long_address, source, at, previous))
 
     def _learn_gateway(

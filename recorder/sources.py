@@ -12,6 +12,7 @@ URLs:
     tcp://HOST[:PORT]                      transparent RS-485-to-Ethernet converter, default 7160
     capture:PATH                           capture file (recorder.capture), replayed with its times
     raw:PATH                               plain byte dump; times synthesised at line rate
+    sim:?nodes=135&duration=2h&...         the built-in simulator (see recorder.sim.source)
 
 Nothing in this module ever writes to a serial port or a socket: the recorder must be invisible
 on the bus (NOTES 16). TCP connections enable keepalive, and a no-data watchdog closes and
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from recorder.capture import CaptureReader
 from recorder.errors import SourceError
@@ -374,7 +375,10 @@ def _check_readable(path: Path, what: str) -> None:
 # ------------------------------------------------------------------------------------------------
 # URL parsing
 
-SOURCE_URL_HELP = "expected /dev/ttyUSB0, serial:///dev/ttyUSB0, tcp://HOST[:PORT], capture:PATH or raw:PATH"
+SOURCE_URL_HELP = (
+    "expected /dev/ttyUSB0, serial:///dev/ttyUSB0, tcp://HOST[:PORT], capture:PATH, raw:PATH "
+    "or sim:[?OPTIONS]"
+)
 
 
 @dataclass
@@ -413,4 +417,13 @@ def open_source(url: str, options: SourceOptions | None = None) -> Source:
         if not path:
             raise SourceError(f"malformed raw URL {url!r}: expected raw:PATH")
         return RawSource(text, Path(path).expanduser(), options.raw_start)
+    if text.startswith("sim:"):
+        from recorder.sim.source import SimulatorSource
+
+        query = text[len("sim:") :].lstrip("?")
+        try:
+            pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+        except ValueError:
+            raise SourceError(f"malformed simulator URL {url!r}: expected sim:?key=value&...") from None
+        return SimulatorSource(text, dict(pairs))
     raise SourceError(f"unknown source {url!r}: {SOURCE_URL_HELP}")

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from recorder import __version__
-from recorder.cli import diagnostics
+from recorder.cli import diagnostics, simulate
 from recorder.errors import RecorderError
 from recorder.logs import configure_logging
 
@@ -44,6 +44,7 @@ def root(
 app.command("peek")(diagnostics.peek)
 app.command("observe")(diagnostics.observe)
 app.command("list-serial-ports")(diagnostics.list_serial_ports)
+app.command("simulate")(simulate.simulate)
 
 
 def main() -> None:

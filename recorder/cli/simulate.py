@@ -1,0 +1,128 @@
+"""`recorder simulate`: realistic Tigo bus traffic with ground truth, no hardware needed."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+from urllib.parse import urlsplit
+
+import typer
+
+from recorder.cli.common import parse_datetime
+from recorder.errors import UsageError
+from recorder.sim.bus import BusSimulation
+from recorder.sim.config import DEFAULT_START, SimulationConfig, parse_duration, parse_speed
+from recorder.sim.outputs import FileOutputs, Pacer, PtyOutput, TcpBroadcastServer, TruthWriter, stream
+
+
+def simulate(
+    out: Path | None = typer.Option(None, "--out", help="Write a capture file (taptap format, gzip)."),
+    raw: Path | None = typer.Option(None, "--raw", help="Write the plain bus bytes."),
+    truth: Path | None = typer.Option(None, "--truth", help="Write the ground truth (JSON lines)."),
+    listen: str | None = typer.Option(
+        None, "--listen", help="Serve the bytes on tcp://HOST:PORT (waits for the first client)."
+    ),
+    pty: bool = typer.Option(False, "--pty", help="Serve the bytes on a pseudo-terminal (prints its path)."),
+    gateways: int = typer.Option(1, "--gateways", help="Number of TAPs (IDs from 0x1201)."),
+    nodes: int = typer.Option(135, "--nodes", help="Optimizers per gateway."),
+    start: str = typer.Option(DEFAULT_START.isoformat(), "--start", help="Simulated start time, ISO-8601."),
+    duration: str = typer.Option("1h", "--duration", help="How long to simulate: 90m, 3h, 7d, 1h30m."),
+    seed: int = typer.Option(1, "--seed", help="Same seed, same array, same weather, same bytes."),
+    firmware: str = typer.Option(
+        "legacy", "--firmware", help="legacy, or 4x (new status words, 14/15-byte reports)."
+    ),
+    noise: float = typer.Option(
+        0.0, "--noise", help="Probability per frame of bit errors, truncation or garbage."
+    ),
+    reassign: bool = typer.Option(
+        False, "--reassign", help="Replace an optimizer mid-run (new long address, bit-15 alias)."
+    ),
+    reassign_at: str | None = typer.Option(
+        None, "--reassign-at", help="When to replace it (default: mid-run)."
+    ),
+    controller_restart: bool = typer.Option(
+        True, "--controller-restart/--no-controller-restart", help="Begin with enumeration and a node table."
+    ),
+    speed: str = typer.Option(
+        "", "--speed", help="realtime, 60x or max. Default: max for files, realtime for --listen/--pty."
+    ),
+) -> None:
+    """Simulate a Tigo installation and write or serve the bytes a listener would see."""
+    if not (out or raw or truth or listen or pty):
+        raise UsageError("choose at least one output: --out, --raw, --truth, --listen or --pty")
+    if listen and pty:
+        raise UsageError("--listen and --pty cannot be combined; run two simulators")
+    config = SimulationConfig(
+        gateways=gateways,
+        nodes=nodes,
+        start=parse_datetime(start, "--start"),
+        duration=parse_duration(duration),
+        seed=seed,
+        firmware=firmware,
+        noise=noise,
+        reassign=reassign or reassign_at is not None,
+        reassign_at=parse_datetime(reassign_at, "--reassign-at") if reassign_at else None,
+        controller_restart=controller_restart,
+    ).validate()
+    live = bool(listen or pty)
+    pace = parse_speed(speed) if speed else (1.0 if live else None)
+    for path in (out, raw, truth):
+        if path is not None and not path.parent.exists():
+            raise UsageError(f"cannot write {path}: directory {path.parent} does not exist")
+
+    stop = threading.Event()
+
+    def on_signal(_number: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    server = _server(listen) if listen else None
+    terminal = PtyOutput() if pty else None
+    truth_writer = TruthWriter(truth) if truth else None
+    started = time.perf_counter()
+    try:
+        if server is not None:
+            print(f"listening on tcp://{server.address[0]}:{server.port}", flush=True)
+            if not server.wait_for_client(stop):
+                return
+        if terminal is not None:
+            print(terminal.path, flush=True)
+            if not terminal.wait_for_reader(stop):
+                return
+        simulation = BusSimulation(config)
+        with FileOutputs(out, raw) as files:
+            sinks = [lambda data, seconds: files.write(data, config.start + timedelta(seconds=seconds))]
+            if server is not None:
+                sinks.append(lambda data, _seconds: server.send(data))
+            if terminal is not None:
+                sinks.append(lambda data, _seconds: terminal.write(data))
+            total = stream(simulation.run(truth_writer), sinks, Pacer(pace, stop))
+    finally:
+        if truth_writer is not None:
+            truth_writer.close()
+        if server is not None:
+            server.close()
+        if terminal is not None:
+            terminal.close()
+    elapsed = time.perf_counter() - started
+    stats = simulation.statistics
+    print(
+        f"simulated {config.duration} of {config.gateways} gateway(s) × {config.nodes} optimizers: "
+        f"{total / 1e6:.1f} MB of bus bytes, {stats['reports']} power reports "
+        f"({stats['destroyed_reports']} destroyed by noise) in {elapsed:.1f} s",
+        file=sys.stderr,
+    )
+
+
+def _server(url: str) -> TcpBroadcastServer:
+    parts = urlsplit(url)
+    if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
+        raise UsageError(f"--listen: {url!r} is not of the form tcp://127.0.0.1:PORT")
+    return TcpBroadcastServer(parts.hostname, parts.port)

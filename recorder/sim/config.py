@@ -1,0 +1,96 @@
+"""Simulation settings, shared by `recorder simulate` and `sim:` source URLs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from recorder.errors import UsageError
+
+DEFAULT_START = datetime(2025, 6, 21, 9, 0, tzinfo=UTC)
+FIRMWARES = ("legacy", "4x")
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    gateways: int = 1
+    nodes: int = 135  # per gateway
+    start: datetime = DEFAULT_START
+    duration: timedelta = timedelta(hours=1)
+    seed: int = 1
+    firmware: str = "legacy"
+    noise: float = 0.0  # probability that a frame is hit by a noise event
+    reassign: bool = False
+    reassign_at: datetime | None = None  # default: the middle of the run
+    controller_restart: bool = True  # enumeration and a node table at the start
+    report_period_slots: int = 4000  # 20 s at 5 ms per slot
+    poll_interval: float = 0.3  # seconds between polls of one gateway
+
+    @property
+    def end(self) -> datetime:
+        return self.start + self.duration
+
+    @property
+    def reassignment_time(self) -> datetime | None:
+        if not self.reassign:
+            return None
+        return self.reassign_at or self.start + self.duration / 2
+
+    def validate(self) -> SimulationConfig:
+        if not 1 <= self.gateways <= 16:
+            raise UsageError(f"--gateways: {self.gateways} is out of range, expected 1 to 16")
+        if not 1 <= self.nodes <= 1000:
+            raise UsageError(f"--nodes: {self.nodes} is out of range, expected 1 to 1000 per gateway")
+        if self.duration <= timedelta(0):
+            raise UsageError("--duration must be positive, e.g. 90m, 3h or 7d")
+        if self.firmware not in FIRMWARES:
+            raise UsageError(f"--firmware: {self.firmware!r} is not one of {', '.join(FIRMWARES)}")
+        if not 0.0 <= self.noise <= 0.5:
+            raise UsageError(f"--noise: {self.noise} is out of range, expected a probability 0 to 0.5")
+        if self.start.tzinfo is None:
+            raise UsageError("--start needs a UTC offset, e.g. 2025-06-21T09:00:00+00:00")
+        if not 400 <= self.report_period_slots <= 48000 or 48000 % self.report_period_slots:
+            raise UsageError("the report period must divide 48000 slots (e.g. 2000 or 4000)")
+        at = self.reassignment_time
+        if at is not None and not self.start < at < self.end:
+            raise UsageError("--reassign-at must fall inside the simulated period")
+        return self
+
+    def with_changes(self, **changes: object) -> SimulationConfig:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90m`, `3h`, `7d`, `1h30m`, `45s`. Raises UsageError."""
+    cleaned = text.strip().lower()
+    position = 0
+    total = timedelta()
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    for match in _DURATION_PART.finditer(cleaned):
+        if match.start() != position:
+            break
+        total += timedelta(**{units[match.group(2)]: float(match.group(1))})
+        position = match.end()
+    if not cleaned or position != len(cleaned):
+        raise UsageError(f"--duration: {text!r} is not a duration (expected e.g. 90m, 3h, 7d or 1h30m)")
+    return total
+
+
+def parse_speed(text: str) -> float | None:
+    """`realtime` (1.0), `60x` or `60` (N× real time), `max` (None: as fast as possible)."""
+    cleaned = text.strip().lower()
+    if cleaned in ("max", "fast", "asap"):
+        return None
+    if cleaned in ("realtime", "real-time", "1x"):
+        return 1.0
+    try:
+        value = float(cleaned[:-1] if cleaned.endswith("x") else cleaned)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise UsageError(f"--speed: {text!r} is not a speed (expected realtime, 60x or max)")
+    return value

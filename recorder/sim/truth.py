@@ -1,0 +1,110 @@
+"""Compare what a decoder produced with the simulator's ground truth.
+
+Used by the tests and the benchmarks. A decoded reading matches a true report when gateway,
+node and slot counter agree and the measurement times are within `tolerance`; values must then
+be identical (both sides hold the same quantised numbers).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+VALUE_FIELDS = ("voltage_in", "voltage_out", "current_in", "duty_cycle", "temperature", "rssi")
+
+
+@dataclass
+class Comparison:
+    expected: int = 0  # reports the optimizers produced
+    destroyed: int = 0  # of which no intact copy reached the listener
+    decoded: int = 0  # readings the decoder produced
+    matched: int = 0
+    missing: list[dict[str, Any]] = field(default_factory=list)  # not destroyed, not decoded
+    extra: list[dict[str, Any]] = field(default_factory=list)  # decoded, no true report
+    duplicates: int = 0
+    value_mismatches: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    barcode_mismatches: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    destroyed_but_decoded: int = 0
+    max_time_error: float = 0.0
+
+    @property
+    def exact(self) -> bool:
+        return not (
+            self.missing
+            or self.extra
+            or self.duplicates
+            or self.value_mismatches
+            or self.destroyed_but_decoded
+        )
+
+    def summary(self) -> str:
+        return (
+            f"expected {self.expected} (destroyed {self.destroyed}), decoded {self.decoded}, "
+            f"matched {self.matched}, missing {len(self.missing)}, extra {len(self.extra)}, "
+            f"duplicates {self.duplicates}, value mismatches {len(self.value_mismatches)}, "
+            f"barcode mismatches {len(self.barcode_mismatches)}, max time error {self.max_time_error:.3f} s"
+        )
+
+
+def load_truth(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as stream:
+        return [json.loads(line) for line in stream if line.strip()]
+
+
+def power_reports(truth: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [record for record in truth if record["type"] == "power_report"]
+
+
+def compare(
+    truth: Iterable[dict[str, Any]],
+    decoded: Iterable[dict[str, Any]],
+    *,
+    tolerance: timedelta = timedelta(seconds=1),
+    check_barcodes: bool = False,
+) -> Comparison:
+    """`decoded`: dicts with gateway_id, node_id, slot_counter, measured_at (ISO or datetime),
+    the value fields and optionally barcode (the `recorder observe` power_report lines)."""
+    result = Comparison()
+    candidates: dict[tuple[int, int, int], list[dict[str, Any]]] = {}
+    reports = power_reports(truth)
+    for record in reports:
+        result.expected += 1
+        result.destroyed += bool(record["destroyed"])
+        key = (record["gateway_id"], record["node_id"], record["slot_counter"])
+        candidates.setdefault(key, []).append({**record, "_at": _time(record["measured_at"]), "_seen": False})
+    for line in decoded:
+        result.decoded += 1
+        at = _time(line["measured_at"])
+        best: dict[str, Any] | None = None
+        for candidate in candidates.get((line["gateway_id"], line["node_id"], line["slot_counter"]), ()):
+            error = abs((candidate["_at"] - at).total_seconds())
+            if error <= 60 and (best is None or error < abs((best["_at"] - at).total_seconds())):
+                best = candidate
+        if best is None or abs((best["_at"] - at).total_seconds()) > tolerance.total_seconds():
+            result.extra.append(line)
+            continue
+        if best["_seen"]:
+            result.duplicates += 1
+            continue
+        best["_seen"] = True
+        result.matched += 1
+        result.max_time_error = max(result.max_time_error, abs((best["_at"] - at).total_seconds()))
+        if best["destroyed"]:
+            result.destroyed_but_decoded += 1
+        if any(best[name] != line[name] for name in VALUE_FIELDS):
+            result.value_mismatches.append((best, line))
+        if check_barcodes and best["barcode"] != line.get("barcode"):
+            result.barcode_mismatches.append((best, line))
+    for group in candidates.values():
+        for candidate in group:
+            if not candidate["_seen"] and not candidate["destroyed"]:
+                result.missing.append(candidate)
+    return result
+
+
+def _time(value: str | datetime) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)

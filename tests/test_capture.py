@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import gzip
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from recorder.capture import CaptureReader, CaptureWriter, looks_like_capture, timestamp_ms, write_capture
+from recorder.errors import CaptureFormatError
+from tests.helpers import T0
+
+
+def test_round_trip_with_the_gzip_comment_and_millisecond_times(tmp_path: Path) -> None:
+    path = tmp_path / "a.cap.gz"
+    chunks = [(b"\x00\xff\xff\x7e\x07", T0), (b"x" * 70_000, T0 + timedelta(milliseconds=1.7))]
+    write_capture(path, chunks)
+    assert path.read_bytes()[3] & 0x10 and b"taptap capture\x00" in path.read_bytes()[:40]
+    assert gzip.decompress(path.read_bytes())[:10] == (5).to_bytes(2, "big") + timestamp_ms(T0).to_bytes(
+        8, "big"
+    )
+    records = list(CaptureReader(path))
+    assert b"".join(data for data, _ in records) == b"".join(data for data, _ in chunks)
+    assert [at for _, at in records] == [T0, T0 + timedelta(milliseconds=1), T0 + timedelta(milliseconds=1)]
+    assert looks_like_capture(path)
+
+
+def test_appended_member_and_cut_short_file_keep_everything_written(tmp_path: Path) -> None:
+    path = tmp_path / "b.cap.gz"
+    write_capture(path, [(b"first", T0)])
+    with path.open("ab") as stream:
+        writer = CaptureWriter(stream)
+        writer.write(b"second", T0 + timedelta(seconds=1))
+        writer.flush()  # flushed but never closed: a recorder killed mid-hour
+    reader = CaptureReader(path)
+    assert [data for data, _ in reader] == [b"first", b"second"]
+    assert reader.truncated
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"plain text, not gzip", "no gzip header"),
+        (b"", "empty file"),
+        (gzip.compress(b"\x00\x01" + b"\xff" * 8 + b"z"), "implausible record timestamp"),
+    ],
+)
+def test_bad_files_name_the_file_and_the_problem(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.cap.gz"
+    path.write_bytes(content)
+    with pytest.raises(CaptureFormatError, match=message) as raised:
+        list(CaptureReader(path))
+    assert str(path) in str(raised.value)
+    assert not looks_like_capture(path)
+
+
+def test_corrupt_compressed_data_reports_an_offset(tmp_path: Path) -> None:
+    path = tmp_path / "c.cap.gz"
+    write_capture(path, [(bytes(range(256)) * 200, T0)])
+    data = bytearray(path.read_bytes())
+    data[40:60] = b"\xff" * 20
+    path.write_bytes(bytes(data))
+    with pytest.raises(CaptureFormatError, match="offset"):
+        list(CaptureReader(path))

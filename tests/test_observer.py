@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from recorder.observer import MappingLearned, NodeTableAssembled, Observer, Reading
+from recorder.protocol import encode
+from recorder.protocol.events import (
+    NodeTableEntry,
+    NodeTablePage,
+    PowerReportReceived,
+    TopologyReport,
+    TopologyReportReceived,
+)
+from recorder.protocol.pv import application as app
+from recorder.protocol.slots import add_slots
+from recorder.protocol.stack import Stack
+from tests.helpers import T0, only
+from tests.protocol import reference_frames as ref
+
+GATEWAY = 0x1201
+ADDRESSES = [bytes.fromhex(f"04C05B400000{n:04X}") for n in range(40)]
+
+
+def page(requested: int | None, start: int, node_ids: list[int], at_seconds: float = 0) -> NodeTablePage:
+    entries = tuple(NodeTableEntry(ADDRESSES[n], n) for n in node_ids)
+    return NodeTablePage(GATEWAY, requested, start, entries, T0 + timedelta(seconds=at_seconds))
+
+
+def report_event(
+    node_id: int, report_slot: int, response_slot: int, received_at_seconds: float = 0
+) -> PowerReportReceived:
+    report = app.decode_power_report(ref.POWER_REPORT_13[:10] + report_slot.to_bytes(2, "big") + b"\x7e")
+    assert report is not None
+    return PowerReportReceived(
+        GATEWAY, node_id, T0 + timedelta(seconds=received_at_seconds), response_slot, report
+    )
+
+
+def test_node_table_pages_are_assembled_then_trusted() -> None:
+    observer = Observer()
+    assert observer.handle([page(0, 2, [2, 3, 4]), page(5, 7, [7, 8])]) == []  # gap 5-6 is normal
+    outputs = observer.handle([page(9, 9, [])])
+    table = only(outputs, NodeTableAssembled)[0]
+    assert [entry.node_id for entry in table.entries] == [2, 3, 4, 7, 8]
+    learned = only(outputs, MappingLearned)
+    assert [(m.node_id, m.source) for m in learned] == [(n, "node_table") for n in (2, 3, 4, 7, 8)]
+    assert observer.resolve(GATEWAY, 7, T0)[0] == ADDRESSES[7]
+
+
+def test_a_table_joined_midway_is_ignored_until_the_next_one() -> None:
+    observer = Observer()
+    assert observer.handle([page(9, 9, [9, 10]), page(11, 11, [])]) == []
+    assert observer.counters()["ignored_node_table_pages"] == 2
+
+
+def test_a_lost_page_drops_that_table() -> None:
+    observer = Observer()
+    outputs = observer.handle([page(0, 2, [2, 3]), page(8, 8, [8]), page(9, 9, [])])  # page for index 4 lost
+    assert not only(outputs, NodeTableAssembled)
+    assert observer.counters()["incomplete_node_tables"] == 1
+
+
+def test_bit_15_alias_is_mapped_to_the_same_long_address() -> None:
+    observer = Observer()
+    entries = (NodeTableEntry(ADDRESSES[2], 2), NodeTableEntry(ADDRESSES[2], 0x8002))
+    outputs = observer.handle([NodeTablePage(GATEWAY, 0, 2, entries, T0), page(0x8003, 0x8003, [])])
+    learned = only(outputs, MappingLearned)
+    assert [(m.node_id, m.is_alias) for m in learned] == [(2, False), (0x8002, True)]
+    assert observer.resolve(GATEWAY, 0x8002, T0)[1] == observer.resolve(GATEWAY, 2, T0)[1]
+
+
+def test_topology_report_resolves_barcodes_immediately() -> None:
+    observer = Observer()
+    topology = TopologyReport(0x1234, 6, 1, b"\x00\x02", ADDRESSES[6], 150, b"")
+    outputs = observer.handle(
+        [TopologyReportReceived(GATEWAY, 6, T0, topology), report_event(6, 0x1000, 0x1100)]
+    )
+    reading = only(outputs, Reading)[0]
+    assert reading.long_address == ADDRESSES[6] and reading.barcode is not None
+
+
+def test_measurement_time_comes_from_the_slot_clock() -> None:
+    observer = Observer()
+    # The response's counter is 4000 slots (20 s) after the report's.
+    (reading,) = observer.handle([report_event(2, 0x1000, add_slots(0x1000, 4000), received_at_seconds=30)])
+    assert isinstance(reading, Reading)
+    assert reading.measured_at == T0 + timedelta(seconds=10)
+    assert reading.received_at == T0 + timedelta(seconds=30)
+
+
+def test_duplicate_reports_are_dropped_but_the_counter_repeating_later_is_not() -> None:
+    observer = Observer()
+    first = report_event(2, 0x1000, 0x1100, received_at_seconds=0)
+    again = report_event(2, 0x1000, 0x1120, received_at_seconds=0.16)  # the same report re-delivered
+    cycle_later = report_event(2, 0x1000, 0x1100, received_at_seconds=240)  # counter wrapped: new report
+    outputs = observer.handle([first, again, cycle_later])
+    assert len(only(outputs, Reading)) == 2
+    assert observer.counters()["duplicate_reports"] == 1
+
+
+def test_gateway_identity_and_version_through_the_stack() -> None:
+    stack, observer = Stack(), Observer()
+    outputs = observer.handle(stack.feed(b"".join(ref.ENUMERATION_SEQUENCE), T0))
+    assert observer.gateway_addresses[0x1201] == ref.GATEWAY_ADDRESS
+    assert observer.gateway_versions[0x1201] == ref.GATEWAY_VERSION
+    assert 0x1235 not in observer.gateway_addresses  # the temporary enumeration ID is not a gateway
+    assert outputs
+
+
+def test_readings_carry_input_power_and_output_current() -> None:
+    stack, observer = Stack(), Observer()
+    data = encode.receive_request(GATEWAY, 1) + encode.receive_response(
+        GATEWAY, 0x00FE, 1, 0xE000, [encode.packet(app.POWER_REPORT, 9, ref.POWER_REPORT_15)]
+    )
+    (reading,) = only(observer.handle(stack.feed(data, T0)), Reading)
+    assert reading.power == round(45.25 * 6.165, 4)
+    assert reading.current_out == 6.165
