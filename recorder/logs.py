@@ -32,3 +32,5 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # The InfluxDB client logs every retry at WARNING with the URL; we report failures ourselves.
     logging.getLogger("influxdb_client").setLevel(logging.ERROR)
+    # Alembic narrates every connection at INFO; schema upgrades are reported by us.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

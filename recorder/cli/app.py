@@ -7,7 +7,7 @@ import sys
 import typer
 
 from recorder import __version__
-from recorder.cli import diagnostics, simulate
+from recorder.cli import db, diagnostics, nodes, simulate
 from recorder.errors import RecorderError
 from recorder.logs import configure_logging
 
@@ -45,6 +45,8 @@ app.command("peek")(diagnostics.peek)
 app.command("observe")(diagnostics.observe)
 app.command("list-serial-ports")(diagnostics.list_serial_ports)
 app.command("simulate")(simulate.simulate)
+app.add_typer(nodes.app, name="nodes")
+app.add_typer(db.app, name="db")
 
 
 def main() -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import typer
 
 from recorder.errors import UsageError
+from recorder.storage.db import default_database_path
 
 SourceOption = typer.Option(
     ...,
@@ -30,3 +32,29 @@ def parse_datetime(text: str, what: str) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value
+
+
+DbOption = typer.Option(
+    None,
+    "--db",
+    envvar="RECORDER_DB",
+    help="State database (SQLite). Default: /var/lib/recorder/recorder.db as root, "
+    "else ~/.local/share/recorder/recorder.db.",
+    show_default=False,
+)
+
+
+def database_path(option: Path | None) -> tuple[Path, bool]:
+    """The database to use, and whether it is the default location (whose directory we create)."""
+    if option is not None:
+        return option.expanduser(), False
+    return default_database_path(), True
+
+
+def utc_now() -> datetime:
+    """The CLI is the boundary where wall-clock time enters (imports, labels, status)."""
+    return datetime.now(UTC)
+
+
+def display_time(at: datetime | None) -> str:
+    return at.astimezone().strftime("%Y-%m-%d %H:%M") if at else "-"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from recorder.cli.common import SourceOption, parse_datetime
-from recorder.observer import GatewayLearned, MappingLearned, NodeTableAssembled, Reading
+from recorder.observer import GatewayLearned, MappingLearned, NodeTableAssembled, Observer, Reading
 from recorder.pipeline import DecodePipeline
 from recorder.protocol.barcode import describe_address
 from recorder.protocol.events import (
@@ -24,6 +25,7 @@ from recorder.protocol.gateway.link import LinkDecoder, frame_from_body
 from recorder.protocol.gateway.transport import frame_type_name
 from recorder.sinks import jsonl
 from recorder.sources import LiveSource, Source, SourceOptions, open_source
+from recorder.storage.state import StateStore
 
 
 class PeekLevel(StrEnum):
@@ -143,16 +145,26 @@ def describe_output(output: Reading | NodeTableAssembled | MappingLearned | Gate
 def observe(
     source_url: str = SourceOption,
     start: str | None = StartOption,
+    db: Path | None = typer.Option(
+        None,
+        "--db",
+        envvar="RECORDER_DB",
+        help="Use and update this state database (known barcodes, history).",
+    ),
 ) -> None:
     """Decode the bus and print one JSON object per line (power reports, identity, counters)."""
     source = _open(source_url, start)
-    pipeline = DecodePipeline()
+    store = StateStore.open(db.expanduser()) if db is not None else None
+    observer = Observer(store.identity_map(), store.gateway_addresses()) if store else Observer()
+    pipeline = DecodePipeline(observer)
     write = sys.stdout.write
     try:
         for data, at in source.chunks():
             if not data:
                 continue
             events, outputs = pipeline.feed(data, at)
+            if store is not None and outputs:
+                store.record_outputs(outputs)
             for event in events:
                 if isinstance(event, TopologyReportReceived):
                     write(jsonl.dumps(jsonl.topology_report_json(event)) + "\n")

@@ -207,10 +207,12 @@ class BusSimulation:
 
     def _schedule_nodes(self) -> None:
         period = self.config.report_period_slots
+        # Nodes with light at the start have joined the mesh already: no join announcement.
+        awake_at_start = self.model.is_awake(0.0)
         for state in self._gateways:
             for optimizer in state.model.optimizers:
                 index = len(self._nodes)
-                self._nodes.append(_NodeState(optimizer, state))
+                self._nodes.append(_NodeState(optimizer, state, awake=awake_at_start))
                 self._push(
                     self._node_heap, (self._next_measurement(state.model, optimizer, 0.0, period), index)
                 )

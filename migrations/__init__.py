@@ -1,0 +1,1 @@
+"""Alembic migrations for the recorder's state database (installed as `recorder.migrations`)."""

@@ -1,0 +1,1 @@
+"""Revision scripts. Each file holds one schema change; never edit one that has shipped."""
