@@ -113,5 +113,5 @@ def test_readings_carry_input_power_and_output_current() -> None:
         GATEWAY, 0x00FE, 1, 0xE000, [encode.packet(app.POWER_REPORT, 9, ref.POWER_REPORT_15)]
     )
     (reading,) = only(observer.handle(stack.feed(data, T0)), Reading)
-    assert reading.power == round(45.25 * 6.165, 4)
+    assert reading.power == 278.96625
     assert reading.current_out == 6.165

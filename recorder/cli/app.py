@@ -7,7 +7,7 @@ import sys
 import typer
 
 from recorder import __version__
-from recorder.cli import db, diagnostics, nodes, simulate
+from recorder.cli import db, diagnostics, nodes, run, simulate
 from recorder.errors import RecorderError
 from recorder.logs import configure_logging
 
@@ -44,6 +44,8 @@ def root(
 app.command("peek")(diagnostics.peek)
 app.command("observe")(diagnostics.observe)
 app.command("list-serial-ports")(diagnostics.list_serial_ports)
+app.command("run")(run.run)
+app.command("status")(run.status)
 app.command("simulate")(simulate.simulate)
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(db.app, name="db")

@@ -9,15 +9,17 @@ import time
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import typer
 
 from recorder.cli.common import parse_datetime
 from recorder.errors import UsageError
-from recorder.sim.bus import BusSimulation
+
+if TYPE_CHECKING:
+    from recorder.sim.outputs import TcpBroadcastServer
 from recorder.sim.config import DEFAULT_START, SimulationConfig, parse_duration, parse_speed
-from recorder.sim.outputs import FileOutputs, Pacer, PtyOutput, TcpBroadcastServer, TruthWriter, stream
 
 
 def simulate(
@@ -53,6 +55,10 @@ def simulate(
     ),
 ) -> None:
     """Simulate a Tigo installation and write or serve the bytes a listener would see."""
+    # Imported here so that the other commands (notably `run`) do not carry the simulator.
+    from recorder.sim.bus import BusSimulation
+    from recorder.sim.outputs import FileOutputs, Pacer, PtyOutput, TruthWriter, stream
+
     if not (out or raw or truth or listen or pty):
         raise UsageError("choose at least one output: --out, --raw, --truth, --listen or --pty")
     if listen and pty:
@@ -122,6 +128,8 @@ def simulate(
 
 
 def _server(url: str) -> TcpBroadcastServer:
+    from recorder.sim.outputs import TcpBroadcastServer
+
     parts = urlsplit(url)
     if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
         raise UsageError(f"--listen: {url!r} is not of the form tcp://127.0.0.1:PORT")

@@ -60,14 +60,15 @@ class PowerReport(NamedTuple):
     @property
     def power(self) -> float:
         """Input power, Vin × Iin. (Vout × I under-reports a bucking, shaded panel.)"""
-        return round(self.voltage_in_raw * self.current_in_raw / 4000, 4)
+        # One division of integers: the float is the exact product, correctly rounded.
+        return self.voltage_in_raw * self.current_in_raw / 4000  # (raw/20 V) × (raw/200 A)
 
     @property
     def current_out(self) -> float | None:
         """Estimated output current Iin / duty; None when the duty cycle is zero."""
         if self.duty_cycle_raw == 0:
             return None
-        return round(self.current_in_raw * 255 / (200 * self.duty_cycle_raw), 4)
+        return self.current_in_raw * 255 / (200 * self.duty_cycle_raw)
 
 
 @dataclass(frozen=True, slots=True)

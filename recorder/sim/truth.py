@@ -108,3 +108,60 @@ def compare(
 
 def _time(value: str | datetime) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def compare_points(
+    truth: Iterable[dict[str, Any]],
+    points: Iterable[dict[str, Any]],
+    *,
+    tolerance: timedelta = timedelta(seconds=1),
+) -> Comparison:
+    """Match InfluxDB points (rows of `SELECT * FROM tigo_optimizer`, time in epoch ms) to the
+    truth by gateway, node and nearest measurement time; values and barcodes must agree.
+
+    Points carry the gateway's barcode (or its ID) in the `gateway` tag; the truth's gateway
+    records translate it back.
+    """
+    from bisect import bisect_left
+
+    records = list(truth)
+    gateway_ids = {r["barcode"]: r["gateway_id"] for r in records if r["type"] == "gateway"}
+    result = Comparison()
+    by_node: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for record in power_reports(records):
+        result.expected += 1
+        result.destroyed += bool(record["destroyed"])
+        at = _time(record["measured_at"])
+        by_node.setdefault((record["gateway_id"], record["node_id"]), []).append(
+            {**record, "_ms": int(at.timestamp() * 1000), "_seen": False}
+        )
+    for group in by_node.values():
+        group.sort(key=lambda record: record["_ms"])
+    limit = tolerance.total_seconds() * 1000
+    for point in points:
+        result.decoded += 1
+        gateway = point["gateway"]
+        gateway_id = gateway_ids.get(gateway, int(gateway) if str(gateway).isdigit() else -1)
+        group = by_node.get((gateway_id, int(point["node_id"])), [])
+        times = [record["_ms"] for record in group]
+        index = bisect_left(times, point["time"])
+        near = [group[i] for i in (index - 1, index) if 0 <= i < len(group)]
+        best = min(near, key=lambda record: abs(record["_ms"] - point["time"]), default=None)
+        if best is None or abs(best["_ms"] - point["time"]) > limit:
+            result.extra.append(point)
+            continue
+        if best["_seen"]:
+            result.duplicates += 1
+            continue
+        best["_seen"] = True
+        result.matched += 1
+        result.max_time_error = max(result.max_time_error, abs(best["_ms"] - point["time"]) / 1000)
+        if best["destroyed"]:
+            result.destroyed_but_decoded += 1
+        if any(best[name] != point[name] for name in VALUE_FIELDS):
+            result.value_mismatches.append((best, point))
+        if best["barcode"] != point.get("barcode"):
+            result.barcode_mismatches.append((best, point))
+    for group in by_node.values():
+        result.missing.extend(record for record in group if not record["_seen"] and not record["destroyed"])
+    return result

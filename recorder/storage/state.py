@@ -157,6 +157,14 @@ class StateStore:
                 )
         return identities
 
+    def mapping_version(self) -> tuple[int, int, int]:
+        """Changes whenever a mapping interval is added (by any process)."""
+        with self.session() as session:
+            count, newest, latest = session.execute(
+                select(func.count(), func.max(NodeMapping.id), func.max(NodeMapping.valid_from))
+            ).one()
+        return int(count), int(newest or 0), int(latest.timestamp() * 1000) if latest else 0
+
     def gateway_addresses(self) -> dict[int, bytes]:
         with self.session() as session:
             rows = session.execute(

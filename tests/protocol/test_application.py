@@ -65,7 +65,7 @@ def test_fifteen_byte_report_from_firmware_4() -> None:
     assert (report.voltage_in, report.voltage_out, report.duty_cycle_raw) == (45.25, 45.0, 255)
     assert (report.current_in, report.temperature) == (6.165, 23.0)
     assert (report.slot_counter, report.rssi, report.tail) == (0xDF40, 178, hexbytes("02 00"))
-    assert report.power == round(45.25 * 6.165, 4)
+    assert report.power == 278.96625  # 45.25 V × 6.165 A, exactly
 
 
 @pytest.mark.parametrize("tail", ["00", "02 00", "03 00", "00 00"])

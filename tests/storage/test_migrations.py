@@ -12,6 +12,7 @@ from sqlalchemy import inspect, text
 
 from recorder.errors import StateDatabaseError
 from recorder.storage.db import (
+    HEAD_REVISION,
     alembic_config,
     current_revision,
     downgrade,
@@ -20,6 +21,10 @@ from recorder.storage.db import (
     upgrade,
 )
 from tests.conftest import ROOT, run_recorder
+
+
+def test_the_head_revision_constant_matches_the_migrations() -> None:
+    assert head_revision() == HEAD_REVISION
 
 
 def test_empty_database_is_upgraded_to_head(tmp_path: Path) -> None:

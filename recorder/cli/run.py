@@ -1,0 +1,235 @@
+"""`recorder run` (the service) and `recorder status` (its health, from the state database)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sqlite3
+import sys
+import tempfile
+from contextlib import ExitStack
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import typer
+
+from recorder.archive import Archive
+from recorder.cli.common import DbOption, database_path, display_time, parse_datetime, utc_now
+from recorder.config import Settings, load_settings
+from recorder.errors import ConfigError
+from recorder.ingest import Ingest
+from recorder.logs import configure_logging
+from recorder.sinks.influx import InfluxWriter, LineWriter, StdoutWriter
+from recorder.sources import LiveSource, ReconnectPolicy, SourceOptions, open_source
+from recorder.storage.state import StateStore
+
+log = logging.getLogger(__name__)
+
+_OPTIONS = "InfluxDB"
+
+
+def run(
+    source: str | None = typer.Option(
+        None,
+        "--source",
+        "-s",
+        help="Bus source: /dev/ttyUSB0, tcp://HOST[:PORT], capture:PATH, raw:PATH, sim:?...",
+        show_default=False,
+    ),
+    db: Path | None = typer.Option(
+        None, "--db", help="State database (also RECORDER_DB).", show_default=False
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="TOML configuration file (also RECORDER_CONFIG)."
+    ),
+    influx_url: str | None = typer.Option(
+        None, "--influx-url", help="InfluxDB URL [http://localhost:8086].", rich_help_panel=_OPTIONS
+    ),
+    influx_token: str | None = typer.Option(
+        None, "--influx-token", help="Token; for InfluxDB 1.8 use user:password.", rich_help_panel=_OPTIONS
+    ),
+    influx_org: str | None = typer.Option(
+        None, "--influx-org", help="Organisation [-].", rich_help_panel=_OPTIONS
+    ),
+    influx_bucket: str | None = typer.Option(
+        None,
+        "--influx-bucket",
+        help="Bucket; for InfluxDB 1.8 database/retention [tigo].",
+        rich_help_panel=_OPTIONS,
+    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Points per write [5000]."),
+    flush_interval: float | None = typer.Option(
+        None, "--flush-interval", help="Seconds between commits and writes [1]."
+    ),
+    identity_hold: str | None = typer.Option(
+        None, "--identity-hold", help="How long readings wait for their barcode, e.g. 36h [36h]."
+    ),
+    on_unresolved: str | None = typer.Option(
+        None, "--on-unresolved", help="After the hold: write (tagged with node ID only) or drop [write]."
+    ),
+    archive: Path | None = typer.Option(
+        None, "--archive", help="Directory for the raw hourly capture files [next to the database]."
+    ),
+    archive_days: int | None = typer.Option(
+        None, "--archive-days", help="Keep raw files this many days; 0 disables [30]."
+    ),
+    no_report_warning: str | None = typer.Option(
+        None,
+        "--no-report-warning",
+        help="Warn when frames but no power reports arrive in daylight this long [30m].",
+    ),
+    watchdog_seconds: float | None = typer.Option(
+        None, "--watchdog-seconds", help="Reconnect a live source that sent nothing for this long [90]."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the line protocol instead of writing it (no changes saved)."
+    ),
+    exit_at_end: bool = typer.Option(
+        False,
+        "--exit-at-end",
+        help="With a finite source, stop once it is exhausted and the outbox has drained.",
+    ),
+    start: str | None = typer.Option(None, "--start", help="For raw: sources, the time of the first byte."),
+) -> None:
+    """Record the bus into InfluxDB, as a service: nothing is lost if InfluxDB or the link fails."""
+    flags: dict[str, Any] = {
+        "source": source,
+        "db": db,
+        "influx_url": influx_url,
+        "influx_token": influx_token,
+        "influx_org": influx_org,
+        "influx_bucket": influx_bucket,
+        "batch_size": batch_size,
+        "flush_interval": flush_interval,
+        "identity_hold": identity_hold,
+        "on_unresolved": on_unresolved,
+        "archive": archive,
+        "archive_days": archive_days,
+        "no_report_warning": no_report_warning,
+        "watchdog_seconds": watchdog_seconds,
+    }
+    settings = load_settings(flags, config)
+    configure_logging(
+        settings.log_level
+        if settings.log_level != "INFO"
+        else logging.getLevelName(logging.getLogger().level)
+    )
+    if not settings.source:
+        raise ConfigError(
+            "no source given: use --source, RECORDER_SOURCE or `source =` in the configuration file"
+        )
+    options = SourceOptions(
+        raw_start=parse_datetime(start, "--start") if start else None,
+        policy=ReconnectPolicy(idle_timeout=settings.watchdog_seconds),
+    )
+    bus = open_source(settings.source, options)
+    bus.check()
+    with ExitStack() as stack:
+        store, writer, archive_writer = _prepare(settings, dry_run, stack, explicit_db=db is not None)
+        ingest = Ingest(settings, store, writer, archive=archive_writer)
+        _handle_signals(ingest)
+        ingest.run(bus, exit_at_end=exit_at_end and not isinstance(bus, LiveSource))
+
+
+def _prepare(
+    settings: Settings, dry_run: bool, stack: ExitStack, *, explicit_db: bool
+) -> tuple[StateStore, LineWriter, Archive | None]:
+    path, is_default = settings.database_path, settings.db is None and not explicit_db
+    if dry_run:
+        # Same code path on a scratch copy of the state database: nothing the user has changes.
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recorder-dry-run-")))
+        copy = scratch / "state.db"
+        if path.exists():
+            with sqlite3.connect(path) as original, sqlite3.connect(copy) as target:
+                original.backup(target)
+        store = StateStore.open(copy)
+        stack.callback(store.close)
+        return store, StdoutWriter(sys.stdout), None
+    store = StateStore.open(path, create_directory=is_default)
+    stack.callback(store.close)
+    writer = InfluxWriter(settings)
+    archive_writer = None
+    if settings.archive_days > 0:
+        directory = settings.archive_path
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"cannot create archive directory {directory}: {error.strerror}") from None
+        archive_writer = Archive(directory, settings.archive_days)
+    return store, writer, archive_writer
+
+
+def _handle_signals(ingest: Ingest) -> None:
+    def stop(number: int, _frame: FrameType | None) -> None:
+        log.info("%s received: finishing up", signal.Signals(number).name)
+        ingest.stop()
+        signal.signal(number, signal.SIG_DFL)  # a second signal ends it at once
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def status(db: Path | None = DbOption) -> None:
+    """Show the recorder's health as the last run saved it in the state database."""
+    path, _ = database_path(db)
+    if not path.exists():
+        print(f"{path}: no state database yet (has `recorder run` been started with this --db?)")
+        raise typer.Exit(1)
+    store = StateStore.open(path)
+    saved = store.get_state("health")
+    nodes = store.list_nodes()
+    resolved = sum(1 for row in nodes if row.barcode)
+    if saved is None:
+        print(f"{path}: no run has saved its health here yet; {len(nodes)} nodes known, {resolved} resolved")
+        raise typer.Exit(1)
+    h, updated_at = saved
+    age = (utc_now() - updated_at).total_seconds()
+    last_data = datetime.fromisoformat(h["last_data_at"]) if h.get("last_data_at") else None
+    stale = "  <- not running?" if age > 120 else ""
+    rows = [
+        ("state database", str(path)),
+        ("health saved", f"{display_time(updated_at)} ({_ago(age)}){stale}"),
+        ("source", f"{h.get('source')} ({h.get('source_state')}), last data {display_time(last_data)}"),
+        (
+            "bus",
+            f"{h.get('bytes', 0)} bytes, {h.get('frames', 0)} frames, "
+            f"{h.get('checksum_errors', 0)} checksum errors, {h.get('noise_bytes', 0)} noise bytes",
+        ),
+        ("decoded", f"{h.get('power_reports', 0)} power reports, {h.get('readings', 0)} readings"),
+        (
+            "InfluxDB",
+            f"{h.get('points_written', 0)} points written to {h.get('influx_url')} "
+            f"({h.get('influx_bucket')}), {h.get('write_errors', 0)} failed writes",
+        ),
+        (
+            "outbox",
+            f"{h.get('outbox_ready', 0)} ready, {h.get('outbox_held', 0)} waiting for a barcode, "
+            f"{h.get('points_parked', 0)} parked",
+        ),
+        (
+            "nodes",
+            f"{len(nodes)} known, {resolved} with a barcode, {h.get('unresolved_nodes', 0)} unresolved",
+        ),
+    ]
+    if h.get("latency_p99_ms") is not None:
+        rows.append(
+            ("latency", f"p50 {h['latency_p50_ms']} ms, p99 {h['latency_p99_ms']} ms (report to InfluxDB)")
+        )
+    if h.get("last_write_error"):
+        rows.append(("last write error", str(h["last_write_error"])))
+    if h.get("decode_stalled"):
+        rows.append(
+            ("WARNING", "frames arrive but no power reports decode in daylight: new firmware format?")
+        )
+    for label, text in rows:
+        print(f"{label:<17}{text}")
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"

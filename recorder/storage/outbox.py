@@ -1,0 +1,170 @@
+"""The outbox: readings committed to SQLite before they are sent, deleted once acknowledged.
+
+Rows are `ready` (identity known, or given up on) or `held` (waiting for the node's barcode:
+the identity hold). The reader thread adds rows and releases held ones when a mapping is
+learned; the sender thread takes ready rows in insertion order, writes them, and deletes them
+after InfluxDB acknowledged the write. A crash at any point leaves every unacknowledged reading
+in the table; re-sending one that InfluxDB already had is harmless (same series and timestamp).
+
+(gateway, node, measurement time) is unique, so a reading seen twice is stored once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import cast
+
+from sqlalchemy import Engine, Table, bindparam, delete, func, insert, select, update
+
+from recorder.identity import IdentityMap
+from recorder.observer import Reading
+from recorder.protocol.barcode import format_long_address, parse_long_address
+from recorder.protocol.events import PowerReport
+from recorder.storage.models import OUTBOX_HELD, OUTBOX_READY, OutboxEntry, ParkedPoint
+
+_UNKNOWN = b"\x00\x00\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReading:
+    id: int
+    gateway_id: int
+    node_id: int
+    measured_at: datetime
+    report: PowerReport
+    long_address: bytes | None
+
+
+class Outbox:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._table = cast(Table, OutboxEntry.__table__)
+        self._parked = cast(Table, ParkedPoint.__table__)
+
+    def add(self, readings: Iterable[Reading], enqueued_at: datetime) -> int:
+        """Commit readings; unresolved ones are held. Returns how many were new."""
+        rows = [
+            {
+                "state": OUTBOX_READY if reading.long_address is not None else OUTBOX_HELD,
+                "gateway_id": reading.gateway_id,
+                "node_id": reading.node_id,
+                "measured_at": reading.measured_at,
+                "received_at": reading.received_at,
+                "enqueued_at": enqueued_at,
+                "slot_counter": reading.report.slot_counter,
+                "voltage_in_raw": reading.report.voltage_in_raw,
+                "voltage_out_raw": reading.report.voltage_out_raw,
+                "duty_cycle_raw": reading.report.duty_cycle_raw,
+                "current_in_raw": reading.report.current_in_raw,
+                "temperature_raw": reading.report.temperature_raw,
+                "rssi": reading.report.rssi,
+                "long_address": format_long_address(reading.long_address) if reading.long_address else None,
+            }
+            for reading in readings
+        ]
+        if not rows:
+            return 0
+        with self.engine.begin() as connection:
+            result = connection.execute(insert(self._table).prefix_with("OR IGNORE"), rows)
+            return int(result.rowcount or 0)
+
+    def release(self, identities: IdentityMap, keys: Iterable[tuple[int, int]] | None = None) -> int:
+        """Resolve held rows whose node is now known (by each row's measurement time)."""
+        table = self._table
+        query = select(table.c.id, table.c.gateway_id, table.c.node_id, table.c.measured_at).where(
+            table.c.state == OUTBOX_HELD
+        )
+        wanted = set(keys) if keys is not None else None
+        released = 0
+        with self.engine.begin() as connection:
+            updates = []
+            for row_id, gateway_id, node_id, measured_at in connection.execute(query):
+                if wanted is not None and (gateway_id, node_id) not in wanted:
+                    continue
+                address = identities.resolve((gateway_id, node_id), measured_at)
+                if address is not None:
+                    updates.append({"row_id": row_id, "address": format_long_address(address)})
+            if updates:
+                statement = (
+                    update(table)
+                    .where(table.c.id == bindparam("row_id"))
+                    .values(state=OUTBOX_READY, long_address=bindparam("address"))
+                )
+                connection.execute(statement, updates)
+                released = len(updates)
+        return released
+
+    def expire(self, now: datetime, hold: timedelta, policy: str) -> int:
+        """Held rows measured longer than `hold` ago: send without a barcode, or drop them."""
+        table = self._table
+        condition = (table.c.state == OUTBOX_HELD) & (table.c.measured_at < now - hold)
+        with self.engine.begin() as connection:
+            if policy == "drop":
+                result = connection.execute(delete(table).where(condition))
+            else:
+                result = connection.execute(update(table).where(condition).values(state=OUTBOX_READY))
+            return int(result.rowcount or 0)
+
+    def next_batch(self, limit: int) -> list[PendingReading]:
+        table = self._table
+        query = select(table).where(table.c.state == OUTBOX_READY).order_by(table.c.id).limit(limit)
+        with self.engine.connect() as connection:
+            return [
+                PendingReading(
+                    id=row.id,
+                    gateway_id=row.gateway_id,
+                    node_id=row.node_id,
+                    measured_at=row.measured_at,
+                    report=PowerReport(
+                        voltage_in_raw=row.voltage_in_raw,
+                        voltage_out_raw=row.voltage_out_raw,
+                        duty_cycle_raw=row.duty_cycle_raw,
+                        current_in_raw=row.current_in_raw,
+                        temperature_raw=row.temperature_raw,
+                        unknown=_UNKNOWN,
+                        slot_counter=row.slot_counter,
+                        rssi=row.rssi,
+                    ),
+                    long_address=parse_long_address(row.long_address) if row.long_address else None,
+                )
+                for row in connection.execute(query)
+            ]
+
+    def acknowledge(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        table = self._table
+        with self.engine.begin() as connection:
+            for start in range(0, len(ids), 900):  # SQLite's limit on bound parameters
+                connection.execute(delete(table).where(table.c.id.in_(ids[start : start + 900])))
+
+    def park(self, row_id: int, line: str, error: str, at: datetime) -> None:
+        """Move a rejected reading aside: keep the line and the error, out of the send queue."""
+        with self.engine.begin() as connection:
+            connection.execute(insert(self._parked), {"line": line, "error": error, "parked_at": at})
+            connection.execute(delete(self._table).where(self._table.c.id == row_id))
+
+    def depth(self) -> dict[str, int]:
+        table = self._table
+        with self.engine.connect() as connection:
+            grouped = select(table.c.state, func.count()).group_by(table.c.state)
+            counts: dict[str, int] = {state: count for state, count in connection.execute(grouped)}
+            parked = connection.execute(select(func.count()).select_from(self._parked)).scalar_one()
+        return {
+            "ready": int(counts.get(OUTBOX_READY, 0)),
+            "held": int(counts.get(OUTBOX_HELD, 0)),
+            "parked": int(parked),
+        }
+
+    def held_nodes(self) -> int:
+        table = self._table
+        with self.engine.connect() as connection:
+            query = select(func.count()).select_from(
+                select(table.c.gateway_id, table.c.node_id)
+                .where(table.c.state == OUTBOX_HELD)
+                .distinct()
+                .subquery()
+            )
+            return int(connection.execute(query).scalar_one())
