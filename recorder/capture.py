@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -38,10 +38,12 @@ def timestamp_ms(at: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def datetime_from_ms(milliseconds: int) -> datetime:
-    return datetime.fromtimestamp(milliseconds / 1000, tz=UTC).replace(
-        microsecond=(milliseconds % 1000) * 1000
-    )
+    # Epoch plus a timedelta: exact, and several times cheaper than fromtimestamp().
+    return _EPOCH + timedelta(0, milliseconds // 1000, (milliseconds % 1000) * 1000)
 
 
 def encode_records(data: bytes, at: datetime) -> bytes:

@@ -189,7 +189,6 @@ class Sender(threading.Thread):
         self.last_error: str | None = None
         self.idle = threading.Event()
         self._labels: dict[bytes, Labels] = {}
-        self._gateways: dict[int, str] = {}
         self._labels_loaded = 0.0
         self._backoff = 0.0
         self._retry_at = 0.0
@@ -281,14 +280,13 @@ class Sender(threading.Thread):
         if self.refresh_labels.is_set() or now - self._labels_loaded > LABEL_REFRESH_EVERY:
             self.refresh_labels.clear()
             self._labels = self.store.labels()
-            self._gateways = self.store.gateway_labels()
             self._labels_loaded = now
 
     def _line(self, item: PendingReading) -> str:
         labels = self._labels.get(item.long_address) if item.long_address else None
         barcode = barcode_from_address(item.long_address) if item.long_address is not None else None
         identity = PointIdentity(
-            gateway=self._gateways.get(item.gateway_id, str(item.gateway_id)),
+            gateway=str(item.gateway_id),
             node_id=item.node_id,
             barcode=barcode,
             name=labels.name if labels else None,

@@ -20,7 +20,11 @@ replacement, and a partial view (a missed page) must never erase what we know.
 
 De-duplication: the same report can arrive twice (gateway retransmission the transport did not
 catch, a restart overlap). A report is a duplicate when the same (gateway, node, slot counter)
-was seen with a measurement time within two minutes (the counter itself repeats every ~240 s).
+was seen with a measurement time within 3 s. Two copies of one report place it within well under
+a second of each other (receive-time jitter, plus the gateway oscillator's ~1 % error over the
+delivery delay); a different report with the same counter is a whole counter cycle (~240 s)
+away. (A tight window also keeps fast replays through live sources, where the cycle shrinks
+to a few seconds of wall time, from being mistaken for duplicates.)
 
 The observer does no IO and never reads the clock. It is seeded with known mapping history at
 start (`Observer(identities=..., gateways=...)`) so barcodes resolve from the first report, and
@@ -56,7 +60,7 @@ SOURCE_IMPORT = "import"
 SOURCE_MANUAL = "manual"
 
 ALIAS_BIT = 0x8000
-DUPLICATE_WINDOW = timedelta(minutes=2)
+DUPLICATE_WINDOW = timedelta(seconds=3)
 _RECENT_PER_NODE = 24
 
 

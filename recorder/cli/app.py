@@ -7,7 +7,7 @@ import sys
 import typer
 
 from recorder import __version__
-from recorder.cli import db, diagnostics, nodes, run, simulate
+from recorder.cli import backfill, db, diagnostics, nodes, run, simulate
 from recorder.errors import RecorderError
 from recorder.logs import configure_logging
 
@@ -46,6 +46,7 @@ app.command("observe")(diagnostics.observe)
 app.command("list-serial-ports")(diagnostics.list_serial_ports)
 app.command("run")(run.run)
 app.command("status")(run.status)
+app.command("backfill")(backfill.backfill)
 app.command("simulate")(simulate.simulate)
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(db.app, name="db")

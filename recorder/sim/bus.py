@@ -177,9 +177,13 @@ class BusSimulation:
                 }
             )
             for optimizer in gateway.optimizers:
-                self._truth_mapping(gateway.gateway_id, optimizer.node_id, optimizer.long_address, 0.0)
+                self._truth_mapping(
+                    gateway.gateway_id, optimizer.node_id, optimizer.long_address, 0.0, optimizer.string_name
+                )
 
-    def _truth_mapping(self, gateway_id: int, node_id: int, long_address: bytes, seconds: float) -> None:
+    def _truth_mapping(
+        self, gateway_id: int, node_id: int, long_address: bytes, seconds: float, string: str | None = None
+    ) -> None:
         self._on_truth(
             {
                 "type": "mapping",
@@ -188,6 +192,7 @@ class BusSimulation:
                 "long_address": format_long_address(long_address),
                 "barcode": barcode_from_address(long_address),
                 "valid_from": _iso(self._at(seconds)),
+                "string": string,  # the string the optimizer is wired in (the array's truth, not on the bus)
             }
         )
 
@@ -354,8 +359,10 @@ class BusSimulation:
         gateway.model.optimizers[gateway.model.optimizers.index(old)] = replacement
         gateway.table[old.node_id] = new_address
         gateway.table[old.node_id | ALIAS_BIT] = new_address
-        self._truth_mapping(gateway.model.gateway_id, old.node_id, new_address, now)
-        self._truth_mapping(gateway.model.gateway_id, old.node_id | ALIAS_BIT, new_address, now)
+        self._truth_mapping(gateway.model.gateway_id, old.node_id, new_address, now, old.string_name)
+        self._truth_mapping(
+            gateway.model.gateway_id, old.node_id | ALIAS_BIT, new_address, now, old.string_name
+        )
         # The new unit joins the mesh: it announces itself at once if it has power, and again
         # shortly after, as a node that just joined does.
         if self.model.is_awake(now):

@@ -44,7 +44,7 @@ class LineWriter(Protocol):
 
 
 class InfluxWriter:
-    def __init__(self, settings: Settings, *, timeout_seconds: float = 10.0) -> None:
+    def __init__(self, settings: Settings, *, timeout_seconds: float = 10.0, gzip: bool = True) -> None:
         from influxdb_client.client.influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
 
@@ -54,7 +54,7 @@ class InfluxWriter:
             token=settings.influx_token.reveal(),
             org=settings.influx_org,
             timeout=int(timeout_seconds * 1000),
-            enable_gzip=True,
+            enable_gzip=gzip,  # worth it over a network; backfill on the same host turns it off
         )
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
 

@@ -2,8 +2,12 @@
 
 Measurement `tigo_optimizer`, one point per reading:
 
-    tags    barcode (when known), gateway (gateway barcode, else its ID), node_id,
+    tags    barcode (when known), gateway (the gateway ID, e.g. 4609), node_id,
             name and string (the user's labels, when set)
+
+(The gateway tag is the numeric ID rather than the TAP's barcode: the barcode is only heard when
+the controller enumerates its gateways, perhaps months after the recorder starts, and a tag that
+changes value would split every series.)
     fields  voltage_in V, voltage_out V, current_in A, current_out A (omitted when the duty cycle
             is 0), power W (= voltage_in × current_in), duty_cycle 0..1, temperature °C,
             rssi (raw, integer)
@@ -51,7 +55,8 @@ class PointIdentity:
     string: str | None = None
 
 
-def optimizer_line(identity: PointIdentity, report: PowerReport, measured_at: datetime) -> str:
+def optimizer_tags(identity: PointIdentity) -> str:
+    """Measurement and tags: the series key of a reading's point (tags in sorted order)."""
     tags = [OPTIMIZER_MEASUREMENT]
     if identity.barcode:
         tags.append(f"barcode={escape_tag(identity.barcode)}")
@@ -61,21 +66,56 @@ def optimizer_line(identity: PointIdentity, report: PowerReport, measured_at: da
     tags.append(f"node_id={identity.node_id}")
     if identity.string:
         tags.append(f"string={escape_tag(identity.string)}")
-    fields = [
-        f"voltage_in={_number(report.voltage_in)}",
-        f"voltage_out={_number(report.voltage_out)}",
-        f"current_in={_number(report.current_in)}",
-    ]
-    current_out = report.current_out
-    if current_out is not None:
-        fields.append(f"current_out={_number(current_out)}")
-    fields += [
-        f"power={_number(report.power)}",
-        f"duty_cycle={_number(report.duty_cycle)}",
-        f"temperature={_number(report.temperature)}",
-        f"rssi={report.rssi}i",
-    ]
-    return f"{','.join(tags)} {','.join(fields)} {to_millis(measured_at)}"
+    return ",".join(tags)
+
+
+def _field_texts(name: str, values: range, scale: int) -> list[str]:
+    return [f"{name}={value / scale!r}," for value in values]
+
+
+# Field texts for every raw value, built once: formatting floats is the bulk of building a
+# line, and a backfill builds millions. Index = raw value (temperature: raw + 2048).
+_VOLTAGE_IN = _field_texts("voltage_in", range(0x1000), 20)  # 50 mV steps
+_VOLTAGE_OUT = _field_texts("voltage_out", range(0x1000), 10)  # 100 mV steps
+_CURRENT_IN = _field_texts("current_in", range(0x1000), 200)  # 5 mA steps
+_DUTY_CYCLE = _field_texts("duty_cycle", range(0x100), 255)
+_TEMPERATURE = _field_texts("temperature", range(-0x800, 0x800), 10)  # 0.1 °C steps
+
+
+def optimizer_fields(
+    voltage_in_raw: int,
+    voltage_out_raw: int,
+    duty_cycle_raw: int,
+    current_in_raw: int,
+    temperature_raw: int,
+    rssi: int,
+) -> str:
+    """The field set, from the raw wire integers (the conversions of `PowerReport`'s properties).
+
+    Each value is one division of integers, so its float is exact-then-rounded and `repr` (the
+    shortest text that reads back the same) is reproducible; every field stays a float field.
+    """
+    if duty_cycle_raw:
+        current_out = f"current_out={current_in_raw * 255 / (200 * duty_cycle_raw)!r},"
+    else:
+        current_out = ""  # no output current without a duty cycle
+    return (
+        f"{_VOLTAGE_IN[voltage_in_raw]}{_VOLTAGE_OUT[voltage_out_raw]}{_CURRENT_IN[current_in_raw]}{current_out}"
+        f"power={voltage_in_raw * current_in_raw / 4000!r},{_DUTY_CYCLE[duty_cycle_raw]}"
+        f"{_TEMPERATURE[temperature_raw + 0x800]}rssi={rssi}i"
+    )
+
+
+def optimizer_line(identity: PointIdentity, report: PowerReport, measured_at: datetime) -> str:
+    fields = optimizer_fields(
+        report.voltage_in_raw,
+        report.voltage_out_raw,
+        report.duty_cycle_raw,
+        report.current_in_raw,
+        report.temperature_raw,
+        report.rssi,
+    )
+    return f"{optimizer_tags(identity)} {fields} {to_millis(measured_at)}"
 
 
 def recorder_line(source: str, values: dict[str, int | float | bool], at: datetime) -> str:

@@ -166,6 +166,15 @@ class LinkDecoder:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Consume bytes; return the bodies (address + type + payload) of intact frames."""
+        return self._decode(data, None)
+
+    def feed_located(self, data: bytes) -> tuple[list[bytes], list[int]]:
+        """Like `feed`, also giving for each body the index in `data` of its end marker's last
+        byte (so a caller that concatenated timestamped records can tell which completed it)."""
+        positions: list[int] = []
+        return self._decode(data, positions), positions
+
+    def _decode(self, data: bytes, positions: list[int] | None) -> list[bytes]:
         self.bytes += len(data)
         buffer = self._buffer + data if self._buffer else bytes(data)
         if self._overlong_noise is not None:
@@ -179,7 +188,12 @@ class LinkDecoder:
         append = bodies.append
         intact = frame_is_intact
         noise = 0
+        # The data's bytes are the tail of the buffer: buffer index - shift = data index.
+        shift = len(buffer) - len(data)
+        cursor = 0  # buffer index where the current piece starts
         for piece in pieces:
+            piece_start = cursor
+            cursor += len(piece) + 2
             start = piece.rfind(START)
             if start < 0:
                 # An end marker with no start: noise, or a frame whose start was destroyed.
@@ -208,6 +222,8 @@ class LinkDecoder:
                 self.checksum_errors += 1
                 continue
             append(body[:-2])
+            if positions is not None:
+                positions.append(piece_start + len(piece) + 1 - shift)
         self.noise_bytes += noise
         self.frames += len(bodies)
         self._buffer = self._hold(remainder)

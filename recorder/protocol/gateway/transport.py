@@ -191,7 +191,14 @@ class TransportDecoder:
     def counters(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.COUNTER_NAMES}
 
-    def feed(self, bodies: list[bytes], received_at: datetime, out: list[Event]) -> None:
+    def feed(
+        self,
+        bodies: list[bytes],
+        received_at: datetime,
+        out: list[Event],
+        times: list[datetime] | None = None,
+    ) -> None:
+        """Decode frame bodies received at `received_at` (or each at `times[i]`, when given)."""
         # Receive polls are nearly all of the traffic, so they are handled inline here with
         # local counters; everything else goes through `_other`.
         request_numbers = self._request_packet_numbers
@@ -199,7 +206,9 @@ class TransportDecoder:
         layouts = _LAYOUTS
         verbose = self.verbose
         requests = responses = 0
-        for body in bodies:
+        for index, body in enumerate(bodies):
+            if times is not None:
+                received_at = times[index]
             frame_type = (body[2] << 8) | body[3]
             if frame_type == RECEIVE_RESPONSE:
                 length = len(body)
