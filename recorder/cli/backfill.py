@@ -29,8 +29,15 @@ class _CountingWriter:
 
 
 def backfill(
-    paths: list[Path] = typer.Argument(..., help="Files or directories (walked), e.g. the run archive."),
-    format: str | None = typer.Option(None, "--format", help="capture, raw or taptap-json [detected]."),
+    paths: list[Path] = typer.Argument(
+        ...,
+        metavar="PATH...",
+        help="Files or directories (walked), e.g. the run archive.",
+        show_default=False,
+    ),
+    format: str | None = typer.Option(
+        None, "--format", help="capture, raw or taptap-json (default: detected)."
+    ),
     since: str | None = typer.Option(None, "--since", help="Only readings measured at or after this time."),
     until: str | None = typer.Option(None, "--until", help="Only readings measured before this time."),
     dry_run: bool = typer.Option(
@@ -43,10 +50,18 @@ def backfill(
     config: Path | None = typer.Option(
         None, "--config", help="TOML configuration file (also RECORDER_CONFIG)."
     ),
-    influx_url: str | None = typer.Option(None, "--influx-url", rich_help_panel=_INFLUX),
-    influx_token: str | None = typer.Option(None, "--influx-token", rich_help_panel=_INFLUX),
-    influx_org: str | None = typer.Option(None, "--influx-org", rich_help_panel=_INFLUX),
-    influx_bucket: str | None = typer.Option(None, "--influx-bucket", rich_help_panel=_INFLUX),
+    influx_url: str | None = typer.Option(
+        None, "--influx-url", help="As for `recorder run` (also INFLUX_URL...).", rich_help_panel=_INFLUX
+    ),
+    influx_token: str | None = typer.Option(
+        None, "--influx-token", help="As for `recorder run`.", rich_help_panel=_INFLUX
+    ),
+    influx_org: str | None = typer.Option(
+        None, "--influx-org", help="As for `recorder run`.", rich_help_panel=_INFLUX
+    ),
+    influx_bucket: str | None = typer.Option(
+        None, "--influx-bucket", help="As for `recorder run`.", rich_help_panel=_INFLUX
+    ),
     batch_size: int = typer.Option(20_000, "--batch-size", min=1, help="Points per write."),
     on_unresolved: str | None = typer.Option(
         None, "--on-unresolved", help="Readings whose barcode is never learned: write (node ID only) or drop."

@@ -45,43 +45,47 @@ def run(
         None, "--config", help="TOML configuration file (also RECORDER_CONFIG)."
     ),
     influx_url: str | None = typer.Option(
-        None, "--influx-url", help="InfluxDB URL [http://localhost:8086].", rich_help_panel=_OPTIONS
+        None, "--influx-url", help="InfluxDB URL (default: http://localhost:8086).", rich_help_panel=_OPTIONS
     ),
     influx_token: str | None = typer.Option(
         None, "--influx-token", help="Token; for InfluxDB 1.8 use user:password.", rich_help_panel=_OPTIONS
     ),
     influx_org: str | None = typer.Option(
-        None, "--influx-org", help="Organisation [-].", rich_help_panel=_OPTIONS
+        None, "--influx-org", help="Organisation (default: -).", rich_help_panel=_OPTIONS
     ),
     influx_bucket: str | None = typer.Option(
         None,
         "--influx-bucket",
-        help="Bucket; for InfluxDB 1.8 database/retention [tigo].",
+        help="Bucket; for InfluxDB 1.8 database/retention (default: tigo).",
         rich_help_panel=_OPTIONS,
     ),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Points per write [5000]."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Points per write (default: 5000)."),
     flush_interval: float | None = typer.Option(
-        None, "--flush-interval", help="Seconds between commits and writes [1]."
+        None, "--flush-interval", help="Seconds between commits and writes (default: 1)."
     ),
     identity_hold: str | None = typer.Option(
-        None, "--identity-hold", help="How long readings wait for their barcode, e.g. 36h [36h]."
+        None, "--identity-hold", help="How long readings wait for their barcode, e.g. 36h (default: 36h)."
     ),
     on_unresolved: str | None = typer.Option(
-        None, "--on-unresolved", help="After the hold: write (tagged with node ID only) or drop [write]."
+        None,
+        "--on-unresolved",
+        help="After the hold: write (tagged with node ID only) or drop (default: write).",
     ),
     archive: Path | None = typer.Option(
-        None, "--archive", help="Directory for the raw hourly capture files [next to the database]."
+        None, "--archive", help="Directory for the raw hourly capture files (default: next to the database)."
     ),
     archive_days: int | None = typer.Option(
-        None, "--archive-days", help="Keep raw files this many days; 0 disables [30]."
+        None, "--archive-days", help="Keep raw files this many days; 0 disables (default: 30)."
     ),
     no_report_warning: str | None = typer.Option(
         None,
         "--no-report-warning",
-        help="Warn when frames but no power reports arrive in daylight this long [30m].",
+        help="Warn when frames but no power reports arrive in daylight this long (default: 30m).",
     ),
     watchdog_seconds: float | None = typer.Option(
-        None, "--watchdog-seconds", help="Reconnect a live source that sent nothing for this long [90]."
+        None,
+        "--watchdog-seconds",
+        help="Reconnect a live source that sent nothing for this long (default: 90).",
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the line protocol instead of writing it (no changes saved)."
