@@ -47,7 +47,7 @@ from recorder.protocol.events import PowerReport
 from recorder.protocol.stack import Stack
 from recorder.replay import LineApplication
 from recorder.sinks.influx import BadData, LineWriter, RetryLater
-from recorder.sinks.points import PointIdentity
+from recorder.sinks.points import PointIdentity, report_values
 from recorder.sources import LINE_RATE_BYTES_PER_SECOND, RAW_CHUNK_BYTES
 from recorder.storage.models import to_millis
 from recorder.storage.state import Labels, StateStore
@@ -596,14 +596,7 @@ class Backfill:
             ):
                 application.out_of_range += 1
                 continue
-            values = (
-                report.voltage_in_raw,
-                report.voltage_out_raw,
-                report.duty_cycle_raw,
-                report.current_in_raw,
-                report.temperature_raw,
-                report.rssi,
-            )
+            values = report_values(report)
             key = (json_report.gateway_id, json_report.node_id)
             address = application.resolve(key, measured_ms)
             if address is None:

@@ -33,7 +33,12 @@ from datetime import datetime
 from recorder.identity import IdentityMap, NodeKey
 from recorder.observer import DUPLICATE_WINDOW, GatewayLearned, MappingLearned, Observer, Output
 from recorder.protocol.events import Event
-from recorder.protocol.pv.application import POWER_REPORT, POWER_REPORT_BYTES, ApplicationDecoder
+from recorder.protocol.pv.application import (
+    POWER_REPORT,
+    POWER_REPORT_BYTES,
+    ApplicationDecoder,
+    power_report_values,
+)
 from recorder.protocol.slots import FUTURE_TOLERANCE_SLOTS, SLOT_CYCLE, SLOTS_PER_EPOCH
 from recorder.sinks.points import PointIdentity, optimizer_fields, optimizer_tags
 from recorder.storage.models import to_millis
@@ -158,17 +163,7 @@ class LineApplication(ApplicationDecoder):
         ):
             self.out_of_range += 1
             return
-        temperature = ((data[5] & 0x0F) << 8) | data[6]
-        if temperature & 0x800:  # 12-bit two's complement
-            temperature -= 0x1000
-        values = (
-            (data[0] << 4) | (data[1] >> 4),
-            ((data[1] & 0x0F) << 8) | data[2],
-            data[3],
-            (data[4] << 4) | (data[5] >> 4),
-            temperature,
-            data[12],
-        )
+        values = power_report_values(data)
         key = (gateway_id, node_id)
         address = self.resolve(key, measured_ms)
         if address is None:

@@ -41,6 +41,37 @@ class Comparison:
             or self.destroyed_but_decoded
         )
 
+    def record(
+        self,
+        best: dict[str, Any] | None,
+        line: dict[str, Any],
+        error: float | None,
+        tolerance: float,
+        *,
+        check_barcodes: bool,
+    ) -> None:
+        """Account for one decoded line against its closest true report (`error` in seconds)."""
+        if best is None or error is None or error > tolerance:
+            self.extra.append(line)
+            return
+        if best["_seen"]:
+            self.duplicates += 1
+            return
+        best["_seen"] = True
+        self.matched += 1
+        self.max_time_error = max(self.max_time_error, error)
+        if best["destroyed"]:
+            self.destroyed_but_decoded += 1
+        if any(best[name] != line[name] for name in VALUE_FIELDS):
+            self.value_mismatches.append((best, line))
+        if check_barcodes and best["barcode"] != line.get("barcode"):
+            self.barcode_mismatches.append((best, line))
+
+    def collect_missing(self, groups: Iterable[list[dict[str, Any]]]) -> None:
+        """True reports never matched and not destroyed: the decoder missed them."""
+        for group in groups:
+            self.missing.extend(record for record in group if not record["_seen"] and not record["destroyed"])
+
     def summary(self) -> str:
         return (
             f"expected {self.expected} (destroyed {self.destroyed}), decoded {self.decoded}, "
@@ -84,25 +115,9 @@ def compare(
             error = abs((candidate["_at"] - at).total_seconds())
             if error <= 60 and (best is None or error < abs((best["_at"] - at).total_seconds())):
                 best = candidate
-        if best is None or abs((best["_at"] - at).total_seconds()) > tolerance.total_seconds():
-            result.extra.append(line)
-            continue
-        if best["_seen"]:
-            result.duplicates += 1
-            continue
-        best["_seen"] = True
-        result.matched += 1
-        result.max_time_error = max(result.max_time_error, abs((best["_at"] - at).total_seconds()))
-        if best["destroyed"]:
-            result.destroyed_but_decoded += 1
-        if any(best[name] != line[name] for name in VALUE_FIELDS):
-            result.value_mismatches.append((best, line))
-        if check_barcodes and best["barcode"] != line.get("barcode"):
-            result.barcode_mismatches.append((best, line))
-    for group in candidates.values():
-        for candidate in group:
-            if not candidate["_seen"] and not candidate["destroyed"]:
-                result.missing.append(candidate)
+        error = abs((best["_at"] - at).total_seconds()) if best is not None else None
+        result.record(best, line, error, tolerance.total_seconds(), check_barcodes=check_barcodes)
+    result.collect_missing(candidates.values())
     return result
 
 
@@ -137,7 +152,6 @@ def compare_points(
         )
     for group in by_node.values():
         group.sort(key=lambda record: record["_ms"])
-    limit = tolerance.total_seconds() * 1000
     for point in points:
         result.decoded += 1
         gateway = point["gateway"]
@@ -147,21 +161,7 @@ def compare_points(
         index = bisect_left(times, point["time"])
         near = [group[i] for i in (index - 1, index) if 0 <= i < len(group)]
         best = min(near, key=lambda record: abs(record["_ms"] - point["time"]), default=None)
-        if best is None or abs(best["_ms"] - point["time"]) > limit:
-            result.extra.append(point)
-            continue
-        if best["_seen"]:
-            result.duplicates += 1
-            continue
-        best["_seen"] = True
-        result.matched += 1
-        result.max_time_error = max(result.max_time_error, abs(best["_ms"] - point["time"]) / 1000)
-        if best["destroyed"]:
-            result.destroyed_but_decoded += 1
-        if any(best[name] != point[name] for name in VALUE_FIELDS):
-            result.value_mismatches.append((best, point))
-        if best["barcode"] != point.get("barcode"):
-            result.barcode_mismatches.append((best, point))
-    for group in by_node.values():
-        result.missing.extend(record for record in group if not record["_seen"] and not record["destroyed"])
+        error = abs(best["_ms"] - point["time"]) / 1000 if best is not None else None
+        result.record(best, point, error, tolerance.total_seconds(), check_barcodes=True)
+    result.collect_missing(by_node.values())
     return result

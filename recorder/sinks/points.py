@@ -106,8 +106,9 @@ def optimizer_fields(
     )
 
 
-def optimizer_line(identity: PointIdentity, report: PowerReport, measured_at: datetime) -> str:
-    fields = optimizer_fields(
+def report_values(report: PowerReport) -> tuple[int, int, int, int, int, int]:
+    """The raw integers `optimizer_fields` takes, in its order."""
+    return (
         report.voltage_in_raw,
         report.voltage_out_raw,
         report.duty_cycle_raw,
@@ -115,6 +116,10 @@ def optimizer_line(identity: PointIdentity, report: PowerReport, measured_at: da
         report.temperature_raw,
         report.rssi,
     )
+
+
+def optimizer_line(identity: PointIdentity, report: PowerReport, measured_at: datetime) -> str:
+    fields = optimizer_fields(*report_values(report))
     return f"{optimizer_tags(identity)} {fields} {to_millis(measured_at)}"
 
 

@@ -119,6 +119,25 @@ class ImportedLabels:
     note: str | None
 
 
+def _mapping_row(mapping: NodeMapping, optimizer: Optimizer, **extra: Any) -> NodeRow:
+    """A mapping interval as a row; `extra` overrides or adds the activity columns."""
+    fields: dict[str, Any] = {
+        "gateway_id": mapping.gateway_id,
+        "node_id": mapping.node_id,
+        "long_address": optimizer.long_address,
+        "barcode": optimizer.barcode,
+        "name": optimizer.name,
+        "string": optimizer.string,
+        "source": mapping.source,
+        "valid_from": mapping.valid_from,
+        "valid_to": mapping.valid_to,
+        "first_seen": mapping.first_seen,
+        "last_seen": mapping.last_seen,
+        "is_alias": mapping.is_alias,
+    }
+    return NodeRow(**{**fields, **extra})
+
+
 class StateStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -387,19 +406,10 @@ class StateStore:
                 mapped.add(key)
                 seen = activity.get(key)
                 rows.append(
-                    NodeRow(
-                        gateway_id=mapping.gateway_id,
-                        node_id=mapping.node_id,
-                        long_address=optimizer.long_address,
-                        barcode=optimizer.barcode,
-                        name=optimizer.name,
-                        string=optimizer.string,
-                        source=mapping.source,
-                        valid_from=mapping.valid_from,
-                        valid_to=mapping.valid_to,
-                        first_seen=mapping.first_seen,
+                    _mapping_row(
+                        mapping,
+                        optimizer,
                         last_seen=max(mapping.last_seen, seen.last_report_at) if seen else mapping.last_seen,
-                        is_alias=mapping.is_alias,
                         last_report_at=seen.last_report_at if seen else None,
                         report_count=seen.report_count if seen else 0,
                         waiting=waiting.get(key, 0),
@@ -450,20 +460,7 @@ class StateStore:
             if gateway_id is not None:
                 statement = statement.where(NodeMapping.gateway_id == gateway_id)
             rows = [
-                NodeRow(
-                    gateway_id=mapping.gateway_id,
-                    node_id=mapping.node_id,
-                    long_address=optimizer.long_address,
-                    barcode=optimizer.barcode,
-                    name=optimizer.name,
-                    string=optimizer.string,
-                    source=mapping.source,
-                    valid_from=mapping.valid_from,
-                    valid_to=mapping.valid_to,
-                    first_seen=mapping.first_seen,
-                    last_seen=mapping.last_seen,
-                    is_alias=mapping.is_alias,
-                )
+                _mapping_row(mapping, optimizer)
                 for mapping, optimizer in session.execute(
                     statement.order_by(NodeMapping.valid_from, NodeMapping.node_id)
                 )

@@ -102,6 +102,21 @@ def packet_type_name(packet_type: int) -> str:
 # Value decoders and encoders
 
 
+def power_report_values(data: bytes) -> tuple[int, int, int, int, int, int]:
+    """(Vin, Vout, duty, Iin, temperature, RSSI) as raw integers from a report of >= 13 bytes."""
+    temperature = ((data[5] & 0x0F) << 8) | data[6]
+    if temperature & 0x800:  # 12-bit two's complement
+        temperature -= 0x1000
+    return (
+        (data[0] << 4) | (data[1] >> 4),
+        ((data[1] & 0x0F) << 8) | data[2],
+        data[3],
+        (data[4] << 4) | (data[5] >> 4),
+        temperature,
+        data[12],
+    )
+
+
 def decode_power_report(data: bytes) -> PowerReport | None:
     """None if too short or if the slot counter is impossible (low 14 bits >= 12000)."""
     if len(data) < POWER_REPORT_BYTES:
@@ -109,18 +124,16 @@ def decode_power_report(data: bytes) -> PowerReport | None:
     slot_counter = (data[10] << 8) | data[11]
     if (slot_counter & 0x3FFF) >= SLOTS_PER_EPOCH:  # impossible slot number
         return None
-    temperature = ((data[5] & 0x0F) << 8) | data[6]
-    if temperature & 0x800:  # 12-bit two's complement
-        temperature -= 0x1000
+    voltage_in, voltage_out, duty_cycle, current_in, temperature, rssi = power_report_values(data)
     return PowerReport(
-        voltage_in_raw=(data[0] << 4) | (data[1] >> 4),
-        voltage_out_raw=((data[1] & 0x0F) << 8) | data[2],
-        duty_cycle_raw=data[3],
-        current_in_raw=(data[4] << 4) | (data[5] >> 4),
+        voltage_in_raw=voltage_in,
+        voltage_out_raw=voltage_out,
+        duty_cycle_raw=duty_cycle,
+        current_in_raw=current_in,
         temperature_raw=temperature,
         unknown=data[7:10],
         slot_counter=slot_counter,
-        rssi=data[12],
+        rssi=rssi,
         tail=data[13:],
     )
 
