@@ -10,7 +10,7 @@
    straight to influxd's own /write endpoint over one keep-alive connection: the fastest way to
    put these points into this server, with no decoding at all.
 4. `recorder backfill` of the archive into a fresh database, through the v2 write API front
-   (how a user's InfluxDB 1.8/2.x/3.x is written), two decoding passes included.
+   (how a user's InfluxDB 1.8/2.x/3.x is written), start-up and decoding included.
 
 Prints both rates and their ratio; target: the backfill reaches >= 70 % of the direct upload.
 """
@@ -173,7 +173,7 @@ def main() -> None:
             rate = stored / elapsed
             print(
                 f"recorder backfill: {stored:,} points in {elapsed:.1f} s = {rate:,.0f} points/s "
-                f"(whole command: start-up, two decoding passes, v2 API through the front)"
+                f"(whole command: start-up, decoding, v2 API through the front)"
             )
             print(f"  {completed.stdout.strip().splitlines()[0]}")
             print(f"ratio: {100 * rate / direct_rate:.0f} % of the direct upload (target >= 70 %)")

@@ -46,7 +46,7 @@ from recorder.protocol.barcode import address_from_barcode, barcode_from_address
 from recorder.protocol.events import PowerReport
 from recorder.protocol.stack import Stack
 from recorder.replay import LineApplication
-from recorder.sinks.influx import BadData, LineWriter, RetryLater
+from recorder.sinks.influx import LineWriter, RetryLater, send_batch
 from recorder.sinks.points import PointIdentity, report_values
 from recorder.sources import LINE_RATE_BYTES_PER_SECOND, RAW_CHUNK_BYTES
 from recorder.storage.models import to_millis
@@ -332,22 +332,16 @@ class _WriterThread(threading.Thread):
                 self._send(batch)
 
     def _send(self, lines: list[str]) -> None:
-        pending = [lines]
         started = time.monotonic()
         delay = 1.0
-        while pending:
-            chunk = pending.pop()
+        items = list(enumerate(lines))
+        while True:
             try:
-                self.writer.write(chunk)
-                self.summary.points += len(chunk)
-            except BadData as error:
-                if len(chunk) == 1:
-                    self.summary.rejected += 1
-                    log.error("InfluxDB rejected a point: %s | %s", error, chunk[0])
-                else:
-                    middle = len(chunk) // 2
-                    pending += [chunk[middle:], chunk[:middle]]
+                result = send_batch(self.writer, items, self._reject)
+                self.summary.points += len(result.written)
+                return
             except RetryLater as error:
+                # Re-sending lines that already went in is harmless: points are idempotent.
                 if time.monotonic() - started > self.give_up_after:
                     self.error = (
                         f"{error}; gave up after {self.give_up_after:.0f} s (backfill is safe to re-run)"
@@ -356,7 +350,9 @@ class _WriterThread(threading.Thread):
                 log.warning("%s; retrying in %.0f s", error, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
-                pending.append(chunk)
+
+    def _reject(self, _index: int, _line: str, _error: str) -> None:
+        self.summary.rejected += 1  # send_batch has logged the line and the reason
 
     def submit(self, lines: list[str]) -> None:
         if self.error is not None:
