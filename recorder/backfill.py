@@ -44,8 +44,7 @@ from recorder.identity import IdentityMap
 from recorder.observer import MappingLearned, Observer, Output
 from recorder.protocol.barcode import address_from_barcode, barcode_from_address, parse_long_address
 from recorder.protocol.events import PowerReport
-from recorder.protocol.stack import Stack
-from recorder.replay import LineApplication
+from recorder.replay import LineApplication, line_stack
 from recorder.sinks.influx import LineWriter, RetryLater, send_batch
 from recorder.sinks.points import PointIdentity, report_values
 from recorder.sources import LINE_RATE_BYTES_PER_SECOND, RAW_CHUNK_BYTES
@@ -484,7 +483,7 @@ class Backfill:
             if application is None or stack is None or item.format == "raw" or previous_format == "raw":
                 # Capture files continue each other (the archive rotates mid-stream); raw dumps do not.
                 application = self._application(identities, Observer(identities, gateways), emit=False)
-                stack = Stack(application=application)
+                stack = line_stack(application)
             previous_format = item.format
             with contextlib.suppress(CaptureFormatError, SkippedFile, OSError, EOFError):
                 # (Unreadable parts are reported by the second pass; what came before counts.)
@@ -538,7 +537,7 @@ class Backfill:
     ) -> list[Output]:
         self.passes += 1
         application = self._application(identities, Observer(identities, gateways), emit=True)
-        stack = Stack(application=application)
+        stack = line_stack(application)
         previous_format = None
         last_progress = time.monotonic()
         for item in files:
@@ -549,7 +548,7 @@ class Backfill:
                     if item.format == "raw" or previous_format == "raw":
                         # A new stream: fresh decoder state; the application's caches carry on.
                         application.observer = Observer(identities, gateways)
-                        stack = Stack(application=application)
+                        stack = line_stack(application)
                     previous_format = item.format
                     for records in _bus_batches(item, self.options.raw_start):
                         application.observe(stack.feed_records(records))
@@ -593,12 +592,7 @@ class Backfill:
                 application.out_of_range += 1
                 continue
             values = report_values(report)
-            key = (json_report.gateway_id, json_report.node_id)
-            address = application.resolve(key, measured_ms)
-            if address is None:
-                application.held.setdefault(key, []).append((measured_ms, values))
-            else:
-                application.lines.append(application.line(key[0], key[1], address, measured_ms, values))
+            application.place((json_report.gateway_id, json_report.node_id), measured_ms, values)
 
 
 def terminal_progress(stream: TextIO) -> Callable[[Summary, bool], None]:

@@ -11,12 +11,18 @@ import pytest
 from recorder.archive import Archive
 from recorder.backfill import Backfill, BackfillOptions
 from recorder.config import load_settings
-from recorder.observer import MappingLearned, Reading
+from recorder.observer import MappingLearned, Observer, Reading
 from recorder.pipeline import DecodePipeline
+from recorder.protocol import encode
+from recorder.protocol.pv import application as app
+from recorder.protocol.pv.network import encode_packet
+from recorder.protocol.stack import Stack
+from recorder.replay import LineApplication, line_stack
 from recorder.sim.bus import BusSimulation
 from recorder.sim.config import SimulationConfig
 from recorder.sinks.points import PointIdentity, optimizer_line
 from recorder.storage.state import StateStore
+from tests.protocol import reference_frames as ref
 
 
 class Collect:
@@ -122,3 +128,57 @@ def test_a_database_knowing_later_history_forces_the_first_pass(tmp_path: Path) 
     )
     again.run()
     assert (first.passes, again.passes) == (1, 2)  # the second time, the database knows this period
+
+
+def _edge_cases() -> bytes:
+    """Receive responses the simulator does not produce: truncated packets (inside the header
+    and inside the data), a short and an impossible power report, an unknown packet type, and
+    a retransmission next to a new packet."""
+    good = encode_packet(app.POWER_REPORT, 2, 0x10, 7, ref.POWER_REPORT_13)
+    newer = encode_packet(app.POWER_REPORT, 3, 0x11, 8, ref.POWER_REPORT_15)
+    short = encode_packet(app.POWER_REPORT, 4, 0x12, 9, ref.POWER_REPORT_13[:12])
+    impossible = bytearray(ref.POWER_REPORT_13)
+    impossible[10:12] = (0x3F, 0xFF)  # slot number 16383 >= 12000
+    unknown = encode_packet(0x7A, 5, 0x13, 9, b"\x01\x02")
+    responses = [
+        [good, newer[:5]],
+        [good, newer, newer[:-2]],
+        [short, encode_packet(app.POWER_REPORT, 6, 0x14, 9, bytes(impossible)), unknown],
+    ]
+    data = b""
+    for number, packets in enumerate(responses, 0x20):
+        data += encode.receive_request(0x1201, number)
+        data += encode.receive_response(0x1201, 0x00EE, number, 0x9000 + number, packets)
+    return data
+
+
+@pytest.mark.parametrize("firmware", ["legacy", "4x"])
+def test_fast_lane_counts_exactly_what_the_canonical_stack_counts(tmp_path: Path, firmware: str) -> None:
+    """Truncated, retransmitted and invalid packets included: the fused packet loop must not
+    change a single counter the status and summaries report."""
+    config = SimulationConfig(
+        duration=timedelta(hours=2), nodes=20, seed=47, noise=0.03, firmware=firmware, gateways=2
+    )
+    records = [
+        (data, config.start + timedelta(seconds=seconds)) for data, seconds in BusSimulation(config).run()
+    ]
+    records.append((_edge_cases(), records[-1][1] + timedelta(seconds=1)))
+    canonical = Stack()
+    for data, at in records:
+        canonical.feed(data, at)
+    store = StateStore.open(tmp_path / "state.db")
+    identities = store.identity_map()
+    application = LineApplication(identities, _tags, Observer(identities, {}))
+    fast = line_stack(application)
+    for start in range(0, len(records), 300):
+        application.observe(fast.feed_records(records[start : start + 300]))
+    expected = canonical.counters()
+    assert expected["truncated_packets"] == 2 and expected["retransmitted_packets"] >= 1
+    assert expected["invalid_power_reports"] == 2 and expected["unknown_packet_types"] >= 1
+    assert expected["power_reports"] > 1000
+    assert fast.counters() == expected
+    assert application.readings + application.duplicate_reports == expected["power_reports"]
+
+
+def _tags(gateway_id: int, node_id: int, address: bytes | None) -> PointIdentity:
+    return PointIdentity(str(gateway_id), node_id, None)

@@ -66,7 +66,9 @@ class InfluxWriter:
             self._write_api.write(
                 bucket=self.settings.influx_bucket,
                 org=self.settings.influx_org,
-                record=lines,
+                # One string, not the list: the client walks a list item by item in Python
+                # (about 1 µs a line, a tenth of a backfill's cost); a joined string is one step.
+                record="\n".join(lines),
                 write_precision=WritePrecision.MS,  # type: ignore[arg-type]  # the stubs want the class
             )
         except ApiException as error:

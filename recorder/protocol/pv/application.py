@@ -102,18 +102,19 @@ def packet_type_name(packet_type: int) -> str:
 # Value decoders and encoders
 
 
-def power_report_values(data: bytes) -> tuple[int, int, int, int, int, int]:
-    """(Vin, Vout, duty, Iin, temperature, RSSI) as raw integers from a report of >= 13 bytes."""
-    temperature = ((data[5] & 0x0F) << 8) | data[6]
+def power_report_values(data: bytes, at: int = 0) -> tuple[int, int, int, int, int, int]:
+    """(Vin, Vout, duty, Iin, temperature, RSSI) as raw integers from a report of >= 13 bytes
+    starting at `data[at]` (the backfill reads them in place, inside the frame body)."""
+    temperature = ((data[at + 5] & 0x0F) << 8) | data[at + 6]
     if temperature & 0x800:  # 12-bit two's complement
         temperature -= 0x1000
     return (
-        (data[0] << 4) | (data[1] >> 4),
-        ((data[1] & 0x0F) << 8) | data[2],
-        data[3],
-        (data[4] << 4) | (data[5] >> 4),
+        (data[at] << 4) | (data[at + 1] >> 4),
+        ((data[at + 1] & 0x0F) << 8) | data[at + 2],
+        data[at + 3],
+        (data[at + 4] << 4) | (data[at + 5] >> 4),
         temperature,
-        data[12],
+        data[at + 12],
     )
 
 
