@@ -1,6 +1,6 @@
 """Backfill speed against a real InfluxDB, compared with the most direct upload it accepts.
 
-    python benchmarks/backfill.py [--days 7] [--nodes 135] [--batch-size 20000]
+    python benchmarks/backfill.py [--days 7] [--nodes 135] [--batch-size 20000] [--rounds 2]
 
 1. Simulates the period (135 optimizers by default) into an archive of hourly capture files,
    as `recorder run` keeps them.
@@ -12,7 +12,12 @@
 4. `recorder backfill` of the archive into a fresh database, through the v2 write API front
    (how a user's InfluxDB 1.8/2.x/3.x is written), start-up and decoding included.
 
-Prints both rates and their ratio; target: the backfill reaches >= 70 % of the direct upload.
+Steps 3 and 4 alternate for `--rounds` rounds, each into a fresh database and each after
+influxd has gone idle (its compactions from the previous step would otherwise bill the next
+one); this machine's speed drifts by 10-20 % over minutes, so one round can mislead. For each
+step it prints points/s and the CPU each process spent per point (influxd, and the recorder
+with its read-ahead child), which shows who the limit is. Target: the backfill reaches >= 70 %
+of the direct upload.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+TICKS = os.sysconf("SC_CLK_TCK")
 sys.path.insert(0, str(ROOT))
 
 from recorder.archive import Archive  # noqa: E402
@@ -78,6 +84,49 @@ def direct_upload(
     return points, time.perf_counter() - started
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def settle(pid: int, limit: float = 90.0) -> None:
+    """Wait until influxd has used under 5 % of a core for a whole second (compactions done)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(1.0)
+        if cpu_seconds(pid) - before < 0.05:
+            return
+
+
+def timed_backfill(
+    influx: LocalInfluxDB, database: str, archive: Path, state: Path, batch_size: int
+) -> tuple[str, float, float]:
+    """(first summary line, wall seconds, CPU seconds of the recorder and its read-ahead child)."""
+    environment = {
+        **os.environ,
+        "INFLUX_URL": influx.url,
+        "INFLUX_TOKEN": "bench:bench",
+        "INFLUX_ORG": "-",
+        "INFLUX_BUCKET": database,
+    }
+    command = [sys.executable, "-m", "recorder.cli.app", "backfill", str(archive), "--db", str(state)]
+    command += ["--batch-size", str(batch_size)]
+    with tempfile.TemporaryFile() as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.DEVNULL, env=environment, cwd=ROOT
+        )
+        _, status, usage = os.wait4(process.pid, 0)  # usage includes its reaped child
+        elapsed = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        output.seek(0)
+        text = output.read().decode()
+    if process.returncode != 0:
+        raise RuntimeError(f"recorder backfill failed ({process.returncode}): {text}")
+    return text.strip().splitlines()[0], elapsed, usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -85,6 +134,7 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=7.0)
     parser.add_argument("--nodes", type=int, default=135)
     parser.add_argument("--batch-size", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="recorder-backfill-bench-") as scratch:
         work = Path(scratch)
@@ -133,50 +183,46 @@ def main() -> None:
                 settings, store, collector, BackfillOptions(paths=[archive], batch_size=args.batch_size)
             ).run()
             collector.close()
-            influx.create_database("direct")
-            points, seconds = direct_upload(influx, "direct", lines_file, args.batch_size)
-            direct_rate = points / seconds
-            print(
-                f"direct upload: {points:,} points in {seconds:.1f} s = {direct_rate:,.0f} points/s "
-                f"(plain line protocol to influxd /write, batches of {args.batch_size})"
-            )
+            assert influx.influxd_pid is not None
+            direct_rates, backfill_rates = [], []
+            for round_number in range(1, args.rounds + 1):
+                settle(influx.influxd_pid)
+                database = f"direct{round_number}"
+                influx.create_database(database)
+                influxd_before = cpu_seconds(influx.influxd_pid)
+                points, seconds = direct_upload(influx, database, lines_file, args.batch_size)
+                influxd_cpu = cpu_seconds(influx.influxd_pid) - influxd_before
+                direct_rates.append(points / seconds)
+                print(
+                    f"round {round_number} direct upload: {points:,} points in {seconds:.1f} s = "
+                    f"{points / seconds:,.0f} points/s (plain line protocol to influxd /write, batches "
+                    f"of {args.batch_size}); influxd {1e6 * influxd_cpu / points:.1f} us CPU/point"
+                )
 
-            influx.create_database("backfill")
-            environment = {
-                **os.environ,
-                "INFLUX_URL": influx.url,
-                "INFLUX_TOKEN": "bench:bench",
-                "INFLUX_ORG": "-",
-                "INFLUX_BUCKET": "backfill",
-            }
-            started = time.perf_counter()
-            completed = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "recorder.cli.app",
-                    "backfill",
-                    str(archive),
-                    "--db",
-                    str(work / "state.db"),
-                    "--batch-size",
-                    str(args.batch_size),
-                ],
-                capture_output=True,
-                text=True,
-                env=environment,
-                cwd=ROOT,
-                check=True,
-            )
-            elapsed = time.perf_counter() - started
-            stored = influx.count("tigo_optimizer", "backfill", field="power")
-            rate = stored / elapsed
+                settle(influx.influxd_pid)
+                database = f"backfill{round_number}"
+                influx.create_database(database)
+                influxd_before = cpu_seconds(influx.influxd_pid)
+                first_line, seconds, recorder_cpu = timed_backfill(
+                    influx, database, archive, work / f"state{round_number}.db", args.batch_size
+                )
+                influxd_cpu = cpu_seconds(influx.influxd_pid) - influxd_before
+                stored = influx.count("tigo_optimizer", database, field="power")
+                backfill_rates.append(stored / seconds)
+                print(
+                    f"round {round_number} recorder backfill: {stored:,} points in {seconds:.1f} s = "
+                    f"{stored / seconds:,.0f} points/s (whole command: start-up, decoding, v2 API "
+                    f"through the front); influxd {1e6 * influxd_cpu / stored:.1f} us CPU/point, "
+                    f"recorder {1e6 * recorder_cpu / stored:.1f} us CPU/point"
+                )
+                print(f"  {first_line}")
+                print(f"  ratio this round: {100 * backfill_rates[-1] / direct_rates[-1]:.0f} %")
+            best_direct, best_backfill = max(direct_rates), max(backfill_rates)
             print(
-                f"recorder backfill: {stored:,} points in {elapsed:.1f} s = {rate:,.0f} points/s "
-                f"(whole command: start-up, decoding, v2 API through the front)"
+                f"best of {args.rounds}: direct {best_direct:,.0f} points/s, backfill "
+                f"{best_backfill:,.0f} points/s, ratio {100 * best_backfill / best_direct:.0f} % "
+                f"(target >= 70 %); machine: {os.cpu_count()} cores"
             )
-            print(f"  {completed.stdout.strip().splitlines()[0]}")
-            print(f"ratio: {100 * rate / direct_rate:.0f} % of the direct upload (target >= 70 %)")
         finally:
             influx.stop()
 

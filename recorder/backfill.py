@@ -5,20 +5,22 @@ as is), optionally gzip-compressed, in one of three formats, detected from the c
 given: capture files, raw byte dumps, and the JSON lines `taptap observe` prints.
 
 Identity: every reading is tagged with the barcode valid at its *measurement* time, from the
-state database's history plus everything the files themselves reveal. That needs the whole
-picture before the first point is written (a node table at the end of a file names the nodes
-of the readings before it), so capture and raw inputs are decoded twice: pass 1 only collects
-identity, pass 2 produces the points. Decoding is cheap next to writing, and two passes beat
-keeping millions of readings in memory.
+state database's history plus everything the files themselves reveal (a node table at the end
+of a file names the nodes of the readings before it). Readings of nodes not known yet are held
+in memory until their mapping turns up, so one pass usually suffices; when the database already
+knows history inside the input's period, a first pass collects the files' identity before any
+point is written (`Backfill._needs_first_pass`).
 
 Idempotency: the same input always yields the same points (same series, same timestamps), so a
 second backfill, or a backfill over a period `recorder run` already recorded from the same bytes,
 leaves one copy of each point. (Labels are the current ones: relabelled optimizers get points
 under their new tags.)
 
-Speed: pass 2 decodes on this thread and a writer thread sends large batches, so decoding and
-writing overlap. A file that cannot be read is reported with its name and the offset where it
-failed, skipped, and the run goes on; the exit code says something was skipped.
+Speed: power reports take the fast lane in `recorder.replay`; a writer thread sends large
+batches while decoding goes on; and for large inputs a child process reads the files and
+delimits frames ahead of the decoder (`recorder.readahead`), so the work spreads over two cores.
+A file that cannot be read is reported with its name and the offset where it failed, skipped,
+and the run goes on; the exit code says something was skipped.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ import contextlib
 import gzip
 import json
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -44,16 +47,25 @@ from recorder.identity import IdentityMap
 from recorder.observer import MappingLearned, Observer, Output
 from recorder.protocol.barcode import address_from_barcode, barcode_from_address, parse_long_address
 from recorder.protocol.events import PowerReport
+from recorder.readahead import (
+    FileDone,
+    Frames,
+    FrameStream,
+    open_maybe_gzip,
+    read_frames,
+    read_frames_in_child,
+)
 from recorder.replay import LineApplication, line_stack
 from recorder.sinks.influx import LineWriter, RetryLater, send_batch
 from recorder.sinks.points import PointIdentity, report_values
-from recorder.sources import LINE_RATE_BYTES_PER_SECOND, RAW_CHUNK_BYTES
 from recorder.storage.models import to_millis
 from recorder.storage.state import Labels, StateStore
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("capture", "raw", "taptap-json")
+# Bus input from which reading ahead in a child process pays for its start-up (~2 days of capture).
+READ_AHEAD_BYTES = 16_000_000
 _SUFFIXES = (".cap.gz", ".cap", ".bin", ".raw", ".dump", ".json", ".jsonl", ".log", ".gz")
 _NO_UNKNOWN = b"\x00\x00\x00"
 
@@ -107,12 +119,6 @@ class Summary:
 
 # ----------------------------------------------------------------------------------------------
 # Finding and recognising files
-
-
-def _open_maybe_gzip(path: Path) -> Any:
-    with path.open("rb") as probe:
-        magic = probe.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
 
 
 def detect_format(path: Path) -> str:
@@ -194,45 +200,6 @@ def _first_record_ms(path: Path) -> int:
 # Reading the formats
 
 
-def _raw_chunks(item: InputFile, start: datetime | None) -> Iterator[tuple[bytes, datetime]]:
-    from recorder.sources import RawSource
-
-    origin = start or RawSource(f"raw:{item.path}", item.path).start_time()
-    offset = 0
-    with _open_maybe_gzip(item.path) as stream:
-        while data := stream.read(RAW_CHUNK_BYTES * 16):
-            for piece in range(0, len(data), RAW_CHUNK_BYTES):
-                chunk = data[piece : piece + RAW_CHUNK_BYTES]
-                offset += len(chunk)
-                yield chunk, origin + timedelta(microseconds=offset * 1_000_000 // LINE_RATE_BYTES_PER_SECOND)
-
-
-def _bus_batches(
-    item: InputFile, raw_start: datetime | None, size: int = 512
-) -> Iterator[list[tuple[bytes, datetime]]]:
-    """Records in lists of `size`, for `Stack.feed_records`."""
-    batch: list[tuple[bytes, datetime]] = []
-    for record in _bus_chunks(item, raw_start):
-        batch.append(record)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _bus_chunks(item: InputFile, raw_start: datetime | None) -> Iterator[tuple[bytes, datetime]]:
-    if item.format == "capture":
-        reader = CaptureReader(item.path)
-        yield from reader
-        if reader.truncated:
-            log.warning(
-                "%s ends in the middle of a record (cut short while writing?); kept what was there", item.path
-            )
-    else:
-        yield from _raw_chunks(item, raw_start)
-
-
 @dataclass(frozen=True)
 class JsonReport:
     gateway_id: int
@@ -255,7 +222,7 @@ def _identity_of(value: Any) -> tuple[int, bytes | None, str | None]:
 
 
 def _json_lines(item: InputFile) -> Iterator[tuple[int, dict[str, Any]]]:
-    with _open_maybe_gzip(item.path) as stream:
+    with open_maybe_gzip(item.path) as stream:
         for number, raw in enumerate(stream, 1):
             line = raw.strip()
             if not line:
@@ -380,6 +347,17 @@ class BackfillOptions:
     on_unresolved: str = "write"
     persist_identity: bool = True
     two_pass: bool | None = None  # None: decide (see Backfill._needs_first_pass)
+    read_ahead: bool | None = None  # a child process reads and delimits frames; None: by size
+
+
+def _until_done(frames: Iterator[Frames | FileDone], done: FileDone | None = None) -> Iterator[Frames]:
+    """The current file's frame batches; its `FileDone` is copied into `done`."""
+    for item in frames:
+        if isinstance(item, FileDone):
+            if done is not None:
+                done.error, done.truncated = item.error, item.truncated
+            return
+        yield item
 
 
 class Backfill:
@@ -465,6 +443,15 @@ class Backfill:
             until_ms=to_millis(options.until) if options.until else None,
         )
 
+    def _frames(self, files: list[InputFile]) -> contextlib.closing[FrameStream]:
+        """The bus files' frame bodies, read ahead in a child process when that pays off."""
+        bus_files = [item for item in files if item.format != "taptap-json"]
+        read_ahead = self.options.read_ahead
+        if read_ahead is None:
+            read_ahead = (os.cpu_count() or 1) > 1 and sum(i.size for i in bus_files) >= READ_AHEAD_BYTES
+        reader = read_frames_in_child if read_ahead and bus_files else read_frames
+        return contextlib.closing(reader(bus_files, self.options.raw_start))
+
     # First pass: identity only -------------------------------------------------------------
 
     def _learn_identity(
@@ -472,25 +459,25 @@ class Backfill:
     ) -> list[Output]:
         self.passes += 1
         learned: list[Output] = []
-        application = None
-        stack = None
+        application = self._application(identities, Observer(identities, gateways), emit=False)
+        stack = line_stack(application)
         previous_format = None
-        for item in files:
-            if item.format == "taptap-json":
-                with contextlib.suppress(SkippedFile):  # reported by the second pass
-                    learned.extend(self._json_identity(item, identities))
-                continue
-            if application is None or stack is None or item.format == "raw" or previous_format == "raw":
-                # Capture files continue each other (the archive rotates mid-stream); raw dumps do not.
-                application = self._application(identities, Observer(identities, gateways), emit=False)
-                stack = line_stack(application)
-            previous_format = item.format
-            with contextlib.suppress(CaptureFormatError, SkippedFile, OSError, EOFError):
+        with self._frames(files) as frames:
+            for item in files:
+                if item.format == "taptap-json":
+                    with contextlib.suppress(SkippedFile):  # reported by the second pass
+                        learned.extend(self._json_identity(item, identities))
+                    continue
+                if item.format == "raw" or previous_format == "raw":
+                    # Capture files continue each other (the archive rotates mid-stream); raw dumps do not.
+                    application = self._application(identities, Observer(identities, gateways), emit=False)
+                    stack = line_stack(application)
+                previous_format = item.format
                 # (Unreadable parts are reported by the second pass; what came before counts.)
-                for records in _bus_batches(item, self.options.raw_start):
-                    application.observe(stack.feed_records(records))
-            learned.extend(application.learned)
-            application.learned = []
+                for batch in _until_done(frames):
+                    application.observe(stack.feed_frames(batch.bodies, batch.times))
+                learned.extend(application.learned)
+                application.learned = []
         return learned
 
     def _json_identity(self, item: InputFile, identities: IdentityMap) -> list[Output]:
@@ -540,18 +527,22 @@ class Backfill:
         stack = line_stack(application)
         previous_format = None
         last_progress = time.monotonic()
-        for item in files:
-            try:
+        with self._frames(files) as frames:
+            for item in files:
                 if item.format == "taptap-json":
-                    self._json_points(item, application)
+                    try:
+                        self._json_points(item, application)
+                    except (SkippedFile, OSError, EOFError) as error:
+                        self.summary.skipped.append((item.path, str(error)))
                 else:
                     if item.format == "raw" or previous_format == "raw":
                         # A new stream: fresh decoder state; the application's caches carry on.
                         application.observer = Observer(identities, gateways)
                         stack = line_stack(application)
                     previous_format = item.format
-                    for records in _bus_batches(item, self.options.raw_start):
-                        application.observe(stack.feed_records(records))
+                    done = FileDone(-1, None)
+                    for batch in _until_done(frames, done):
+                        application.observe(stack.feed_frames(batch.bodies, batch.times))
                         if len(application.lines) >= self.options.batch_size:
                             writer.submit(application.lines)
                             application.lines = []
@@ -560,10 +551,15 @@ class Backfill:
                                 last_progress = now
                                 self._count(application)
                                 self.progress(self.summary, False)
-            except (CaptureFormatError, SkippedFile, OSError, EOFError) as error:
-                self.summary.skipped.append((item.path, str(error)))
-            self.summary.files_done += 1
-            self.summary.bytes_done += item.size
+                    if done.truncated:
+                        log.warning(
+                            "%s ends mid-record (cut short while writing?); kept what was there",
+                            item.path,
+                        )
+                    if done.error is not None:
+                        self.summary.skipped.append((item.path, done.error))
+                self.summary.files_done += 1
+                self.summary.bytes_done += item.size
         written, dropped = application.flush_unresolved(self.options.on_unresolved == "write")
         self.summary.unresolved = written + dropped
         self.summary.dropped_unresolved = dropped

@@ -222,6 +222,11 @@ class LocalInfluxDB:
         return f"http://127.0.0.1:{self.front_port}"
 
     @property
+    def influxd_pid(self) -> int | None:
+        """influxd's process id while it runs (benchmarks read its CPU time)."""
+        return self._influxd.pid if self._influxd is not None and self._influxd.poll() is None else None
+
+    @property
     def influxd_url(self) -> str:
         """influxd's own 1.x HTTP API (InfluxQL /query, /write, /ping)."""
         return f"http://127.0.0.1:{self.http_port}"

@@ -104,7 +104,10 @@ def test_fast_lane_equals_the_canonical_pipeline(
         load_settings({}, environ={}),
         StateStore.open(tmp_path / "state.db"),
         writer,
-        BackfillOptions(paths=[tmp_path / "archive"], two_pass=two_pass, batch_size=1000),
+        # The two-pass runs read ahead in a child process, the one-pass runs in this process.
+        BackfillOptions(
+            paths=[tmp_path / "archive"], two_pass=two_pass, batch_size=1000, read_ahead=two_pass
+        ),
     )
     backfill.run()
     assert backfill.passes == (2 if two_pass else 1)
@@ -182,3 +185,49 @@ def test_fast_lane_counts_exactly_what_the_canonical_stack_counts(tmp_path: Path
 
 def _tags(gateway_id: int, node_id: int, address: bytes | None) -> PointIdentity:
     return PointIdentity(str(gateway_id), node_id, None)
+
+
+@pytest.mark.parametrize("two_pass", [False, True], ids=["one pass", "two passes"])
+def test_reading_ahead_in_a_child_process_changes_nothing(tmp_path: Path, two_pass: bool) -> None:
+    """Same lines, readings and skipped files (with the same reasons) either way, including a
+    file corrupt in the middle, one cut short while being written, and a raw dump."""
+    config = SimulationConfig(duration=timedelta(hours=3), nodes=15, seed=53, noise=0.01)
+    inputs = tmp_path / "inputs"
+    records = []
+    archive = Archive(inputs, retention_days=0)
+    for data, seconds in BusSimulation(config).run():
+        at = config.start + timedelta(seconds=seconds)
+        archive.write(data, at)
+        records.append(data)
+    archive.close()
+    files = sorted(inputs.rglob("*.cap.gz"))
+    middle = bytearray(files[1].read_bytes())
+    middle[len(middle) // 2 : len(middle) // 2 + 40] = b"\x55" * 40
+    files[1].write_bytes(bytes(middle))
+    files[2].write_bytes(files[2].read_bytes()[:-5000])
+    (inputs / "dump.bin").write_bytes(b"".join(records[: len(records) // 4]))
+
+    def backfill(read_ahead: bool) -> tuple[list[str], Any]:
+        writer = Collect()
+        summary = Backfill(
+            load_settings({}, environ={}),
+            StateStore.open(tmp_path / f"state-{read_ahead}.db"),
+            writer,
+            BackfillOptions(
+                paths=[inputs],
+                read_ahead=read_ahead,
+                two_pass=two_pass,
+                raw_start=datetime.fromisoformat("2025-06-21T08:00:00+00:00"),
+                batch_size=500,
+            ),
+        ).run()
+        return writer.lines, summary
+
+    here, here_summary = backfill(False)
+    child, child_summary = backfill(True)
+    assert len(here) > 5000
+    assert child == here
+    assert child_summary.readings == here_summary.readings
+    assert [(path, reason) for path, reason in child_summary.skipped] == here_summary.skipped
+    assert [path for path, _ in here_summary.skipped] == [files[1]]
+    assert "offset" in here_summary.skipped[0][1]

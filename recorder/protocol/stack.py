@@ -55,6 +55,14 @@ class Stack:
             self.transport.feed(bodies, times[0], events, times)
         return events
 
+    def feed_frames(self, bodies: list[bytes], times: list[datetime]) -> list[Event]:
+        """Frame bodies another link decoder delimited (the backfill's read-ahead process),
+        each with its receive time; this stack's own link counters stay at zero."""
+        events: list[Event] = []
+        if bodies:
+            self.transport.feed(bodies, times[0], events, times)
+        return events
+
     def counters(self) -> dict[str, int]:
         merged: dict[str, int] = {}
         merged.update(self.link.counters())

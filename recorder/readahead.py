@@ -1,0 +1,171 @@
+"""Bus files to frame bodies, in this process or a child: the backfill's read-ahead.
+
+Theory of operation
+-------------------
+A backfill is CPU-bound in Python, and one Python process runs on one core. Reading bus files
+(gunzip, capture record parsing, raw chunk timing) and the link layer (frame delimiting,
+unescaping, checksums) need nothing that the rest of the decoder learns, so they can run ahead
+in another process while the main process decodes transport, packets and identity in stream
+order and the database ingests. That moves about a third of the per-report work off the main
+process; on a machine with a spare core the backfill gets that much faster.
+
+`read_frames` does the work and yields, per input file in order, `Frames` (the bodies that a
+batch of records completed, each with the receive time of the record that completed it, as
+`Stack.feed_records` stamps them) and then one `FileDone` (whether the rest of the file had to be
+skipped, and why). `read_frames_in_child` runs the same generator in a spawned process and
+relays its items through a bounded queue, so the results are identical by construction: the
+same `LinkDecoder` sees the same bytes in the same order. Capture files continue each other
+(the archive rotates mid-stream), raw dumps do not: a raw file, and whatever follows one,
+starts a fresh link decoder, and the consumer resets its transport at the same boundaries.
+
+The child never outlives the backfill: it is a daemon, and it is terminated (by its own pid) if
+the consumer stops early. If it dies, the consumer gets a RecorderError, not a hang.
+"""
+
+from __future__ import annotations
+
+import gzip
+import multiprocessing
+import queue
+import traceback
+import zlib
+from bisect import bisect_right
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import accumulate
+from pathlib import Path
+from typing import Any, Protocol
+
+from recorder.capture import CaptureReader
+from recorder.errors import CaptureFormatError, RecorderError
+from recorder.protocol.gateway.link import LinkDecoder
+from recorder.sources import LINE_RATE_BYTES_PER_SECOND, RAW_CHUNK_BYTES, RawSource
+
+RECORDS_PER_BATCH = 512
+_QUEUE_DEPTH = 16  # batches in flight: enough to ride out a slow write, little memory
+
+
+class BusFile(Protocol):
+    """What the read-ahead needs of an input file (backfill's `InputFile`)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def format(self) -> str: ...
+
+
+@dataclass
+class Frames:
+    bodies: list[bytes]
+    times: list[datetime]
+
+
+@dataclass
+class FileDone:
+    index: int  # position in the list of bus files given
+    error: str | None  # why the rest of the file was skipped (what came before was delivered)
+    truncated: bool = False  # a capture file cut short while it was being written
+
+
+FrameStream = Generator[Frames | FileDone, None, None]
+
+
+def open_maybe_gzip(path: Path) -> Any:
+    with path.open("rb") as probe:
+        magic = probe.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
+
+
+def _raw_chunks(path: Path, start: datetime | None) -> Iterator[tuple[bytes, datetime]]:
+    """A raw dump in line-rate chunks, each stamped with the time its last byte arrived."""
+    origin = start or RawSource(f"raw:{path}", path).start_time()  # default: ends at its mtime
+    offset = 0
+    with open_maybe_gzip(path) as stream:
+        while data := stream.read(RAW_CHUNK_BYTES * 16):
+            for piece in range(0, len(data), RAW_CHUNK_BYTES):
+                chunk = data[piece : piece + RAW_CHUNK_BYTES]
+                offset += len(chunk)
+                yield chunk, origin + timedelta(microseconds=offset * 1_000_000 // LINE_RATE_BYTES_PER_SECOND)
+
+
+def _record_batches(
+    item: BusFile, raw_start: datetime | None, state: dict[str, bool]
+) -> Iterator[list[tuple[bytes, datetime]]]:
+    records: Iterator[tuple[bytes, datetime]]
+    reader = None
+    if item.format == "capture":
+        reader = CaptureReader(item.path)
+        records = iter(reader)
+    else:
+        records = _raw_chunks(item.path, raw_start)
+    batch: list[tuple[bytes, datetime]] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) == RECORDS_PER_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+    state["truncated"] = bool(reader and reader.truncated)
+
+
+def read_frames(files: Sequence[BusFile], raw_start: datetime | None) -> FrameStream:
+    """Frame bodies of each bus file in turn, then its `FileDone` (see module docstring)."""
+    link = LinkDecoder()
+    previous_format = None
+    for index, item in enumerate(files):
+        if index and (item.format == "raw" or previous_format == "raw"):
+            link = LinkDecoder()
+        previous_format = item.format
+        state = {"truncated": False}
+        error = None
+        try:
+            for records in _record_batches(item, raw_start, state):
+                bodies, positions = link.feed_located(b"".join(data for data, _ in records))
+                if bodies:
+                    ends = list(accumulate(len(data) for data, _ in records))
+                    yield Frames(bodies, [records[bisect_right(ends, p)][1] for p in positions])
+        except (CaptureFormatError, OSError, EOFError, zlib.error) as failure:
+            error = str(failure)
+        yield FileDone(index, error, state["truncated"])
+
+
+def _child(files: Sequence[BusFile], raw_start: datetime | None, out: Any) -> None:
+    try:
+        for item in read_frames(files, raw_start):
+            out.put(item)
+        out.put(None)
+    except BaseException:  # anything else is a bug: hand it to the parent, which raises it
+        out.put(f"the read-ahead process failed:\n{traceback.format_exc()}")
+
+
+def read_frames_in_child(files: Sequence[BusFile], raw_start: datetime | None) -> FrameStream:
+    """`read_frames` run in a spawned child process (spawn, not fork: the backfill has threads)."""
+    context = multiprocessing.get_context("spawn")
+    channel = context.Queue(maxsize=_QUEUE_DEPTH)
+    process = context.Process(
+        target=_child, args=(files, raw_start, channel), name="recorder-readahead", daemon=True
+    )
+    process.start()
+    try:
+        while True:
+            try:
+                item = channel.get(timeout=1.0)
+            except queue.Empty:
+                if not process.is_alive():
+                    raise RecorderError(
+                        f"the read-ahead process ended unexpectedly (exit code {process.exitcode})"
+                    ) from None
+                continue
+            if item is None:
+                return
+            if isinstance(item, str):
+                raise RecorderError(item)
+            yield item
+    finally:
+        if process.is_alive():
+            process.terminate()
+        process.join(timeout=10)
+        channel.close()
