@@ -142,7 +142,11 @@ def _child(files: Sequence[BusFile], raw_start: datetime | None, out: Any) -> No
 
 
 def read_frames_in_child(files: Sequence[BusFile], raw_start: datetime | None) -> FrameStream:
-    """`read_frames` run in a spawned child process (spawn, not fork: the backfill has threads)."""
+    """`read_frames` run in a spawned child process (spawn, not fork: the backfill has threads).
+
+    Spawning re-imports the program's main module in the child, so a script that runs a
+    backfill needs the usual `if __name__ == "__main__":` guard (the `recorder` CLI has it).
+    """
     context = multiprocessing.get_context("spawn")
     channel = context.Queue(maxsize=_QUEUE_DEPTH)
     process = context.Process(
