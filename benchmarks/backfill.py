@@ -11,7 +11,9 @@
    straight to influxd's own /write endpoint over one keep-alive connection: the fastest way to
    put these points into this server, with no decoding at all.
 4. `recorder backfill` of the archive into a fresh database, through the v2 write API front
-   (how a user's InfluxDB 1.8/2.x/3.x is written), start-up and decoding included.
+   (how a user's InfluxDB 1.8/2.x/3.x is written), start-up and decoding included: once in one
+   process and once with the read-ahead child (`--no-read-ahead` / `--read-ahead`).
+5. Both variants as `--dry-run`: decoding with no database to share the cores with.
 
 Steps 3 and 4 alternate for `--rounds` rounds, each into a fresh database and each after
 influxd has gone idle (its compactions from the previous step would otherwise bill the next
@@ -36,6 +38,8 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
+# In one process (the default with InfluxDB on the same two cores) and with the read-ahead child.
+VARIANTS = [("one process", "--no-read-ahead"), ("read-ahead child", "--read-ahead")]
 sys.path.insert(0, str(ROOT))
 
 from recorder.archive import Archive  # noqa: E402
@@ -101,7 +105,7 @@ def settle(pid: int, limit: float = 90.0) -> None:
 
 
 def timed_backfill(
-    influx: LocalInfluxDB, database: str, archive: Path, state: Path, batch_size: int
+    influx: LocalInfluxDB, database: str, archive: Path, state: Path, batch_size: int, *extra: str
 ) -> tuple[str, float, float]:
     """(first summary line, wall seconds, CPU seconds of the recorder and its read-ahead child)."""
     environment = {
@@ -112,7 +116,7 @@ def timed_backfill(
         "INFLUX_BUCKET": database,
     }
     command = [sys.executable, "-m", "recorder.cli.app", "backfill", str(archive), "--db", str(state)]
-    command += ["--batch-size", str(batch_size)]
+    command += ["--batch-size", str(batch_size), *extra]
     with tempfile.TemporaryFile() as output:
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -189,7 +193,8 @@ def main() -> None:
             ).run()
             collector.close()
             assert influx.influxd_pid is not None
-            direct_rates, backfill_rates = [], []
+            direct_rates: list[float] = []
+            backfill_rates: dict[str, list[float]] = {}
             for round_number in range(1, args.rounds + 1):
                 settle(influx.influxd_pid)
                 database = f"direct{round_number}"
@@ -204,30 +209,44 @@ def main() -> None:
                     f"of {args.batch_size}); influxd {1e6 * influxd_cpu / points:.1f} us CPU/point"
                 )
 
-                settle(influx.influxd_pid)
-                database = f"backfill{round_number}"
-                influx.create_database(database)
-                influxd_before = cpu_seconds(influx.influxd_pid)
-                first_line, seconds, recorder_cpu = timed_backfill(
-                    influx, database, archive, work / f"state{round_number}.db", args.batch_size
-                )
-                influxd_cpu = cpu_seconds(influx.influxd_pid) - influxd_before
-                stored = influx.count("tigo_optimizer", database, field="power")
-                backfill_rates.append(stored / seconds)
+                for variant, extra in VARIANTS:
+                    settle(influx.influxd_pid)
+                    database = f"backfill{round_number}{extra.replace('-', '_')}"  # fresh each time
+                    influx.create_database(database)
+                    influxd_before = cpu_seconds(influx.influxd_pid)
+                    state = work / f"state{round_number}{extra}.db"
+                    first_line, seconds, recorder_cpu = timed_backfill(
+                        influx, database, archive, state, args.batch_size, extra
+                    )
+                    influxd_cpu = cpu_seconds(influx.influxd_pid) - influxd_before
+                    stored = influx.count("tigo_optimizer", database, field="power")
+                    backfill_rates.setdefault(variant, []).append(stored / seconds)
+                    print(
+                        f"round {round_number} recorder backfill, {variant}: {stored:,} points in "
+                        f"{seconds:.1f} s = {stored / seconds:,.0f} points/s (whole command: start-up, "
+                        f"decoding, v2 API through the front); influxd {1e6 * influxd_cpu / stored:.1f} us "
+                        f"CPU/point, recorder {1e6 * recorder_cpu / stored:.1f} us CPU/point"
+                    )
+                    print(f"  {first_line}")
+                    print(f"  ratio this round: {100 * stored / seconds / direct_rates[-1]:.0f} %")
+            for variant, extra in VARIANTS:
+                state = work / f"dry{extra}.db"
+                command = [sys.executable, "-m", "recorder.cli.app", "backfill", str(archive), "--dry-run"]
+                command += ["--db", str(state), extra]
+                started = time.perf_counter()
+                done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True)
+                seconds = time.perf_counter() - started
                 print(
-                    f"round {round_number} recorder backfill: {stored:,} points in {seconds:.1f} s = "
-                    f"{stored / seconds:,.0f} points/s (whole command: start-up, decoding, v2 API "
-                    f"through the front); influxd {1e6 * influxd_cpu / stored:.1f} us CPU/point, "
-                    f"recorder {1e6 * recorder_cpu / stored:.1f} us CPU/point"
+                    f"no database (--dry-run: InfluxDB elsewhere, infinitely fast), {variant}: "
+                    f"{done.stdout.strip().splitlines()[0]}; whole command {seconds:.1f} s"
                 )
-                print(f"  {first_line}")
-                print(f"  ratio this round: {100 * backfill_rates[-1] / direct_rates[-1]:.0f} %")
-            best_direct, best_backfill = max(direct_rates), max(backfill_rates)
-            print(
-                f"best of {args.rounds}: direct {best_direct:,.0f} points/s, backfill "
-                f"{best_backfill:,.0f} points/s, ratio {100 * best_backfill / best_direct:.0f} % "
-                f"(target >= 70 %); machine: {os.cpu_count()} cores"
-            )
+            best_direct = max(direct_rates)
+            for variant, rates in backfill_rates.items():
+                print(
+                    f"best of {args.rounds}, {variant}: direct {best_direct:,.0f} points/s, backfill "
+                    f"{max(rates):,.0f} points/s, ratio {100 * max(rates) / best_direct:.0f} % "
+                    f"(target >= 70 %); machine: {os.cpu_count()} cores"
+                )
         finally:
             influx.stop()
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -63,6 +66,13 @@ def backfill(
         None, "--influx-bucket", help="As for `recorder run`.", rich_help_panel=_INFLUX
     ),
     batch_size: int = typer.Option(20_000, "--batch-size", min=1, help="Points per write."),
+    read_ahead: bool | None = typer.Option(
+        None,
+        "--read-ahead/--no-read-ahead",
+        help="Read and split frames in a second process while this one decodes. Default: for "
+        "16 MB or more of bus input, with 4+ cores, or 2+ when InfluxDB is on another host.",
+        show_default=False,
+    ),
     on_unresolved: str | None = typer.Option(
         None, "--on-unresolved", help="Readings whose barcode is never learned: write (node ID only) or drop."
     ),
@@ -87,6 +97,8 @@ def backfill(
         until=parse_datetime(until, "--until") if until else None,
         raw_start=parse_datetime(start, "--start") if start else None,
         batch_size=batch_size,
+        read_ahead=read_ahead,
+        database_here=not dry_run and is_this_machine(settings.influx_url),
         on_unresolved=settings.on_unresolved,
         persist_identity=not dry_run,
     )
@@ -109,3 +121,14 @@ def backfill(
     print(text)
     if summary.skipped or summary.rejected:
         raise typer.Exit(1)
+
+
+def is_this_machine(url: str) -> bool:
+    """Whether a URL's host is this machine (loopback, or this host's own name)."""
+    host = (urlsplit(url).hostname or "localhost").lower()
+    if host in ("localhost", socket.gethostname().lower()):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
