@@ -7,7 +7,7 @@ A backfill is CPU-bound in Python, and one Python process runs on one core. Read
 unescaping, checksums) need nothing that the rest of the decoder learns, so they can run ahead
 in another process while the main process decodes transport, packets and identity in stream
 order and the database ingests. That moves about a third of the per-report work off the main
-process, at the price of ~15 % more CPU in all (frames cross a process boundary): a gain where a
+process, at the price of 15-25 % more CPU in all (frames cross a process boundary): a gain where a
 core is spare, a loss where InfluxDB already fills the other one (`backfill.read_ahead_pays`).
 
 `read_frames` does the work and yields, per input file in order, `Frames` (the bodies that a
