@@ -558,7 +558,7 @@ class Backfill:
                         application.observer = Observer(identities, gateways)
                         stack = line_stack(application)
                     previous_format = item.format
-                    done = FileDone(-1, None)
+                    done = FileDone(None)
                     for batch in _until_done(frames, done):
                         application.observe(stack.feed_frames(batch.bodies, batch.times))
                         if len(application.lines) >= self.options.batch_size:

@@ -30,17 +30,16 @@ import multiprocessing
 import queue
 import traceback
 import zlib
-from bisect import bisect_right
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import accumulate
 from pathlib import Path
 from typing import Any, Protocol
 
 from recorder.capture import CaptureReader
 from recorder.errors import CaptureFormatError, RecorderError
 from recorder.protocol.gateway.link import LinkDecoder
+from recorder.protocol.stack import delimit_records
 from recorder.sources import LINE_RATE_BYTES_PER_SECOND, RAW_CHUNK_BYTES, RawSource
 
 RECORDS_PER_BATCH = 512
@@ -65,7 +64,6 @@ class Frames:
 
 @dataclass
 class FileDone:
-    index: int  # position in the list of bus files given
     error: str | None  # why the rest of the file was skipped (what came before was delivered)
     truncated: bool = False  # a capture file cut short while it was being written
 
@@ -91,16 +89,7 @@ def _raw_chunks(path: Path, start: datetime | None) -> Iterator[tuple[bytes, dat
                 yield chunk, origin + timedelta(microseconds=offset * 1_000_000 // LINE_RATE_BYTES_PER_SECOND)
 
 
-def _record_batches(
-    item: BusFile, raw_start: datetime | None, state: dict[str, bool]
-) -> Iterator[list[tuple[bytes, datetime]]]:
-    records: Iterator[tuple[bytes, datetime]]
-    reader = None
-    if item.format == "capture":
-        reader = CaptureReader(item.path)
-        records = iter(reader)
-    else:
-        records = _raw_chunks(item.path, raw_start)
+def _batches(records: Iterator[tuple[bytes, datetime]]) -> Iterator[list[tuple[bytes, datetime]]]:
     batch: list[tuple[bytes, datetime]] = []
     for record in records:
         batch.append(record)
@@ -109,28 +98,27 @@ def _record_batches(
             batch = []
     if batch:
         yield batch
-    state["truncated"] = bool(reader and reader.truncated)
 
 
 def read_frames(files: Sequence[BusFile], raw_start: datetime | None) -> FrameStream:
     """Frame bodies of each bus file in turn, then its `FileDone` (see module docstring)."""
     link = LinkDecoder()
     previous_format = None
-    for index, item in enumerate(files):
-        if index and (item.format == "raw" or previous_format == "raw"):
+    for item in files:
+        if item.format == "raw" or previous_format == "raw":
             link = LinkDecoder()
         previous_format = item.format
-        state = {"truncated": False}
+        reader = CaptureReader(item.path) if item.format == "capture" else None
+        records = iter(reader) if reader else _raw_chunks(item.path, raw_start)
         error = None
         try:
-            for records in _record_batches(item, raw_start, state):
-                bodies, positions = link.feed_located(b"".join(data for data, _ in records))
+            for batch in _batches(records):
+                bodies, times = delimit_records(link, batch)
                 if bodies:
-                    ends = list(accumulate(len(data) for data, _ in records))
-                    yield Frames(bodies, [records[bisect_right(ends, p)][1] for p in positions])
+                    yield Frames(bodies, times)
         except (CaptureFormatError, OSError, EOFError, zlib.error) as failure:
             error = str(failure)
-        yield FileDone(index, error, state["truncated"])
+        yield FileDone(error, bool(reader and reader.truncated))
 
 
 def _child(files: Sequence[BusFile], raw_start: datetime | None, out: Any) -> None:

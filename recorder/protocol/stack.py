@@ -28,6 +28,20 @@ from recorder.protocol.gateway.transport import TransportDecoder
 from recorder.protocol.pv.application import ApplicationDecoder
 
 
+def delimit_records(
+    link: LinkDecoder, records: list[tuple[bytes, datetime]]
+) -> tuple[list[bytes], list[datetime]]:
+    """The frame bodies a batch of timestamped chunks completes, each with the time of the chunk
+    that completed it (as `Stack.feed` would stamp them, chunk by chunk)."""
+    if not records:
+        return [], []
+    bodies, positions = link.feed_located(b"".join(data for data, _ in records))
+    if not bodies:
+        return bodies, []
+    ends = list(accumulate(len(data) for data, _ in records))
+    return bodies, [records[bisect_right(ends, position)][1] for position in positions]
+
+
 class Stack:
     def __init__(self, *, verbose: bool = False, application: ApplicationDecoder | None = None) -> None:
         self.link = LinkDecoder()
@@ -45,15 +59,7 @@ class Stack:
         """Several timestamped chunks at once: the same events as feeding them one by one (each
         frame stamped with the time of the chunk that completed it), with far less overhead per
         chunk. Replays of capture files, whose records are tens of bytes, use this."""
-        if not records:
-            return []
-        ends = list(accumulate(len(data) for data, _ in records))
-        bodies, positions = self.link.feed_located(b"".join(data for data, _ in records))
-        events: list[Event] = []
-        if bodies:
-            times = [records[bisect_right(ends, position)][1] for position in positions]
-            self.transport.feed(bodies, times[0], events, times)
-        return events
+        return self.feed_frames(*delimit_records(self.link, records))
 
     def feed_frames(self, bodies: list[bytes], times: list[datetime]) -> list[Event]:
         """Frame bodies another link decoder delimited (the backfill's read-ahead process),
