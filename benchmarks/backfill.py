@@ -37,11 +37,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-TICKS = os.sysconf("SC_CLK_TCK")
 # In one process (the default with InfluxDB on the same two cores) and with the read-ahead child.
 VARIANTS = [("one process", "--no-read-ahead"), ("read-ahead child", "--read-ahead")]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.proc import cpu_seconds  # noqa: E402
 from recorder.archive import Archive  # noqa: E402
 from recorder.backfill import Backfill, BackfillOptions  # noqa: E402
 from recorder.capture import CaptureReader  # noqa: E402
@@ -87,11 +87,6 @@ def direct_upload(
                 raise RuntimeError(f"direct upload failed: {response.status}")
             points += len(batch)
     return points, time.perf_counter() - started
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
 def settle(pid: int, limit: float = 90.0) -> None:

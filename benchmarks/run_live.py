@@ -40,23 +40,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.proc import cpu_seconds, peak_rss_mb  # noqa: E402
 from tests.influx import LocalInfluxDB  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")
 MIDDAY = "2025-06-21T11:00:00+00:00"
 MIDNIGHT = "2025-06-21T00:00:00+00:00"
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def phase(
