@@ -41,6 +41,7 @@ from recorder.storage.models import (
     Optimizer,
     OutboxEntry,
     RecorderState,
+    to_millis,
 )
 
 
@@ -182,7 +183,7 @@ class StateStore:
             count, newest, latest = session.execute(
                 select(func.count(), func.max(NodeMapping.id), func.max(NodeMapping.valid_from))
             ).one()
-        return int(count), int(newest or 0), int(latest.timestamp() * 1000) if latest else 0
+        return int(count), int(newest or 0), to_millis(latest) if latest else 0
 
     def gateway_addresses(self) -> dict[int, bytes]:
         with self.session() as session:
