@@ -56,7 +56,7 @@ from recorder.readahead import (
     read_frames_in_child,
 )
 from recorder.replay import LineApplication, line_stack
-from recorder.sinks.influx import LineWriter, RetryLater, send_batch
+from recorder.sinks.influx import BadData, LineWriter, RetryLater, send_batch
 from recorder.sinks.points import PointIdentity, report_values
 from recorder.storage.models import to_millis
 from recorder.storage.state import Labels, StateStore
@@ -315,11 +315,14 @@ class _WriterThread(threading.Thread):
     def _send(self, lines: list[str]) -> None:
         started = time.monotonic()
         delay = 1.0
-        items = list(enumerate(lines))
         while True:
             try:
-                result = send_batch(self.writer, items, self._reject)
-                self.summary.points += len(result.written)
+                try:
+                    self.writer.write(lines)
+                    written = len(lines)
+                except BadData:  # find the offending lines: send_batch bisects and parks them
+                    written = len(send_batch(self.writer, list(enumerate(lines)), self._reject).written)
+                self.summary.points += written
                 return
             except RetryLater as error:
                 # Re-sending lines that already went in is harmless: points are idempotent.

@@ -345,6 +345,10 @@ class LocalInfluxDB:
     def drop_database(self, name: str) -> None:
         self._influxql(f"DROP DATABASE {_identifier(name)}", method="POST")
 
+    def execute(self, statement: str) -> None:
+        """An InfluxQL statement that changes something (POST), e.g. a retention policy."""
+        self._influxql(statement, method="POST")
+
     def query_series(self, q: str, database: str) -> list[dict[str, Any]]:
         """Every series of the first statement's result: name, tags, columns, values, and rows as dicts."""
         result = self._influxql(q, database=database)[0]

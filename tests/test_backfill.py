@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import urllib.request
 from collections import defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -221,6 +222,46 @@ def test_bad_files_are_reported_and_skipped_the_rest_is_written(
     assert f"skipped {inputs / 'notes.json'}: not a capture file" in completed.stdout
     assert f"skipped {inputs / 'random.bin'}: not a capture file" in completed.stdout
     assert count(influx_database) > 500  # the good file went in
+
+
+def test_points_influxdb_rejects_are_counted_the_rest_is_written(
+    influx_database: InfluxDatabase, tmp_path: Path
+) -> None:
+    """A batch with a field-type conflict is split until the offending points stand alone."""
+    server, name = influx_database.server, influx_database.name
+    # Hourly shards, and a float `rssi` in the 10:00 one: the recorder's integer rssi conflicts
+    # there (InfluxDB 1.x checks field types per shard), not in the 11:00 shard.
+    server.execute(f'ALTER RETENTION POLICY "autogen" ON "{name}" SHARD DURATION 1h')
+    body = b"tigo_optimizer,node_id=1 rssi=1.5 1750500000000\n"  # 2025-06-21T10:00:00Z
+    request = urllib.request.Request(f"{server.influxd_url}/write?db={name}&precision=ms", data=body)
+    urllib.request.urlopen(request).close()
+    archive = tmp_path / "archive"
+    config = SimulationConfig(
+        start=datetime.fromisoformat("2025-06-21T10:54:00+00:00"),
+        duration=timedelta(minutes=10),
+        nodes=8,
+        seed=37,
+    )
+    truth = simulate_archive(archive, config)
+    completed = backfill(
+        influx_database, tmp_path / "state.db", str(archive), "--batch-size", "500", check=False
+    )
+    assert completed.returncode == 1 and "field type conflict" in completed.stderr
+    # Truth times are exact; decoded ones within 0.3 s: a reading at 11:00:00 +- 1 s may land
+    # in either shard.
+    times = sorted(_at(r["measured_at"]) for r in power_reports(truth))
+    boundary = datetime.fromisoformat("2025-06-21T11:00:00+00:00")
+    early = sum(1 for at in times if at < boundary - timedelta(seconds=1))
+    late = sum(1 for at in times if at >= boundary + timedelta(seconds=1))
+    assert early > 50 and late > 50
+    rejected = int(completed.stdout.split(" points rejected by InfluxDB")[0].rsplit(maxsplit=1)[-1])
+    stored = count(influx_database)
+    assert rejected + stored == len(times)  # every reading either written or reported
+    assert early <= rejected <= len(times) - late and late <= stored <= len(times) - early
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def test_since_until_and_dry_run(influx_database: InfluxDatabase, tmp_path: Path) -> None:
