@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recorder.archive import Archive
 from recorder.backfill import Backfill, BackfillOptions
 from recorder.config import load_settings
+from recorder.identity import IdentityMap
 from recorder.observer import MappingLearned, Observer, Reading
 from recorder.pipeline import DecodePipeline
 from recorder.protocol import encode
@@ -231,3 +234,37 @@ def test_reading_ahead_in_a_child_process_changes_nothing(tmp_path: Path, two_pa
     assert [(path, reason) for path, reason in child_summary.skipped] == here_summary.skipped
     assert [path for path, _ in here_summary.skipped] == [files[1]]
     assert "offset" in here_summary.skipped[0][1]
+
+
+_VALID_REPORTS = st.binary(min_size=13, max_size=15).filter(
+    lambda data: (((data[10] << 8) | data[11]) & 0x3FFF) < 12000
+)
+
+
+@given(reports=st.lists(_VALID_REPORTS, min_size=1, max_size=6))
+@settings(max_examples=300, deadline=None)
+def test_the_inlined_fields_are_the_canonical_ones(reports: list[bytes]) -> None:
+    """The packet loop formats a known node's fields inline; any report's line must be the one
+    `optimizer_line` makes (negative temperatures, zero duty cycle, 13-15 byte reports)."""
+    identities = IdentityMap()
+    address = bytes.fromhex("04C05B4000A1B2C3")
+    at = datetime.fromisoformat("2025-06-21T12:00:00+00:00")
+    identities.learn((0x1201, 7), address, "test", at - timedelta(days=1))
+    application = LineApplication(identities, _tags, Observer(identities, {}))
+    stack = line_stack(application)
+    data = b""
+    for number, report in enumerate(reports):
+        data += encode.receive_request(0x1201, number)
+        # Each report in a response of its own, stamped with its own slot counter so none
+        # is a retransmission or a duplicate; the first goes through `place`, later ones inline.
+        slot_counter = (report[10] << 8) | report[11]
+        packet = encode_packet(app.POWER_REPORT, 7, 0x10, number, report)
+        data += encode.receive_response(0x1201, 0x00EE, number, slot_counter, [packet])
+    application.observe(stack.feed(data, at))
+    expected, seen = [], set()
+    for report in map(app.decode_power_report, reports):
+        assert report is not None
+        if report.slot_counter not in seen:  # same node, slot and time: a duplicate
+            seen.add(report.slot_counter)
+            expected.append(optimizer_line(_tags(0x1201, 7, address), report, at))
+    assert application.fixed and application.lines == expected

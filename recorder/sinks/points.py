@@ -75,11 +75,11 @@ def _field_texts(name: str, values: range, scale: int) -> list[str]:
 
 # Field texts for every raw value, built once: formatting floats is the bulk of building a
 # line, and a backfill builds millions. Index = raw value (temperature: raw + 2048).
-_VOLTAGE_IN = _field_texts("voltage_in", range(0x1000), 20)  # 50 mV steps
-_VOLTAGE_OUT = _field_texts("voltage_out", range(0x1000), 10)  # 100 mV steps
-_CURRENT_IN = _field_texts("current_in", range(0x1000), 200)  # 5 mA steps
-_DUTY_CYCLE = _field_texts("duty_cycle", range(0x100), 255)
-_TEMPERATURE = _field_texts("temperature", range(-0x800, 0x800), 10)  # 0.1 °C steps
+VOLTAGE_IN = _field_texts("voltage_in", range(0x1000), 20)  # 50 mV steps
+VOLTAGE_OUT = _field_texts("voltage_out", range(0x1000), 10)  # 100 mV steps
+CURRENT_IN = _field_texts("current_in", range(0x1000), 200)  # 5 mA steps
+DUTY_CYCLE = _field_texts("duty_cycle", range(0x100), 255)
+TEMPERATURE = _field_texts("temperature", range(-0x800, 0x800), 10)  # 0.1 °C steps
 
 
 def optimizer_fields(
@@ -100,9 +100,9 @@ def optimizer_fields(
     else:
         current_out = ""  # no output current without a duty cycle
     return (
-        f"{_VOLTAGE_IN[voltage_in_raw]}{_VOLTAGE_OUT[voltage_out_raw]}{_CURRENT_IN[current_in_raw]}{current_out}"
-        f"power={voltage_in_raw * current_in_raw / 4000!r},{_DUTY_CYCLE[duty_cycle_raw]}"
-        f"{_TEMPERATURE[temperature_raw + 0x800]}rssi={rssi}i"
+        f"{VOLTAGE_IN[voltage_in_raw]}{VOLTAGE_OUT[voltage_out_raw]}{CURRENT_IN[current_in_raw]}{current_out}"
+        f"power={voltage_in_raw * current_in_raw / 4000!r},{DUTY_CYCLE[duty_cycle_raw]}"
+        f"{TEMPERATURE[temperature_raw + 0x800]}rssi={rssi}i"
     )
 
 
