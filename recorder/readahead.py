@@ -10,6 +10,13 @@ order and the database ingests. That moves about a third of the per-report work 
 process, at the price of 15-25 % more CPU in all (frames cross a process boundary): a gain where a
 core is spare, a loss where InfluxDB already fills the other one (`backfill.read_ahead_pays`).
 
+The link decoder here drops receive requests unread (`LinkDecoder(drop_type=...)`): they are
+half of all frames, and all one carries is the poll's packet number, which the transport only
+shows in diagnostics (`peek activity`); retransmissions are recognised by their bytes, not their
+number. A corrupt request is dropped either way, so the frames delivered are exactly the
+canonical ones minus the requests; only the link and request counters differ, and a backfill
+reports neither.
+
 `read_frames` does the work and yields, per input file in order, `Frames` (the bodies that a
 batch of records completed, each with the receive time of the record that completed it, as
 `Stack.feed_records` stamps them) and then one `FileDone` (whether the rest of the file had to be
@@ -39,6 +46,7 @@ from typing import Any, Protocol
 from recorder.capture import CaptureReader
 from recorder.errors import CaptureFormatError, RecorderError
 from recorder.protocol.gateway.link import LinkDecoder
+from recorder.protocol.gateway.transport import RECEIVE_REQUEST
 from recorder.protocol.stack import delimit_records
 from recorder.sources import LINE_RATE_BYTES_PER_SECOND, RAW_CHUNK_BYTES, RawSource
 
@@ -102,11 +110,11 @@ def _batches(records: Iterator[tuple[bytes, datetime]]) -> Iterator[list[tuple[b
 
 def read_frames(files: Sequence[BusFile], raw_start: datetime | None) -> FrameStream:
     """Frame bodies of each bus file in turn, then its `FileDone` (see module docstring)."""
-    link = LinkDecoder()
+    link = LinkDecoder(drop_type=RECEIVE_REQUEST)
     previous_format = None
     for item in files:
         if item.format == "raw" or previous_format == "raw":
-            link = LinkDecoder()
+            link = LinkDecoder(drop_type=RECEIVE_REQUEST)
         previous_format = item.format
         reader = CaptureReader(item.path) if item.format == "capture" else None
         records = iter(reader) if reader else _raw_chunks(item.path, raw_start)

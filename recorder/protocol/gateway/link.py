@@ -22,6 +22,11 @@ any end means the first frame was cut short (`truncated_frames`). A start with n
 `runts` frame. Other failures: `invalid_escapes`, `checksum_errors`. Bytes between frames that
 are not idle filler (`00`/`FF`) are counted as `noise_bytes`. Nothing here ever raises on input.
 
+A replay may ask for one frame type to be dropped unread (`drop_type`): a frame whose type
+bytes match, where the address before them needs no escaping, is discarded before unescaping and
+checksumming and counted only in `dropped_frames`. The backfill drops receive requests this way
+(half of all frames, see `recorder.readahead`).
+
 The body address's top bit tells direction: set = from gateway ("gateway ID | 0x8000"), clear =
 to gateway. That is decoded one layer up.
 """
@@ -147,7 +152,10 @@ class LinkDecoder:
         "checksum_errors",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, drop_type: int | None = None) -> None:
+        # Frames of this type are discarded unread (see module docstring); its two bytes.
+        self._drop = None if drop_type is None else drop_type.to_bytes(2, "big")
+        self.dropped_frames = 0
         self._buffer = b""
         # Inside a start marker that has gone on too long to be a frame: the noise it would be
         # if it turns out to be truncated by a later start (None when not in that state).
@@ -162,7 +170,10 @@ class LinkDecoder:
         self.checksum_errors = 0
 
     def counters(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.COUNTER_NAMES}
+        counters = {name: getattr(self, name) for name in self.COUNTER_NAMES}
+        if self._drop is not None:
+            counters["dropped_frames"] = self.dropped_frames
+        return counters
 
     def feed(self, data: bytes) -> list[bytes]:
         """Consume bytes; return the bodies (address + type + payload) of intact frames."""
@@ -188,6 +199,8 @@ class LinkDecoder:
         append = bodies.append
         intact = frame_is_intact
         noise = 0
+        drop = self._drop
+        dropped = 0
         # The data's bytes are the tail of the buffer: buffer index - shift = data index.
         shift = len(buffer) - len(data)
         cursor = 0  # buffer index where the current piece starts
@@ -204,6 +217,14 @@ class LinkDecoder:
                 if gap not in _IDLE_GAPS:
                     self.truncated_frames += gap.count(START)  # starts that never saw an end
                     noise += _noise_in(gap)
+            if (
+                drop is not None
+                and piece.startswith(drop, start + 4)
+                and piece[start + 2] != 0x7E  # an escaped address would move the type bytes
+                and piece[start + 3] != 0x7E
+            ):
+                dropped += 1
+                continue
             escaped = piece[start + 2 :]
             if len(escaped) > MAX_BODY_BYTES:
                 self.giants += 1
@@ -226,6 +247,7 @@ class LinkDecoder:
                 positions.append(piece_start + len(piece) + 1 - shift)
         self.noise_bytes += noise
         self.frames += len(bodies)
+        self.dropped_frames += dropped
         self._buffer = self._hold(remainder)
         return bodies
 
