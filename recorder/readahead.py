@@ -47,7 +47,7 @@ from recorder.capture import CaptureReader
 from recorder.errors import CaptureFormatError, RecorderError
 from recorder.protocol.gateway.link import LinkDecoder
 from recorder.protocol.gateway.transport import RECEIVE_REQUEST
-from recorder.protocol.stack import delimit_records
+from recorder.protocol.stack import delimit_chunks
 from recorder.sources import LINE_RATE_BYTES_PER_SECOND, RAW_CHUNK_BYTES, RawSource
 
 RECORDS_PER_BATCH = 512
@@ -85,27 +85,21 @@ def open_maybe_gzip(path: Path) -> Any:
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
 
 
-def _raw_chunks(path: Path, start: datetime | None) -> Iterator[tuple[bytes, datetime]]:
-    """A raw dump in line-rate chunks, each stamped with the time its last byte arrived."""
+def _raw_batches(path: Path, start: datetime | None) -> Iterator[tuple[list[bytes], list[datetime]]]:
+    """A raw dump in line-rate chunks, each stamped with the time its last byte arrived, in
+    groups as `CaptureReader.batches` gives them."""
     origin = start or RawSource(f"raw:{path}", path).start_time()  # default: ends at its mtime
     offset = 0
     with open_maybe_gzip(path) as stream:
-        while data := stream.read(RAW_CHUNK_BYTES * 16):
-            for piece in range(0, len(data), RAW_CHUNK_BYTES):
-                chunk = data[piece : piece + RAW_CHUNK_BYTES]
+        while data := stream.read(RAW_CHUNK_BYTES * RECORDS_PER_BATCH):
+            chunks = [data[at : at + RAW_CHUNK_BYTES] for at in range(0, len(data), RAW_CHUNK_BYTES)]
+            times = []
+            for chunk in chunks:
                 offset += len(chunk)
-                yield chunk, origin + timedelta(microseconds=offset * 1_000_000 // LINE_RATE_BYTES_PER_SECOND)
-
-
-def _batches(records: Iterator[tuple[bytes, datetime]]) -> Iterator[list[tuple[bytes, datetime]]]:
-    batch: list[tuple[bytes, datetime]] = []
-    for record in records:
-        batch.append(record)
-        if len(batch) == RECORDS_PER_BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+                times.append(
+                    origin + timedelta(microseconds=offset * 1_000_000 // LINE_RATE_BYTES_PER_SECOND)
+                )
+            yield chunks, times
 
 
 def read_frames(files: Sequence[BusFile], raw_start: datetime | None) -> FrameStream:
@@ -117,13 +111,13 @@ def read_frames(files: Sequence[BusFile], raw_start: datetime | None) -> FrameSt
             link = LinkDecoder(drop_type=RECEIVE_REQUEST)
         previous_format = item.format
         reader = CaptureReader(item.path) if item.format == "capture" else None
-        records = iter(reader) if reader else _raw_chunks(item.path, raw_start)
+        batches = reader.batches(RECORDS_PER_BATCH) if reader else _raw_batches(item.path, raw_start)
         error = None
         try:
-            for batch in _batches(records):
-                bodies, times = delimit_records(link, batch)
+            for chunks, times in batches:
+                bodies, body_times = delimit_chunks(link, chunks, times)
                 if bodies:
-                    yield Frames(bodies, times)
+                    yield Frames(bodies, body_times)
         except (CaptureFormatError, OSError, EOFError, zlib.error) as failure:
             error = str(failure)
         yield FileDone(error, bool(reader and reader.truncated))

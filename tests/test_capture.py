@@ -62,3 +62,24 @@ def test_corrupt_compressed_data_reports_an_offset(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(CaptureFormatError, match="offset"):
         list(CaptureReader(path))
+
+
+@pytest.mark.parametrize("size", [1, 3, 512])
+def test_batches_hold_every_record_and_deliver_those_before_an_error(tmp_path: Path, size: int) -> None:
+    records = [(bytes([n]) * (n % 7 + 1), T0 + timedelta(milliseconds=n)) for n in range(20)]
+    path = tmp_path / "d.cap.gz"
+    write_capture(path, records)
+    reader = CaptureReader(path)
+    batches = list(reader.batches(size))
+    assert all(len(chunks) == len(times) <= size for chunks, times in batches)
+    assert [r for chunks, times in batches for r in zip(chunks, times, strict=True)] == records
+    assert (reader.records, reader.bytes) == (20, sum(len(data) for data, _ in records))
+    # A record with an impossible timestamp after the first 7: those 7 come out, then the error.
+    body = gzip.decompress(path.read_bytes())
+    cut = sum(10 + len(data) for data, _ in records[:7])
+    path.write_bytes(gzip.compress(body[:cut] + b"\x00\x01" + b"\xff" * 8 + b"z" + body[cut:]))
+    delivered = []
+    with pytest.raises(CaptureFormatError, match="implausible record timestamp at uncompressed offset"):
+        for chunks, times in CaptureReader(path).batches(size):
+            delivered += zip(chunks, times, strict=True)
+    assert delivered == records[:7]

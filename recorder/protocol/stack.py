@@ -33,13 +33,20 @@ def delimit_records(
 ) -> tuple[list[bytes], list[datetime]]:
     """The frame bodies a batch of timestamped chunks completes, each with the time of the chunk
     that completed it (as `Stack.feed` would stamp them, chunk by chunk)."""
-    if not records:
+    return delimit_chunks(link, [data for data, _ in records], [at for _, at in records])
+
+
+def delimit_chunks(
+    link: LinkDecoder, chunks: list[bytes], times: list[datetime]
+) -> tuple[list[bytes], list[datetime]]:
+    """`delimit_records` for chunks and their times in two lists."""
+    if not chunks:
         return [], []
-    bodies, positions = link.feed_located(b"".join(data for data, _ in records))
+    bodies, positions = link.feed_located(b"".join(chunks))
     if not bodies:
         return bodies, []
-    ends = list(accumulate(len(data) for data, _ in records))
-    return bodies, [records[bisect_right(ends, position)][1] for position in positions]
+    ends = list(accumulate(map(len, chunks)))
+    return bodies, [times[bisect_right(ends, position)] for position in positions]
 
 
 class Stack:
