@@ -27,7 +27,9 @@ extended epoch in the top bits, and bits 5-7 vary by gateway firmware (NOTES 2);
 `00 E0`-style words would drop every frame after a firmware update.
 
 The packet number in the low-byte form is widened against the last full number we saw for that
-gateway (its receive request, or an earlier response), choosing the nearest value.
+gateway (its receive request, or an earlier response), choosing the nearest value. Only
+diagnostics show it (`verbose`): nothing downstream depends on it (retransmissions are
+recognised by their bytes), so the numbers are only tracked in verbose mode.
 
 Retransmissions: when the controller misses a response it polls again with the same packet
 number and the gateway sends the same packets again. We drop any packet byte-identical to one in
@@ -201,8 +203,6 @@ class TransportDecoder:
         """Decode frame bodies received at `received_at` (or each at `times[i]`, when given)."""
         # Receive polls are nearly all of the traffic, so they are handled inline here with
         # local counters; everything else goes through `_other`.
-        request_numbers = self._request_packet_numbers
-        response_numbers = self._response_packet_numbers
         layouts = _LAYOUTS
         verbose = self.verbose
         requests = responses = 0
@@ -222,22 +222,9 @@ class TransportDecoder:
                 if length < position + 3:
                     self.invalid_receive_responses += 1
                     continue
-                if has_high_byte:
-                    packet_number = (body[position - 1] << 8) | body[position]
-                else:
-                    # Widen the low byte against the poll this answers (else the last answer).
-                    reference = request_numbers.get(gateway_id)
-                    if reference is None:
-                        reference = response_numbers.get(gateway_id, 0)
-                    packet_number = (reference & 0xFF00) | body[position]
-                    if packet_number - reference > 0x80:
-                        packet_number -= 0x100
-                    elif reference - packet_number > 0x80:
-                        packet_number += 0x100
-                    packet_number &= 0xFFFF
-                response_numbers[gateway_id] = packet_number
                 responses += 1
                 if verbose:
+                    packet_number = self._packet_number(gateway_id, body, position, has_high_byte)
                     slot_counter = (body[position + 1] << 8) | body[position + 2]
                     self._seen(
                         body,
@@ -253,13 +240,26 @@ class TransportDecoder:
                     self.invalid_receive_requests += 1
                     continue
                 requests += 1
-                request_numbers[(body[0] << 8) | body[1]] = (body[6] << 8) | body[7]
                 if verbose:
+                    self._request_packet_numbers[(body[0] << 8) | body[1]] = (body[6] << 8) | body[7]
                     self._seen(body, f"packet number 0x{(body[6] << 8) | body[7]:04X}", received_at, out)
             else:
                 self._other(frame_type, body, received_at, out)
         self.receive_requests += requests
         self.receive_responses += responses
+
+    def _packet_number(self, gateway_id: int, body: bytes, position: int, has_high_byte: bool) -> int:
+        """A receive response's packet number (`position`: its low byte), widened if need be."""
+        if has_high_byte:
+            packet_number = (body[position - 1] << 8) | body[position]
+        else:
+            # Widen the low byte against the poll this answers (else the last answer).
+            reference = self._request_packet_numbers.get(gateway_id)
+            if reference is None:
+                reference = self._response_packet_numbers.get(gateway_id, 0)
+            packet_number = widen_packet_number(body[position], reference)
+        self._response_packet_numbers[gateway_id] = packet_number
+        return packet_number
 
     def _packets(
         self, gateway_id: int, body: bytes, position: int, received_at: datetime, out: list[Event]
