@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = [("one process", "--no-read-ahead"), ("read-ahead child", "--read-ahead")]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.proc import cpu_seconds  # noqa: E402
+from benchmarks.proc import cpu_seconds, tree_cpu_seconds  # noqa: E402
 from recorder.archive import Archive  # noqa: E402
 from recorder.backfill import Backfill, BackfillOptions  # noqa: E402
 from recorder.capture import CaptureReader  # noqa: E402
@@ -209,18 +209,22 @@ def main() -> None:
                     database = f"backfill{round_number}{extra.replace('-', '_')}"  # fresh each time
                     influx.create_database(database)
                     influxd_before = cpu_seconds(influx.influxd_pid)
+                    assert influx.front_pid is not None
+                    front_before = tree_cpu_seconds(influx.front_pid)
                     state = work / f"state{round_number}{extra}.db"
                     first_line, seconds, recorder_cpu = timed_backfill(
                         influx, database, archive, state, args.batch_size, extra
                     )
                     influxd_cpu = cpu_seconds(influx.influxd_pid) - influxd_before
+                    front_cpu = tree_cpu_seconds(influx.front_pid) - front_before
                     stored = influx.count("tigo_optimizer", database, field="power")
                     backfill_rates.setdefault(variant, []).append(stored / seconds)
                     print(
                         f"round {round_number} recorder backfill, {variant}: {stored:,} points in "
                         f"{seconds:.1f} s = {stored / seconds:,.0f} points/s (whole command: start-up, "
                         f"decoding, v2 API through the front); influxd {1e6 * influxd_cpu / stored:.1f} us "
-                        f"CPU/point, recorder {1e6 * recorder_cpu / stored:.1f} us CPU/point"
+                        f"CPU/point, recorder {1e6 * recorder_cpu / stored:.1f} us CPU/point, v2 front "
+                        f"(nginx, test harness) {1e6 * front_cpu / stored:.1f} us CPU/point"
                     )
                     print(f"  {first_line}")
                     print(f"  ratio this round: {100 * stored / seconds / direct_rates[-1]:.0f} %")

@@ -58,6 +58,7 @@ from recorder.sinks.points import (
 from recorder.storage.models import to_millis
 
 _WINDOW_MS = int(DUPLICATE_WINDOW.total_seconds() * 1000)
+_TEXT_CACHE_SIZE = 1 << 16  # entries per field-text cache (under 10 MB each)
 
 # (measurement ms, raw values) of a reading waiting for its node's identity
 Values = tuple[int, int, int, int, int, int]  # raw wire integers, `optimizer_fields` order
@@ -101,6 +102,12 @@ class LineApplication(ApplicationDecoder):
         self.fixed: dict[NodeKey, str] = {}
         self._last_at: datetime | None = None
         self._last_ms = 0
+        # The texts of the two computed fields, by the raw integers that decide them (power:
+        # Vin x Iin; current_out: Iin << 8 | duty): formatting a float is the costliest step of
+        # a line, and readings repeat values (they come in 50 mV and 5 mA steps). Both are
+        # cleared when one passes _TEXT_CACHE_SIZE entries, so memory stays bounded.
+        self.power_texts: dict[int, str] = {}
+        self.current_out_texts: dict[int, str] = {}
 
     def forget(self, key: NodeKey) -> None:
         """The identity of `key` changed: drop its cached intervals."""
@@ -272,6 +279,11 @@ class LineTransport(TransportDecoder):
         recent_base = gateway_id << 32  # see `LineApplication.recent`
         previous = self._previous_raw.get(gateway_id, ())
         raws: list[bytes] = []
+        power_texts = application.power_texts
+        current_out_texts = application.current_out_texts
+        if len(power_texts) > _TEXT_CACHE_SIZE or len(current_out_texts) > _TEXT_CACHE_SIZE:
+            power_texts.clear()
+            current_out_texts.clear()
         packets = retransmitted = reports = invalid = duplicates = readings = out_of_range = 0
         length = len(body)
         start = position + 3
@@ -348,11 +360,20 @@ class LineTransport(TransportDecoder):
             temperature = ((body[data_start + 5] & 0x0F) << 8) | body[data_start + 6]
             if temperature & 0x800:
                 temperature -= 0x1000
-            current_out = f"current_out={current_in * 255 / (200 * duty_cycle)!r}," if duty_cycle else ""
+            current_key = (current_in << 8) | duty_cycle
+            current_out = current_out_texts.get(current_key)
+            if current_out is None:
+                current_out = current_out_texts[current_key] = (
+                    f"current_out={current_in * 255 / (200 * duty_cycle)!r}," if duty_cycle else ""
+                )
+            product = voltage_in * current_in
+            power = power_texts.get(product)
+            if power is None:
+                power = power_texts[product] = f"power={product / 4000!r},"
             append_line(
                 f"{prefix} {VOLTAGE_IN[voltage_in]}"
                 f"{VOLTAGE_OUT[((body[data_start + 1] & 0x0F) << 8) | body[data_start + 2]]}"
-                f"{CURRENT_IN[current_in]}{current_out}power={voltage_in * current_in / 4000!r},"
+                f"{CURRENT_IN[current_in]}{current_out}{power}"
                 f"{DUTY_CYCLE[duty_cycle]}{TEMPERATURE[temperature + 0x800]}rssi={body[data_start + 12]}i"
                 f" {measured_ms}"
             )

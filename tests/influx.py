@@ -227,6 +227,11 @@ class LocalInfluxDB:
         return self._influxd.pid if self._influxd is not None and self._influxd.poll() is None else None
 
     @property
+    def front_pid(self) -> int | None:
+        """nginx's master process id while it runs (its worker is a child)."""
+        return self._nginx.pid if self._nginx is not None and self._nginx.poll() is None else None
+
+    @property
     def influxd_url(self) -> str:
         """influxd's own 1.x HTTP API (InfluxQL /query, /write, /ping)."""
         return f"http://127.0.0.1:{self.http_port}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recorder import replay
 from recorder.archive import Archive
 from recorder.backfill import Backfill, BackfillOptions
 from recorder.config import load_settings
@@ -241,11 +243,10 @@ _VALID_REPORTS = st.binary(min_size=13, max_size=15).filter(
 )
 
 
-@given(reports=st.lists(_VALID_REPORTS, min_size=1, max_size=6))
-@settings(max_examples=300, deadline=None)
-def test_the_inlined_fields_are_the_canonical_ones(reports: list[bytes]) -> None:
-    """The packet loop formats a known node's fields inline; any report's line must be the one
-    `optimizer_line` makes (negative temperatures, zero duty cycle, 13-15 byte reports)."""
+def _fed_one_by_one(reports: list[bytes]) -> tuple[LineApplication, list[str]]:
+    """A known node's reports, each in a response of its own stamped with the report's slot
+    counter (measured at one instant): the application that turned them into lines, and the
+    lines `optimizer_line` makes of them (a repeated slot counter is a duplicate, dropped)."""
     identities = IdentityMap()
     address = bytes.fromhex("04C05B4000A1B2C3")
     at = datetime.fromisoformat("2025-06-21T12:00:00+00:00")
@@ -254,17 +255,45 @@ def test_the_inlined_fields_are_the_canonical_ones(reports: list[bytes]) -> None
     stack = line_stack(application)
     data = b""
     for number, report in enumerate(reports):
-        data += encode.receive_request(0x1201, number)
-        # Each report in a response of its own, stamped with its own slot counter so none
-        # is a retransmission or a duplicate; the first goes through `place`, later ones inline.
+        data += encode.receive_request(0x1201, number & 0xFFFF)
         slot_counter = (report[10] << 8) | report[11]
-        packet = encode_packet(app.POWER_REPORT, 7, 0x10, number, report)
-        data += encode.receive_response(0x1201, 0x00EE, number, slot_counter, [packet])
+        packet = encode_packet(app.POWER_REPORT, 7, 0x10, number & 0xFF, report)
+        data += encode.receive_response(0x1201, 0x00EE, number & 0xFFFF, slot_counter, [packet])
     application.observe(stack.feed(data, at))
     expected, seen = [], set()
     for report in map(app.decode_power_report, reports):
         assert report is not None
-        if report.slot_counter not in seen:  # same node, slot and time: a duplicate
+        if report.slot_counter not in seen:
             seen.add(report.slot_counter)
             expected.append(optimizer_line(_tags(0x1201, 7, address), report, at))
+    return application, expected
+
+
+def _next_slot(report: bytes) -> bytes:
+    """The same values measured in the next slot."""
+    slot = (((report[10] << 8) | report[11]) & 0x3FFF) + 1
+    return report[:10] + bytes(((report[10] & 0xC0) | (slot % 12000) >> 8, slot % 12000 & 0xFF)) + report[12:]
+
+
+@given(reports=st.lists(_VALID_REPORTS, min_size=1, max_size=6))
+@settings(max_examples=300, deadline=None)
+def test_the_inlined_fields_are_the_canonical_ones(reports: list[bytes]) -> None:
+    """The packet loop formats a known node's fields inline (the first report goes through
+    `place`), with cached texts for power and current_out; any report's line must be the one
+    `optimizer_line` makes (negative temperatures, zero duty cycle, 13-15 byte reports), the
+    first time its values are seen and when they repeat."""
+    application, expected = _fed_one_by_one(reports + [_next_slot(r) for r in reports])
     assert application.fixed and application.lines == expected
+
+
+def test_the_field_text_caches_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(replay, "_TEXT_CACHE_SIZE", 8)
+    rng = random.Random(5)
+    reports = []
+    for _ in range(300):
+        report = bytearray(rng.randbytes(13))
+        report[10] &= 0x1F  # a valid slot number (< 12000)
+        reports.append(bytes(report))
+    application, expected = _fed_one_by_one(reports + [_next_slot(r) for r in reports])
+    assert len(expected) > 500 and application.lines == expected
+    assert 0 < len(application.power_texts) <= 9 and 0 < len(application.current_out_texts) <= 9
