@@ -72,9 +72,9 @@ def read_ahead_pays(bus_bytes: int, cores: int, database_here: bool) -> bool:
     """Whether the read-ahead child should run (see `recorder.readahead`).
 
     Measured on a 2-core machine with a simulated week: with InfluxDB elsewhere (a dry run) the
-    child makes the backfill 10-20 % faster; with InfluxDB on the same two cores it makes it 2-15 %
-    slower, because the machine is then CPU-bound and the child costs 15-25 % more CPU in all
-    (frames cross a process boundary). So: a large input, and a core to spare for it.
+    child makes the backfill about 30 % faster; with InfluxDB on the same two cores it makes it
+    3-7 % slower, because the machine is then CPU-bound and the child costs about 15 % more CPU
+    in all (frames cross a process boundary). So: a large input, and a core to spare for it.
     """
     if bus_bytes < READ_AHEAD_BYTES or cores < 2:
         return False

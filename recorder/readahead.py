@@ -6,9 +6,10 @@ A backfill is CPU-bound in Python, and one Python process runs on one core. Read
 (gunzip, capture record parsing, raw chunk timing) and the link layer (frame delimiting,
 unescaping, checksums) need nothing that the rest of the decoder learns, so they can run ahead
 in another process while the main process decodes transport, packets and identity in stream
-order and the database ingests. That moves about a third of the per-report work off the main
-process, at the price of 15-25 % more CPU in all (frames cross a process boundary): a gain where a
-core is spare, a loss where InfluxDB already fills the other one (`backfill.read_ahead_pays`).
+order and the database ingests. That moves about a quarter of the per-report work off the main
+process, at the price of about 15 % more CPU in all (frames cross a process boundary): a gain
+where a core is spare, a loss where InfluxDB already fills the other one
+(`backfill.read_ahead_pays`).
 
 The link decoder here drops receive requests unread (`LinkDecoder(drop_type=...)`): they are
 half of all frames, and all one carries is the poll's packet number, which the transport only
