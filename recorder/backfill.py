@@ -58,8 +58,8 @@ from recorder.readahead import (
 from recorder.replay import LineApplication, line_stack
 from recorder.sinks.influx import BadData, LineWriter, RetryLater, send_batch
 from recorder.sinks.points import PointIdentity, report_values
-from recorder.storage.models import to_millis
 from recorder.storage.state import Labels, StateStore
+from recorder.timestamps import to_millis
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from recorder.errors import CaptureFormatError
+from recorder.timestamps import from_millis, to_millis
 
 GZIP_COMMENT = b"taptap capture"
 RECORD_HEADER = struct.Struct(">HQ")
@@ -30,26 +31,9 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _READ_SIZE = 1 << 16
 
 
-def timestamp_ms(at: datetime) -> int:
-    """Milliseconds since the epoch, truncated as the record format stores them."""
-    if at.tzinfo is None:
-        raise ValueError("capture timestamps must be timezone-aware")
-    delta = at - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def datetime_from_ms(milliseconds: int) -> datetime:
-    # Epoch plus a timedelta (its fourth argument is milliseconds): exact, and several times
-    # cheaper than fromtimestamp().
-    return _EPOCH + timedelta(0, 0, 0, milliseconds)
-
-
 def encode_records(data: bytes, at: datetime) -> bytes:
     """The record bytes for `data` received at `at` (split if longer than a record holds)."""
-    stamp = timestamp_ms(at)
+    stamp = to_millis(at)
     parts = []
     for offset in range(0, max(len(data), 1), MAX_RECORD_DATA):
         chunk = data[offset : offset + MAX_RECORD_DATA]
@@ -196,7 +180,7 @@ class CaptureReader:
                                 f"{offset + position}: not a capture file, or corrupt"
                             )
                         chunks.append(pending[position + header : end])
-                        times.append(datetime_from_ms(stamp))
+                        times.append(from_millis(stamp))
                         position = end
                         if len(chunks) == records:
                             self._count(chunks)

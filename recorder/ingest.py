@@ -39,10 +39,10 @@ from recorder.protocol.barcode import barcode_from_address
 from recorder.sinks.influx import LineWriter, RetryLater, send_batch
 from recorder.sinks.points import PointIdentity, optimizer_line, recorder_line
 from recorder.sources import Source
-from recorder.storage.models import to_millis
 from recorder.storage.outbox import Outbox, PendingReading
 from recorder.storage.state import Labels, StateStore
 from recorder.systemd import Notifier
+from recorder.timestamps import to_millis
 
 log = logging.getLogger(__name__)
 

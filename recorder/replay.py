@@ -55,7 +55,7 @@ from recorder.sinks.points import (
     optimizer_fields,
     optimizer_tags,
 )
-from recorder.storage.models import to_millis
+from recorder.timestamps import to_millis
 
 _WINDOW_MS = int(DUPLICATE_WINDOW.total_seconds() * 1000)
 _TEXT_CACHE_SIZE = 1 << 16  # entries per field-text cache (under 10 MB each)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from recorder.capture import CaptureReader, CaptureWriter, looks_like_capture, timestamp_ms, write_capture
+from recorder.capture import CaptureReader, CaptureWriter, looks_like_capture, write_capture
 from recorder.errors import CaptureFormatError
+from recorder.timestamps import to_millis
 from tests.helpers import T0
 
 
@@ -16,7 +17,7 @@ def test_round_trip_with_the_gzip_comment_and_millisecond_times(tmp_path: Path) 
     chunks = [(b"\x00\xff\xff\x7e\x07", T0), (b"x" * 70_000, T0 + timedelta(milliseconds=1.7))]
     write_capture(path, chunks)
     assert path.read_bytes()[3] & 0x10 and b"taptap capture\x00" in path.read_bytes()[:40]
-    assert gzip.decompress(path.read_bytes())[:10] == (5).to_bytes(2, "big") + timestamp_ms(T0).to_bytes(
+    assert gzip.decompress(path.read_bytes())[:10] == (5).to_bytes(2, "big") + to_millis(T0).to_bytes(
         8, "big"
     )
     records = list(CaptureReader(path))

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from recorder.capture import timestamp_ms
+from recorder.timestamps import to_millis
 
 VALUE_FIELDS = ("voltage_in", "voltage_out", "current_in", "duty_cycle", "temperature", "rssi")
 
@@ -150,7 +150,7 @@ def compare_points(
         result.destroyed += bool(record["destroyed"])
         at = _time(record["measured_at"])
         by_node.setdefault((record["gateway_id"], record["node_id"]), []).append(
-            {**record, "_ms": timestamp_ms(at), "_seen": False}
+            {**record, "_ms": to_millis(at), "_seen": False}
         )
     for group in by_node.values():
         group.sort(key=lambda record: record["_ms"])

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from recorder.protocol.events import PowerReport
-from recorder.storage.models import to_millis
+from recorder.timestamps import to_millis
 
 OPTIMIZER_MEASUREMENT = "tigo_optimizer"
 RECORDER_MEASUREMENT = "tigo_recorder"

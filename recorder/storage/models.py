@@ -17,7 +17,7 @@ compare exactly and never depend on the SQLite driver's idea of time zones.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -34,8 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLISECOND = timedelta(milliseconds=1)
+from recorder.timestamps import from_millis, to_millis
 
 # Deterministic constraint names keep Alembic's batch migrations on SQLite reproducible.
 NAMING_CONVENTION = {
@@ -45,16 +44,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-def to_millis(at: datetime) -> int:
-    return (at - _EPOCH) // _MILLISECOND  # floor, in C
-
-
-def from_millis(milliseconds: int) -> datetime:
-    return datetime.fromtimestamp(milliseconds // 1000, tz=UTC).replace(
-        microsecond=(milliseconds % 1000) * 1000
-    )
 
 
 class UtcMillis(TypeDecorator[datetime]):

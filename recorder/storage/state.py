@@ -41,8 +41,8 @@ from recorder.storage.models import (
     Optimizer,
     OutboxEntry,
     RecorderState,
-    to_millis,
 )
+from recorder.timestamps import to_millis
 
 
 @dataclass(frozen=True)
