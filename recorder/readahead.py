@@ -40,7 +40,7 @@ import traceback
 import zlib
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,7 +49,7 @@ from recorder.errors import CaptureFormatError, RecorderError
 from recorder.protocol.gateway.link import LinkDecoder
 from recorder.protocol.gateway.transport import RECEIVE_REQUEST
 from recorder.protocol.stack import delimit_chunks
-from recorder.sources import LINE_RATE_BYTES_PER_SECOND, RAW_CHUNK_BYTES, RawSource
+from recorder.sources import RAW_CHUNK_BYTES, RawSource, line_rate_time
 
 RECORDS_PER_BATCH = 512
 _QUEUE_DEPTH = 16  # batches in flight: enough to ride out a slow write, little memory
@@ -97,9 +97,7 @@ def _raw_batches(path: Path, start: datetime | None) -> Iterator[tuple[list[byte
             times = []
             for chunk in chunks:
                 offset += len(chunk)
-                times.append(
-                    origin + timedelta(microseconds=offset * 1_000_000 // LINE_RATE_BYTES_PER_SECOND)
-                )
+                times.append(line_rate_time(origin, offset))
             yield chunks, times
 
 

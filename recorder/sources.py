@@ -356,11 +356,16 @@ class RawSource(Source):
                     break
                 offset += len(data)
                 # Each chunk is stamped with the line-rate time of its last byte.
-                at = start + timedelta(microseconds=offset * 1_000_000 // LINE_RATE_BYTES_PER_SECOND)
+                at = line_rate_time(start, offset)
                 self.status.bytes += len(data)
                 self.status.last_data_at = at
                 yield data, at
         self.status.state = "finished"
+
+
+def line_rate_time(start: datetime, offset: int) -> datetime:
+    """When the first `offset` bytes of a raw dump that began at `start` had arrived (line rate)."""
+    return start + timedelta(microseconds=offset * 1_000_000 // LINE_RATE_BYTES_PER_SECOND)
 
 
 def _check_readable(path: Path, what: str) -> None:
