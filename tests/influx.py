@@ -350,6 +350,13 @@ class LocalInfluxDB:
     def drop_database(self, name: str) -> None:
         self._influxql(f"DROP DATABASE {_identifier(name)}", method="POST")
 
+    def write_v1(self, database: str, lines: bytes) -> None:
+        """Line protocol (ms timestamps) straight to influxd's own /write, past the recorder."""
+        request = urllib.request.Request(
+            f"{self.influxd_url}/write?db={urllib.parse.quote(database)}&precision=ms", data=lines
+        )
+        urllib.request.urlopen(request, timeout=30).close()
+
     def execute(self, statement: str) -> None:
         """An InfluxQL statement that changes something (POST), e.g. a retention policy."""
         self._influxql(statement, method="POST")

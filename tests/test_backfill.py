@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import urllib.request
 from collections import defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -232,9 +231,7 @@ def test_points_influxdb_rejects_are_counted_the_rest_is_written(
     # Hourly shards, and a float `rssi` in the 10:00 one: the recorder's integer rssi conflicts
     # there (InfluxDB 1.x checks field types per shard), not in the 11:00 shard.
     server.execute(f'ALTER RETENTION POLICY "autogen" ON "{name}" SHARD DURATION 1h')
-    body = b"tigo_optimizer,node_id=1 rssi=1.5 1750500000000\n"  # 2025-06-21T10:00:00Z
-    request = urllib.request.Request(f"{server.influxd_url}/write?db={name}&precision=ms", data=body)
-    urllib.request.urlopen(request).close()
+    server.write_v1(name, b"tigo_optimizer,node_id=1 rssi=1.5 1750500000000\n")  # 10:00:00Z
     archive = tmp_path / "archive"
     config = SimulationConfig(
         start=datetime.fromisoformat("2025-06-21T10:54:00+00:00"),
@@ -249,7 +246,7 @@ def test_points_influxdb_rejects_are_counted_the_rest_is_written(
     assert completed.returncode == 1 and "field type conflict" in completed.stderr
     # Truth times are exact; decoded ones within 0.3 s: a reading at 11:00:00 +- 1 s may land
     # in either shard.
-    times = sorted(_at(r["measured_at"]) for r in power_reports(truth))
+    times = sorted(datetime.fromisoformat(r["measured_at"]) for r in power_reports(truth))
     boundary = datetime.fromisoformat("2025-06-21T11:00:00+00:00")
     early = sum(1 for at in times if at < boundary - timedelta(seconds=1))
     late = sum(1 for at in times if at >= boundary + timedelta(seconds=1))
@@ -258,10 +255,6 @@ def test_points_influxdb_rejects_are_counted_the_rest_is_written(
     stored = count(influx_database)
     assert rejected + stored == len(times)  # every reading either written or reported
     assert early <= rejected <= len(times) - late and late <= stored <= len(times) - early
-
-
-def _at(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def test_since_until_and_dry_run(influx_database: InfluxDatabase, tmp_path: Path) -> None:

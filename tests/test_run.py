@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -281,11 +280,9 @@ def test_sigterm_exits_promptly_and_keeps_unsent_readings(
 def test_bad_data_is_parked_not_retried_forever(influx_database: InfluxDatabase, tmp_path: Path) -> None:
     # Make InfluxDB reject our points: `rssi` already exists as a float in this database.
     # (Field types are per shard in InfluxDB 1.x: the conflicting point sits in the simulated week.)
-    body = b"tigo_optimizer,node_id=1 rssi=1.5 1750496400000\n"
-    request = urllib.request.Request(
-        f"{influx_database.server.influxd_url}/write?db={influx_database.name}&precision=ms", data=body
+    influx_database.server.write_v1(
+        influx_database.name, b"tigo_optimizer,node_id=1 rssi=1.5 1750496400000\n"
     )
-    urllib.request.urlopen(request).close()
     db = tmp_path / "state.db"
     completed = run_recorder(
         "run",
