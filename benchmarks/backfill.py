@@ -166,7 +166,7 @@ def main() -> None:
                 stack.feed(data, at)
         decode = time.perf_counter() - started
         megabytes = raw_bytes / 1e6
-        reports = stack.counters()["power_reports"]
+        reports = stack.counters.application.power_reports
         print(
             f"decode only: {megabytes:.0f} MB of bus bytes in {decode:.1f} s = {megabytes / decode:.1f} MB/s"
         )

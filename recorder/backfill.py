@@ -4,21 +4,28 @@ Inputs are files or directories (walked; the run archive's `YYYY/MM/DD/...cap.gz
 as is), optionally gzip-compressed, in one of three formats, detected from the content unless
 given: capture files, raw byte dumps, and the JSON lines `taptap observe` prints.
 
+Bus files decode through the same `DecodePipeline` as `recorder run` and `recorder observe`
+(protocol stack, observer, placement step), so every reading is the one `run` would have made of
+the same bytes; points are formatted by the same `PointFormatter` as `run`'s sender.
+
 Identity: every reading is tagged with the barcode valid at its *measurement* time, from the
 state database's history plus everything the files themselves reveal (a node table at the end
-of a file names the nodes of the readings before it). Readings of nodes not known yet are held
-in memory until their mapping turns up, so one pass usually suffices; when the database already
-knows history inside the input's period, a first pass collects the files' identity before any
-point is written (`Backfill._needs_first_pass`).
+of a file names the nodes of the readings before it). Readings of nodes not known yet wait
+(`recorder.held`: in memory, then in a scratch file) until their mapping turns up or the input
+ends, so one pass usually suffices; when the database already knows history inside the input's
+period, a first pass collects the files' identity before any point is written
+(`Backfill._needs_first_pass`). Unlike `run`'s identity hold, the wait is not limited in time:
+the whole input is there, and a mapping heard at its end is as good as one heard at its start.
 
 Idempotency: the same input always yields the same points (same series, same timestamps), so a
 second backfill, or a backfill over a period `recorder run` already recorded from the same bytes,
 leaves one copy of each point. (Labels are the current ones: relabelled optimizers get points
 under their new tags.)
 
-Speed: power reports take the fast lane in `recorder.replay`; a writer thread sends large
-batches while decoding goes on; and for large inputs a child process reads the files and
-delimits frames ahead of the decoder when a core is spare for it (`recorder.readahead`).
+Speed: the pipeline and the formatter work on batches of frames and readings with integer
+times and cached texts; a writer thread sends large batches while decoding goes on; and for
+large inputs a child process reads the files and delimits frames ahead of the decoder when a
+core is spare for it (`recorder.readahead`).
 A file that cannot be read is reported with its name and the offset where it failed, skipped,
 and the run goes on; the exit code says something was skipped.
 """
@@ -33,7 +40,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -43,9 +50,11 @@ from recorder.archive import archive_files
 from recorder.capture import CaptureReader
 from recorder.config import Settings
 from recorder.errors import CaptureFormatError, RecorderError, SourceError
+from recorder.held import HeldReadings
 from recorder.identity import IdentityMap
 from recorder.observer import MappingLearned, Observer, Output
-from recorder.protocol.barcode import address_from_barcode, barcode_from_address, parse_long_address
+from recorder.pipeline import DecodePipeline
+from recorder.protocol.barcode import address_from_barcode, parse_long_address
 from recorder.protocol.events import PowerReport
 from recorder.readahead import (
     FileDone,
@@ -55,9 +64,9 @@ from recorder.readahead import (
     read_frames,
     read_frames_in_child,
 )
-from recorder.replay import LineApplication, line_stack
+from recorder.reading import MEASURED_MS, Reading
 from recorder.sinks.influx import BadData, LineWriter, RetryLater, send_batch
-from recorder.sinks.points import PointIdentity, report_values
+from recorder.sinks.points import PointFormatter, PointIdentity, point_identity
 from recorder.storage.state import Labels, StateStore
 from recorder.timestamps import to_millis
 
@@ -80,6 +89,16 @@ def read_ahead_pays(bus_bytes: int, cores: int, database_here: bool) -> bool:
         return False
     return cores >= 4 or not database_here
 
+
+# Counters of power reports (or the packets carrying them) that became no reading, as the summary
+# names them.
+DROPPED_REPORTS = {
+    "invalid_power_reports": "invalid",
+    "unplaced_reports": "unplaced (impossible gateway slot counter)",
+    "duplicate_reports": "duplicates",
+    "retransmitted_packets": "retransmitted packets",
+    "truncated_packets": "truncated packets",
+}
 
 _SUFFIXES = (".cap.gz", ".cap", ".bin", ".raw", ".dump", ".json", ".jsonl", ".log", ".gz")
 _NO_UNKNOWN = b"\x00\x00\x00"
@@ -112,6 +131,8 @@ class Summary:
     rejected: int = 0
     mappings_learned: int = 0
     seconds: float = 0.0
+    # Every decoding layer's counters, summed over the input's streams (what was dropped, and why).
+    counters: dict[str, int] = field(default_factory=dict)
 
     def text(self) -> str:
         rate = self.points / self.seconds if self.seconds else 0.0
@@ -123,6 +144,14 @@ class Summary:
             f"  identity: {self.mappings_learned} mappings learned from the files; "
             f"{self.unresolved} readings without a barcode{dropped}",
         ]
+        not_written = {name: self.counters.get(name, 0) for name in DROPPED_REPORTS}
+        if any(not_written.values()):
+            lines.append(
+                "  power reports not written: "
+                + ", ".join(
+                    f"{count} {DROPPED_REPORTS[name]}" for name, count in not_written.items() if count
+                )
+            )
         if self.out_of_range:
             lines.append(f"  {self.out_of_range} readings outside --since/--until")
         if self.rejected:
@@ -367,6 +396,7 @@ class BackfillOptions:
     two_pass: bool | None = None  # None: decide (see Backfill._needs_first_pass)
     read_ahead: bool | None = None  # a child process reads and delimits frames; None: decide
     database_here: bool = True  # InfluxDB shares this machine's cores (for deciding read_ahead)
+    scratch_directory: Path | None = None  # for readings waiting for identity (None: temporary)
 
 
 def _until_done(frames: Iterator[Frames | FileDone], done: FileDone | None = None) -> Iterator[Frames]:
@@ -380,6 +410,9 @@ def _until_done(frames: Iterator[Frames | FileDone], done: FileDone | None = Non
 
 
 class Backfill:
+    """`recorder backfill`'s loop: files -> pipeline -> points, in one or two passes (module
+    docstring). `run()` does it all and returns the summary."""
+
     def __init__(
         self,
         settings: Settings,
@@ -442,25 +475,7 @@ class Backfill:
         return latest_known >= earliest
 
     def _tags(self, gateway_id: int, node_id: int, address: bytes | None) -> PointIdentity:
-        labels = self._labels.get(address) if address else None
-        return PointIdentity(
-            gateway=str(gateway_id),
-            node_id=node_id,
-            barcode=barcode_from_address(address) if address else None,
-            name=labels.name if labels else None,
-            string=labels.string if labels else None,
-        )
-
-    def _application(self, identities: IdentityMap, observer: Observer, *, emit: bool) -> LineApplication:
-        options = self.options
-        return LineApplication(
-            identities,
-            self._tags,
-            observer,
-            emit=emit,
-            since_ms=to_millis(options.since) if options.since else None,
-            until_ms=to_millis(options.until) if options.until else None,
-        )
+        return point_identity(gateway_id, node_id, address, self._labels)
 
     def _frames(self, files: list[InputFile]) -> contextlib.closing[FrameStream]:
         """The bus files' frame bodies, read ahead in a child process when that pays off."""
@@ -480,8 +495,7 @@ class Backfill:
     ) -> list[Output]:
         self.passes += 1
         learned: list[Output] = []
-        application = self._application(identities, Observer(identities, gateways), emit=False)
-        stack = line_stack(application)
+        pipeline = DecodePipeline(Observer(identities, gateways, readings=False))
         previous_format = None
         with self._frames(files) as frames:
             for item in files:
@@ -491,14 +505,11 @@ class Backfill:
                     continue
                 if item.format == "raw" or previous_format == "raw":
                     # Capture files continue each other (the archive rotates mid-stream); raw dumps do not.
-                    application = self._application(identities, Observer(identities, gateways), emit=False)
-                    stack = line_stack(application)
+                    pipeline = DecodePipeline(Observer(identities, gateways, readings=False))
                 previous_format = item.format
                 # (Unreadable parts are reported by the second pass; what came before counts.)
                 for batch in _until_done(frames):
-                    application.observe(stack.feed_frames(batch.bodies, batch.times))
-                learned.extend(application.learned)
-                application.learned = []
+                    learned.extend(pipeline.feed_frames(batch.bodies, batch.times).learned)
         return learned
 
     def _json_identity(self, item: InputFile, identities: IdentityMap) -> list[Output]:
@@ -531,7 +542,7 @@ class Backfill:
     def _learn(
         identities: IdentityMap, gateway_id: int, node_id: int, address: bytes, at: datetime
     ) -> list[Output]:
-        changed, previous = identities.learn((gateway_id, node_id), address, "import", at)
+        changed, previous = identities.learn((gateway_id, node_id), address, "import", to_millis(at))
         return [MappingLearned(gateway_id, node_id, address, "import", at, previous)] if changed else []
 
     # The pass that writes --------------------------------------------------------------------
@@ -544,72 +555,163 @@ class Backfill:
         writer: _WriterThread,
     ) -> list[Output]:
         self.passes += 1
-        application = self._application(identities, Observer(identities, gateways), emit=True)
-        stack = line_stack(application)
+        options = self.options
+        out = _Readings(
+            identities,
+            PointFormatter(self._tags),
+            HeldReadings(options.scratch_directory),
+            since_ms=to_millis(options.since) if options.since else None,
+            until_ms=to_millis(options.until) if options.until else None,
+        )
+        pipelines = [DecodePipeline(Observer(identities, gateways))]
         previous_format = None
         last_progress = time.monotonic()
-        with self._frames(files) as frames:
-            for item in files:
-                if item.format == "taptap-json":
-                    try:
-                        self._json_points(item, application)
-                    except (SkippedFile, OSError, EOFError) as error:
-                        self.summary.skipped.append((item.path, str(error)))
-                else:
-                    if item.format == "raw" or previous_format == "raw":
-                        # A new stream: fresh decoder state; the application's caches carry on.
-                        application.observer = Observer(identities, gateways)
-                        stack = line_stack(application)
-                    previous_format = item.format
-                    done = FileDone(None)
-                    for batch in _until_done(frames, done):
-                        application.observe(stack.feed_frames(batch.bodies, batch.times))
-                        if len(application.lines) >= self.options.batch_size:
-                            writer.submit(application.lines)
-                            application.lines = []
-                            now = time.monotonic()
-                            if now - last_progress >= 0.5:
-                                last_progress = now
-                                self._count(application)
-                                self.progress(self.summary, False)
-                    if done.truncated:
-                        log.warning(
-                            "%s ends mid-record (cut short while writing?); kept what was there",
-                            item.path,
-                        )
-                    if done.error is not None:
-                        self.summary.skipped.append((item.path, done.error))
-                self.summary.files_done += 1
-                self.summary.bytes_done += item.size
-        written, dropped = application.flush_unresolved(self.options.on_unresolved == "write")
+        try:
+            with self._frames(files) as frames:
+                for item in files:
+                    if item.format == "taptap-json":
+                        try:
+                            self._json_points(item, out)
+                        except (SkippedFile, OSError, EOFError) as error:
+                            self.summary.skipped.append((item.path, str(error)))
+                    else:
+                        if item.format == "raw" or previous_format == "raw":
+                            # A new stream: fresh decoder and placement state, the same identity.
+                            pipelines.append(DecodePipeline(Observer(identities, gateways)))
+                        pipeline = pipelines[-1]
+                        previous_format = item.format
+                        done = FileDone(None)
+                        for batch in _until_done(frames, done):
+                            out.take(*pipeline.feed_frames(batch.bodies, batch.times))
+                            if len(out.lines) >= options.batch_size:
+                                writer.submit(out.lines)
+                                out.lines = []
+                                now = time.monotonic()
+                                if now - last_progress >= 0.5:
+                                    last_progress = now
+                                    self._count(out, pipelines)
+                                    self.progress(self.summary, False)
+                        if done.truncated:
+                            log.warning(
+                                "%s ends mid-record (cut short while writing?); kept what was there",
+                                item.path,
+                            )
+                        if done.error is not None:
+                            self.summary.skipped.append((item.path, done.error))
+                    self.summary.files_done += 1
+                    self.summary.bytes_done += item.size
+            written, dropped = out.flush_unresolved(
+                options.on_unresolved == "write", writer, options.batch_size
+            )
+        finally:
+            out.held.close()
         self.summary.unresolved = written + dropped
         self.summary.dropped_unresolved = dropped
-        if application.lines:
-            writer.submit(application.lines)
-            application.lines = []
-        self._count(application)
-        return application.learned
+        if out.lines:
+            writer.submit(out.lines)
+            out.lines = []
+        self._count(out, pipelines)
+        return out.learned
 
-    def _count(self, application: LineApplication) -> None:
-        self.summary.readings = application.readings
-        self.summary.out_of_range = application.out_of_range
+    def _count(self, out: _Readings, pipelines: list[DecodePipeline]) -> None:
+        totals: dict[str, int] = {}
+        for pipeline in pipelines:
+            for name, value in pipeline.counters.as_dict().items():
+                totals[name] = totals.get(name, 0) + value
+        self.summary.counters = totals
+        self.summary.readings = totals.get("readings", 0) + out.json_readings
+        self.summary.out_of_range = out.out_of_range
 
-    def _json_points(self, item: InputFile, application: LineApplication) -> None:
+    def _json_points(self, item: InputFile, out: _Readings) -> None:
+        """taptap's power reports are placed already: each becomes a reading as it is, with the
+        identity valid at its measurement time."""
+        identities = out.identities
+        readings: list[Reading] = []
         for number, record in _json_lines(item):
             if (record.get("event_type") or record.get("type")) != "power_report":
                 continue
             json_report = _json_report(record, number)
             report = json_report.report
+            key = (json_report.gateway_id, json_report.node_id)
             measured_ms = to_millis(json_report.measured_at)
-            application.readings += 1
-            options = self.options
-            if (options.since and json_report.measured_at < options.since) or (
-                options.until and json_report.measured_at >= options.until
-            ):
-                application.out_of_range += 1
-                continue
-            values = report_values(report)
-            application.place((json_report.gateway_id, json_report.node_id), measured_ms, values)
+            readings.append(
+                (
+                    *key,
+                    measured_ms,
+                    measured_ms,  # taptap logs no receive time
+                    report.slot_counter,
+                    report.voltage_in_raw,
+                    report.voltage_out_raw,
+                    report.duty_cycle_raw,
+                    report.current_in_raw,
+                    report.temperature_raw,
+                    report.rssi,
+                    identities.resolve(key, measured_ms),
+                )
+            )
+        out.json_readings += len(readings)
+        out.take(readings)
+
+
+class _Readings:
+    """Where the writing pass puts the observer's outputs: lines for readings whose node is known,
+    held readings for the others (released when a mapping is learned), identity to persist."""
+
+    def __init__(
+        self,
+        identities: IdentityMap,
+        formatter: PointFormatter,
+        held: HeldReadings,
+        *,
+        since_ms: int | None,
+        until_ms: int | None,
+    ) -> None:
+        self.identities = identities
+        self.formatter = formatter
+        self.held = held
+        self.since_ms = since_ms
+        self.until_ms = until_ms
+        self.lines: list[str] = []
+        self.learned: list[Output] = []
+        self.out_of_range = 0
+        self.json_readings = 0
+
+    def take(self, readings: list[Reading], learned: Sequence[Output] = ()) -> None:
+        """Readings (and what was learned while they were placed)."""
+        if self.since_ms is not None or self.until_ms is not None:
+            readings = self._in_range(readings)
+        unresolved: list[Reading] = []
+        self.lines += self.formatter.lines(readings, unresolved)
+        for reading in unresolved:
+            self.held.add(reading)
+        for output in learned:
+            if isinstance(output, MappingLearned):
+                released = self.held.release((output.gateway_id, output.node_id), self.identities)
+                if released:
+                    self.lines += self.formatter.lines(released)
+            if not isinstance(output, tuple):
+                self.learned.append(output)
+
+    def _in_range(self, readings: list[Reading]) -> list[Reading]:
+        since_ms = self.since_ms if self.since_ms is not None else -(2**63)
+        until_ms = self.until_ms if self.until_ms is not None else 2**63
+        kept = [reading for reading in readings if since_ms <= reading[MEASURED_MS] < until_ms]
+        self.out_of_range += len(readings) - len(kept)
+        return kept
+
+    def flush_unresolved(self, write: bool, writer: _WriterThread, batch_size: int) -> tuple[int, int]:
+        """At the end of the input: (written without barcode, dropped)."""
+        written = dropped = 0
+        for batch in self.held.drain(batch_size):
+            if write:
+                self.lines.extend(self.formatter.lines(batch))
+                written += len(batch)
+                if len(self.lines) >= batch_size:
+                    writer.submit(self.lines)
+                    self.lines = []
+            else:
+                dropped += len(batch)
+        return written, dropped
 
 
 def terminal_progress(stream: TextIO) -> Callable[[Summary, bool], None]:

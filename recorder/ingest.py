@@ -33,16 +33,15 @@ from typing import Any
 
 from recorder.archive import Archive
 from recorder.config import Settings, redact
-from recorder.observer import GatewayLearned, MappingLearned, Observer, Output, Reading
+from recorder.observer import GatewayLearned, MappingLearned, Observer, Output
 from recorder.pipeline import DecodePipeline
-from recorder.protocol.barcode import barcode_from_address
+from recorder.reading import Reading
 from recorder.sinks.influx import LineWriter, RetryLater, send_batch
-from recorder.sinks.points import PointIdentity, optimizer_line, recorder_line
+from recorder.sinks.points import PointFormatter, PointIdentity, point_identity, recorder_line
 from recorder.sources import Source
 from recorder.storage.outbox import Outbox, PendingReading
 from recorder.storage.state import Labels, StateStore
 from recorder.systemd import Notifier
-from recorder.timestamps import to_millis
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ class LatencyProbe:
 
     def __init__(self) -> None:
         # Keyed by measurement time in whole milliseconds: what the outbox stores and returns.
-        self._arrivals: dict[tuple[int, int, int], float] = {}
+        self._arrivals: dict[tuple[int, ...], float] = {}
         self._histogram = [0] * self.BUCKETS
         self.count = 0
         self._lock = threading.Lock()
@@ -73,16 +72,14 @@ class LatencyProbe:
     def arrived(self, readings: list[Reading], at: float) -> None:
         with self._lock:
             for reading in readings:
-                self._arrivals[(reading.gateway_id, reading.node_id, to_millis(reading.measured_at))] = at
+                self._arrivals[reading[:3]] = at  # gateway, node, measured ms
             if len(self._arrivals) > 200_000:  # readings that never get sent (held, dropped)
                 self._arrivals = dict(list(self._arrivals.items())[-100_000:])
 
     def acknowledged(self, pending: list[PendingReading], at: float) -> None:
         with self._lock:
             for item in pending:
-                arrived = self._arrivals.pop(
-                    (item.gateway_id, item.node_id, to_millis(item.measured_at)), None
-                )
+                arrived = self._arrivals.pop(item.reading[:3], None)
                 if arrived is not None:
                     bucket = min(int((at - arrived) / self.BUCKET_SECONDS), self.BUCKETS - 1)
                     self._histogram[bucket] += 1
@@ -166,6 +163,8 @@ class Health:
 
 
 class Sender(threading.Thread):
+    """Outbox to InfluxDB: ready readings in batches, deleted once acknowledged (module docstring)."""
+
     def __init__(
         self,
         outbox: Outbox,
@@ -190,6 +189,7 @@ class Sender(threading.Thread):
         self.idle = threading.Event()
         self._labels: dict[bytes, Labels] = {}
         self._labels_loaded = 0.0
+        self._points = PointFormatter(self._tags)
         self._backoff = 0.0
         self._retry_at = 0.0
         self._health: Health | None = None
@@ -233,7 +233,8 @@ class Sender(threading.Thread):
         batch = self.outbox.next_batch(self.settings.batch_size)
         if not batch:
             return False
-        items = [(item.id, self._line(item)) for item in batch]
+        lines = self._points.lines([item.reading for item in batch])
+        items = [(item.id, line) for item, line in zip(batch, lines, strict=True)]
         result = send_batch(self.writer, items, self._park)
         now = time.monotonic()
         written = set(result.written)
@@ -281,18 +282,10 @@ class Sender(threading.Thread):
             self.refresh_labels.clear()
             self._labels = self.store.labels()
             self._labels_loaded = now
+            self._points.forget_tags()
 
-    def _line(self, item: PendingReading) -> str:
-        labels = self._labels.get(item.long_address) if item.long_address else None
-        barcode = barcode_from_address(item.long_address) if item.long_address is not None else None
-        identity = PointIdentity(
-            gateway=str(item.gateway_id),
-            node_id=item.node_id,
-            barcode=barcode,
-            name=labels.name if labels else None,
-            string=labels.string if labels else None,
-        )
-        return optimizer_line(identity, item.report, item.measured_at)
+    def _tags(self, gateway_id: int, node_id: int, long_address: bytes | None) -> PointIdentity:
+        return point_identity(gateway_id, node_id, long_address, self._labels)
 
 
 def _utc_now_for_parking() -> datetime:
@@ -301,6 +294,9 @@ def _utc_now_for_parking() -> datetime:
 
 
 class Ingest:
+    """`recorder run`'s reader loop: source -> pipeline -> outbox, identity and health (module
+    docstring); starts and stops the `Sender`."""
+
     def __init__(
         self,
         settings: Settings,
@@ -365,10 +361,10 @@ class Ingest:
                 if data:
                     if self.archive is not None:
                         self.archive.write(data, at)
-                    _events, outputs = self.pipeline.feed(data, at)
-                    if outputs:
-                        pending.extend(outputs)
-                        arrivals.extend(output for output in outputs if isinstance(output, Reading))
+                    _events, readings, learned = self.pipeline.feed(data, at)
+                    pending += readings
+                    pending += learned
+                    arrivals += readings
                 if pending and (
                     now - last_commit >= settings.flush_interval or len(arrivals) >= settings.batch_size
                 ):
@@ -382,6 +378,10 @@ class Ingest:
                 new_minute = health_minute is not None and minute != health_minute
                 health_minute = minute
                 if now - last_hold_check >= HOLD_CHECK_EVERY or new_minute:
+                    if pending:  # what the observer learned must be in the database first
+                        self._commit(pending, arrivals, at, now)
+                        pending, arrivals = [], []
+                        last_commit = now
                     self._expire_held(at)
                     last_hold_check = now
                 if now - last_health >= HEALTH_EVERY or new_minute:
@@ -409,7 +409,11 @@ class Ingest:
         self.outbox.add(readings, at)
         self.probe.arrived(readings, arrived)
         self.readings += len(readings)
+        version = self.store.mapping_version()
         self.store.record_outputs(outputs)
+        if version == self._mapping_version:
+            # Only our own mappings were added: the observer knows them already, no reload.
+            self._mapping_version = self.store.mapping_version()
         learned = {(o.gateway_id, o.node_id) for o in outputs if isinstance(o, MappingLearned)}
         if learned:
             released = self.outbox.release(self.observer.identities, learned)
@@ -423,7 +427,11 @@ class Ingest:
         """Release held readings whose identity is now known, then apply the hold's expiry.
 
         Mappings can also arrive from another process (`recorder nodes import` while we run):
-        when the database's mappings changed, reload them into the observer first.
+        when the database's mappings changed, reload them into the observer first. Everything
+        the observer learned has been committed by then (the caller commits first), so the
+        database's history includes it: reloading while some was still pending used to forget
+        it, and readings of a replaced optimizer went on under the old barcode (found by
+        comparing `run` with `backfill`, `tests/test_paths.py`).
         """
         version = self.store.mapping_version()
         if version != self._mapping_version:
@@ -476,7 +484,7 @@ class Ingest:
             )
 
     def health_values(self, source: Source) -> dict[str, Any]:
-        counters = self.pipeline.counters()
+        counters = self.pipeline.counters.as_dict()
         depth = self.outbox.depth()
         latency = self.probe.percentiles()
         values: dict[str, Any] = {
@@ -494,6 +502,9 @@ class Ingest:
                 "power_reports",
                 "invalid_power_reports",
                 "duplicate_reports",
+                "unplaced_reports",
+                "retransmitted_packets",
+                "truncated_packets",
                 "topology_reports",
                 "node_tables",
             )
@@ -521,8 +532,8 @@ class Ingest:
         at = self.latest_at
         if at is None:
             return
-        counters = self.pipeline.counters()
-        warning = self.decode_watch.update(at, counters["frames"], counters["power_reports"])
+        counters = self.pipeline.counters.stack
+        warning = self.decode_watch.update(at, counters.link.frames, counters.application.power_reports)
         if warning:
             log.warning(warning)
         values = self.health_values(source)

@@ -10,22 +10,25 @@ from typing import Any
 import typer
 
 from recorder.cli.common import SourceOption, parse_datetime
-from recorder.observer import GatewayLearned, MappingLearned, NodeTableAssembled, Observer, Reading
+from recorder.observer import GatewayLearned, MappingLearned, NodeTableAssembled, Observer, Output
 from recorder.pipeline import DecodePipeline
+from recorder.protocol import units
 from recorder.protocol.barcode import describe_address
 from recorder.protocol.events import (
     Event,
     FrameSeen,
     GatewayIdentityObserved,
     NodeTablePage,
-    PowerReportReceived,
+    PowerReportFields,
     TopologyReportReceived,
 )
 from recorder.protocol.gateway.link import LinkDecoder, frame_from_body
 from recorder.protocol.gateway.transport import frame_type_name
+from recorder.reading import ReadingFields
 from recorder.sinks import jsonl
 from recorder.sources import LiveSource, Source, SourceOptions, open_source
 from recorder.storage.state import StateStore
+from recorder.timestamps import from_millis
 
 
 class PeekLevel(StrEnum):
@@ -81,9 +84,9 @@ def peek(
                         f"[{len(frame.payload)} B] {frame.payload.hex(' ')}"
                     )
             else:
-                events, outputs = pipeline.feed(data, at)
+                events, readings, learned = pipeline.feed(data, at)
                 lines = [f"{stamp} {describe_event(event)}" for event in events]
-                lines += [f"{stamp}   => {describe_output(output)}" for output in outputs]
+                lines += [f"{stamp}   => {describe_output(output)}" for output in [*readings, *learned]]
             for line in lines:
                 print(line)
                 printed += 1
@@ -93,7 +96,7 @@ def peek(
         pass
     finally:
         source.stop()
-    counters = link.counters() if level is PeekLevel.frames else pipeline.counters()
+    counters = link.counters.as_dict() if level is PeekLevel.frames else pipeline.counters.as_dict()
     if level is not PeekLevel.bytes:
         print(
             "counters: " + ", ".join(f"{name}={value}" for name, value in counters.items() if value),
@@ -105,10 +108,11 @@ def describe_event(event: Event) -> str:
     if isinstance(event, FrameSeen):
         arrow = "gateway ->" if event.from_gateway else "-> gateway"
         return f"{arrow} {event.gateway_id} {event.name}: {event.summary}".rstrip(": ")
-    if isinstance(event, PowerReportReceived):
-        report = event.report
+    if isinstance(event, tuple):  # a power report
+        named = PowerReportFields._make(event)
+        report = named.report
         return (
-            f"  power report gateway {event.gateway_id} node {event.node_id}: Vin {report.voltage_in} V, "
+            f"  power report gateway {named.gateway_id} node {named.node_id}: Vin {report.voltage_in} V, "
             f"Vout {report.voltage_out} V, Iin {report.current_in} A, duty {report.duty_cycle:.3f}, "
             f"{report.temperature} °C, slot 0x{report.slot_counter:04X}, RSSI {report.rssi}"
         )
@@ -127,11 +131,17 @@ def describe_event(event: Event) -> str:
     return f"  {type(event).__name__} " + " ".join(f"{key}={value!r}" for key, value in fields.items())
 
 
-def describe_output(output: Reading | NodeTableAssembled | MappingLearned | GatewayLearned) -> str:
-    if isinstance(output, Reading):
-        who = output.barcode or f"node {output.node_id} (barcode not yet known)"
-        measured = output.measured_at.isoformat(timespec="milliseconds")
-        return f"reading {who} measured {measured}: {output.power} W"
+def describe_output(output: Output) -> str:
+    if isinstance(output, tuple):
+        reading = ReadingFields._make(output)
+        who = (
+            jsonl.barcode_of(reading.long_address)
+            if reading.long_address is not None
+            else f"node {reading.node_id} (barcode not yet known)"
+        )
+        measured = from_millis(reading.measured_ms).isoformat(timespec="milliseconds")
+        power = units.power(reading.voltage_in_raw, reading.current_in_raw)
+        return f"reading {who} measured {measured}: {power} W"
     if isinstance(output, NodeTableAssembled):
         return f"node table of gateway {output.gateway_id} complete: {len(output.entries)} nodes"
     if isinstance(output, MappingLearned):
@@ -162,7 +172,8 @@ def observe(
         for data, at in source.chunks():
             if not data:
                 continue
-            events, outputs = pipeline.feed(data, at)
+            events, readings, learned = pipeline.feed(data, at)
+            outputs: list[Output] = [*readings, *learned]
             if store is not None and outputs:
                 store.record_outputs(outputs)
             for event in events:
@@ -175,14 +186,12 @@ def observe(
         pass
     finally:
         source.stop()
-    write(jsonl.dumps({"type": "counters", **pipeline.counters()}) + "\n")
+    write(jsonl.dumps({"type": "counters", **pipeline.counters.as_dict()}) + "\n")
     sys.stdout.flush()
 
 
-def _output_lines(
-    output: Reading | NodeTableAssembled | MappingLearned | GatewayLearned,
-) -> list[dict[str, Any]]:
-    if isinstance(output, Reading):
+def _output_lines(output: Output) -> list[dict[str, Any]]:
+    if isinstance(output, tuple):
         return [jsonl.reading_json(output)]
     if isinstance(output, NodeTableAssembled):
         return [jsonl.node_table_json(output)]

@@ -7,6 +7,9 @@ after InfluxDB acknowledged the write. A crash at any point leaves every unackno
 in the table; re-sending one that InfluxDB already had is harmless (same series and timestamp).
 
 (gateway, node, measurement time) is unique, so a reading seen twice is stored once.
+
+Rows are compact readings (`recorder.reading`) as they are: the same integers in columns, times
+in epoch milliseconds, and the long address (as text) once known.
 """
 
 from __future__ import annotations
@@ -16,66 +19,83 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Engine, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import BigInteger, Engine, Table, bindparam, delete, func, insert, select, type_coerce, update
 
 from recorder.identity import IdentityMap
-from recorder.observer import Reading
 from recorder.protocol.barcode import format_long_address, parse_long_address
-from recorder.protocol.events import PowerReport
+from recorder.reading import Reading
 from recorder.storage.models import OUTBOX_HELD, OUTBOX_READY, OutboxEntry, ParkedPoint
+from recorder.timestamps import to_millis
 
-_UNKNOWN = b"\x00\x00\x00"
+# The reading's fields, in `Reading` order, and the columns that store them.
+_READING_COLUMNS = (
+    "gateway_id",
+    "node_id",
+    "measured_at",
+    "received_at",
+    "slot_counter",
+    "voltage_in_raw",
+    "voltage_out_raw",
+    "duty_cycle_raw",
+    "current_in_raw",
+    "temperature_raw",
+    "rssi",
+    "long_address",
+)
+_MILLIS_COLUMNS = ("measured_at", "received_at", "enqueued_at")
 
 
 @dataclass(frozen=True, slots=True)
 class PendingReading:
+    """A reading waiting in the outbox, with its row ID."""
+
     id: int
-    gateway_id: int
-    node_id: int
-    measured_at: datetime
-    report: PowerReport
-    long_address: bytes | None
+    reading: Reading
 
 
 class Outbox:
+    """The outbox table (see the module docstring). Thread-safe as SQLite is: the reader adds and
+    releases, the sender takes, acknowledges and parks."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._table = cast(Table, OutboxEntry.__table__)
         self._parked = cast(Table, ParkedPoint.__table__)
+        table = self._table
+        # Times go in and out as the integers they are stored as (no datetime on the way).
+        self._insert = (
+            insert(table)
+            .prefix_with("OR IGNORE")
+            .values({name: bindparam(name, type_=BigInteger) for name in _MILLIS_COLUMNS})
+        )
+        self._columns = [
+            type_coerce(table.c[name], BigInteger) if name in _MILLIS_COLUMNS else table.c[name]
+            for name in _READING_COLUMNS
+        ]
 
     def add(self, readings: Iterable[Reading], enqueued_at: datetime) -> int:
         """Commit readings; unresolved ones are held. Returns how many were new."""
-        rows = [
-            {
-                "state": OUTBOX_READY if reading.long_address is not None else OUTBOX_HELD,
-                "gateway_id": reading.gateway_id,
-                "node_id": reading.node_id,
-                "measured_at": reading.measured_at,
-                "received_at": reading.received_at,
-                "enqueued_at": enqueued_at,
-                "slot_counter": reading.report.slot_counter,
-                "voltage_in_raw": reading.report.voltage_in_raw,
-                "voltage_out_raw": reading.report.voltage_out_raw,
-                "duty_cycle_raw": reading.report.duty_cycle_raw,
-                "current_in_raw": reading.report.current_in_raw,
-                "temperature_raw": reading.report.temperature_raw,
-                "rssi": reading.report.rssi,
-                "long_address": format_long_address(reading.long_address) if reading.long_address else None,
-            }
-            for reading in readings
-        ]
+        enqueued_ms = to_millis(enqueued_at)
+        rows = []
+        for reading in readings:
+            row: dict[str, object] = dict(zip(_READING_COLUMNS, reading, strict=True))
+            address = reading[-1]
+            row["long_address"] = None if address is None else format_long_address(address)
+            row["state"] = OUTBOX_READY if address is not None else OUTBOX_HELD
+            row["enqueued_at"] = enqueued_ms
+            rows.append(row)
         if not rows:
             return 0
         with self.engine.begin() as connection:
-            result = connection.execute(insert(self._table).prefix_with("OR IGNORE"), rows)
+            result = connection.execute(self._insert, rows)
             return int(result.rowcount or 0)
 
     def release(self, identities: IdentityMap, keys: Iterable[tuple[int, int]] | None = None) -> int:
         """Resolve held rows whose node is now known (by each row's measurement time)."""
         table = self._table
-        query = select(table.c.id, table.c.gateway_id, table.c.node_id, table.c.measured_at).where(
-            table.c.state == OUTBOX_HELD
-        )
+        query = select(
+            table.c.id, table.c.gateway_id, table.c.node_id, type_coerce(table.c.measured_at, BigInteger)
+        ).where(table.c.state == OUTBOX_HELD)
         wanted = set(keys) if keys is not None else None
         released = 0
         with self.engine.begin() as connection:
@@ -109,26 +129,15 @@ class Outbox:
 
     def next_batch(self, limit: int) -> list[PendingReading]:
         table = self._table
-        query = select(table).where(table.c.state == OUTBOX_READY).order_by(table.c.id).limit(limit)
+        query = (
+            select(table.c.id, *self._columns)
+            .where(table.c.state == OUTBOX_READY)
+            .order_by(table.c.id)
+            .limit(limit)
+        )
         with self.engine.connect() as connection:
             return [
-                PendingReading(
-                    id=row.id,
-                    gateway_id=row.gateway_id,
-                    node_id=row.node_id,
-                    measured_at=row.measured_at,
-                    report=PowerReport(
-                        voltage_in_raw=row.voltage_in_raw,
-                        voltage_out_raw=row.voltage_out_raw,
-                        duty_cycle_raw=row.duty_cycle_raw,
-                        current_in_raw=row.current_in_raw,
-                        temperature_raw=row.temperature_raw,
-                        unknown=_UNKNOWN,
-                        slot_counter=row.slot_counter,
-                        rssi=row.rssi,
-                    ),
-                    long_address=parse_long_address(row.long_address) if row.long_address else None,
-                )
+                PendingReading(row[0], (*row[1:12], parse_long_address(row[12]) if row[12] else None))
                 for row in connection.execute(query)
             ]
 

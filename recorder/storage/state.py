@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from recorder.errors import NotFoundError, UsageError
 from recorder.identity import IdentityMap, Interval
-from recorder.observer import ALIAS_BIT, GatewayLearned, MappingLearned, Output, Reading
+from recorder.observer import ALIAS_BIT, GatewayLearned, MappingLearned, Output
 from recorder.protocol.barcode import (
     address_from_barcode,
     barcode_from_address,
@@ -42,7 +42,7 @@ from recorder.storage.models import (
     OutboxEntry,
     RecorderState,
 )
-from recorder.timestamps import to_millis
+from recorder.timestamps import from_millis, to_millis
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,8 @@ class StateStore:
             )
             for gateway_id, node_id, valid_from, source, long_address in rows:
                 identities.seed(
-                    (gateway_id, node_id), Interval(valid_from, parse_long_address(long_address), source)
+                    (gateway_id, node_id),
+                    Interval(to_millis(valid_from), parse_long_address(long_address), source),
                 )
         return identities
 
@@ -218,18 +219,15 @@ class StateStore:
         gateways: list[GatewayLearned] = []
         activity: dict[tuple[int, int], list[Any]] = {}
         for output in outputs:
-            if isinstance(output, Reading):
-                entry = activity.get((output.gateway_id, output.node_id))
+            if isinstance(output, tuple):  # a reading
+                gateway_id, node_id, measured_ms = output[0], output[1], output[2]
+                entry = activity.get((gateway_id, node_id))
                 if entry is None:
-                    activity[(output.gateway_id, output.node_id)] = [
-                        1,
-                        output.measured_at,
-                        output.measured_at,
-                    ]
+                    activity[(gateway_id, node_id)] = [1, measured_ms, measured_ms]
                 else:
                     entry[0] += 1
-                    entry[1] = min(entry[1], output.measured_at)
-                    entry[2] = max(entry[2], output.measured_at)
+                    entry[1] = min(entry[1], measured_ms)
+                    entry[2] = max(entry[2], measured_ms)
             elif isinstance(output, MappingLearned):
                 mappings.append(output)
             elif isinstance(output, GatewayLearned):
@@ -251,7 +249,7 @@ class StateStore:
                     mapping.observed_at,
                 )
             for (gateway_id, node_id), (count, first, last) in activity.items():
-                self._activity(session, gateway_id, node_id, count, first, last)
+                self._activity(session, gateway_id, node_id, count, from_millis(first), from_millis(last))
 
     def _gateway(
         self, session: Session, gateway_id: int, long_address: bytes | None, version: str | None, at: datetime
@@ -364,23 +362,20 @@ class StateStore:
     # Questions
 
     def resolve(self, gateway_id: int, node_id: int, at: datetime) -> bytes | None:
-        """The long address behind a node ID at `at` (the first interval covers earlier times)."""
+        """The long address behind a node ID at `at`, by the rules of `recorder.identity`."""
+        identities = IdentityMap()
         with self.session() as session:
-            intervals = list(
-                session.execute(
-                    select(NodeMapping.valid_from, Optimizer.long_address)
-                    .join(Optimizer)
-                    .where(NodeMapping.gateway_id == gateway_id, NodeMapping.node_id == node_id)
-                    .order_by(NodeMapping.valid_from)
-                )
+            rows = session.execute(
+                select(NodeMapping.valid_from, NodeMapping.source, Optimizer.long_address)
+                .join(Optimizer)
+                .where(NodeMapping.gateway_id == gateway_id, NodeMapping.node_id == node_id)
             )
-        if not intervals:
-            return None
-        chosen = intervals[0][1]
-        for valid_from, long_address in intervals:
-            if valid_from <= at:
-                chosen = long_address
-        return parse_long_address(chosen)
+            for valid_from, source, long_address in rows:
+                identities.seed(
+                    (gateway_id, node_id),
+                    Interval(to_millis(valid_from), parse_long_address(long_address), source),
+                )
+        return identities.resolve((gateway_id, node_id), to_millis(at))
 
     def list_nodes(self, *, gateway_id: int | None = None, unresolved: bool = False) -> list[NodeRow]:
         with self.session() as session:

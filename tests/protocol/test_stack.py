@@ -24,7 +24,7 @@ VALID_TRAFFIC = [
 def test_arbitrary_bytes_never_raise_and_are_accounted_for(data: bytes) -> None:
     stack = Stack()
     stack.feed(data, T0)
-    counters = stack.counters()
+    counters = stack.counters.as_dict()
     assert counters["bytes"] == len(data)
     assert counters["noise_bytes"] <= len(data)
     # Every frame costs at least its markers (4 bytes) and a 6-byte body on the wire.
@@ -42,10 +42,10 @@ def test_output_is_independent_of_chunking(pieces: list[bytes], seed: int) -> No
         stack = Stack(verbose=True)
         events = [event for chunk in chunks for event in stack.feed(chunk, T0)]
         if expected_events is None:
-            expected_events, expected_counters = events, stack.counters()
+            expected_events, expected_counters = events, stack.counters.as_dict()
         else:
             assert events == expected_events
-            assert stack.counters() == expected_counters
+            assert stack.counters.as_dict() == expected_counters
 
 
 def test_valid_frames_survive_random_garbage_between_them() -> None:

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import serial
 
-from recorder.observer import Reading
 from recorder.pipeline import DecodePipeline
 from recorder.sim.bus import BusSimulation
 from recorder.sim.config import SimulationConfig
@@ -35,9 +34,9 @@ def simulate_in_process(
     pipeline = DecodePipeline()
     decoded: list[dict[str, Any]] = []
     for data, seconds in BusSimulation(config).run(truth.append):
-        _, outputs = pipeline.feed(data, config.start + timedelta(seconds=seconds))
-        decoded.extend(reading_json(output) for output in outputs if isinstance(output, Reading))
-    return truth, decoded, pipeline.counters()
+        readings = pipeline.feed(data, config.start + timedelta(seconds=seconds)).readings
+        decoded.extend(reading_json(reading) for reading in readings)
+    return truth, decoded, pipeline.counters.as_dict()
 
 
 def assert_accounted(result: Any, counters: dict[str, int]) -> None:

@@ -1,0 +1,93 @@
+"""The backfill's passes and its read-ahead child change nothing in what it writes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recorder.archive import Archive
+from recorder.backfill import Backfill, BackfillOptions
+from recorder.config import load_settings
+from recorder.sim.bus import BusSimulation
+from recorder.sim.config import SimulationConfig
+from recorder.storage.state import StateStore
+
+
+class Collect:
+    """A line writer that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, lines: list[str]) -> None:
+        self.lines.extend(lines)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_database_knowing_later_history_forces_the_first_pass(tmp_path: Path) -> None:
+    config = SimulationConfig(duration=timedelta(minutes=20), nodes=5, seed=43)
+    archive = Archive(tmp_path / "archive", retention_days=0)
+    for data, seconds in BusSimulation(config).run():
+        archive.write(data, config.start + timedelta(seconds=seconds))
+    archive.close()
+    store = StateStore.open(tmp_path / "state.db")
+    first = Backfill(
+        load_settings({}, environ={}), store, Collect(), BackfillOptions(paths=[tmp_path / "archive"])
+    )
+    first.run()
+    again = Backfill(
+        load_settings({}, environ={}), store, Collect(), BackfillOptions(paths=[tmp_path / "archive"])
+    )
+    again.run()
+    assert (first.passes, again.passes) == (1, 2)  # the second time, the database knows this period
+
+
+@pytest.mark.parametrize("two_pass", [False, True], ids=["one pass", "two passes"])
+def test_reading_ahead_in_a_child_process_changes_nothing(tmp_path: Path, two_pass: bool) -> None:
+    """Same lines, readings and skipped files (with the same reasons) either way, including a
+    file corrupt in the middle, one cut short while being written, and a raw dump."""
+    config = SimulationConfig(duration=timedelta(hours=3), nodes=15, seed=53, noise=0.01)
+    inputs = tmp_path / "inputs"
+    records = []
+    archive = Archive(inputs, retention_days=0)
+    for data, seconds in BusSimulation(config).run():
+        at = config.start + timedelta(seconds=seconds)
+        archive.write(data, at)
+        records.append(data)
+    archive.close()
+    files = sorted(inputs.rglob("*.cap.gz"))
+    middle = bytearray(files[1].read_bytes())
+    middle[len(middle) // 2 : len(middle) // 2 + 40] = b"\x55" * 40
+    files[1].write_bytes(bytes(middle))
+    files[2].write_bytes(files[2].read_bytes()[:-5000])
+    (inputs / "dump.bin").write_bytes(b"".join(records[: len(records) // 4]))
+
+    def backfill(read_ahead: bool) -> tuple[list[str], Any]:
+        writer = Collect()
+        summary = Backfill(
+            load_settings({}, environ={}),
+            StateStore.open(tmp_path / f"state-{read_ahead}.db"),
+            writer,
+            BackfillOptions(
+                paths=[inputs],
+                read_ahead=read_ahead,
+                two_pass=two_pass,
+                raw_start=datetime.fromisoformat("2025-06-21T08:00:00+00:00"),
+                batch_size=500,
+            ),
+        ).run()
+        return writer.lines, summary
+
+    here, here_summary = backfill(False)
+    child, child_summary = backfill(True)
+    assert len(here) > 5000
+    assert child == here
+    assert child_summary.readings == here_summary.readings
+    assert [(path, reason) for path, reason in child_summary.skipped] == here_summary.skipped
+    assert [path for path, _ in here_summary.skipped] == [files[1]]
+    assert "offset" in here_summary.skipped[0][1]
