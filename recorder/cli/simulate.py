@@ -50,6 +50,11 @@ def simulate(
     controller_restart: bool = typer.Option(
         True, "--controller-restart/--no-controller-restart", help="Begin with enumeration and a node table."
     ),
+    identity: bool = typer.Option(
+        True,
+        "--identity/--no-identity",
+        help="Node tables, topology reports and enumeration at all (off: barcodes are never heard).",
+    ),
     speed: str = typer.Option(
         "", "--speed", help="realtime, 60x or max. Default: max for files, realtime for --listen/--pty."
     ),
@@ -74,6 +79,7 @@ def simulate(
         reassign=reassign or reassign_at is not None,
         reassign_at=parse_datetime(reassign_at, "--reassign-at") if reassign_at else None,
         controller_restart=controller_restart,
+        identity=identity,
     ).validate()
     live = bool(listen or pty)
     pace = parse_speed(speed) if speed else (1.0 if live else None)

@@ -331,6 +331,8 @@ class BusSimulation:
         }
 
     def _topology_report(self, node: _NodeState, seconds: float) -> None:
+        if not self.config.identity:
+            return
         optimizer = node.optimizer
         report = TopologyReport(
             short_address=optimizer.short_address,
@@ -519,7 +521,7 @@ class BusSimulation:
             self._push(self._tasks, (seconds, task))
 
     def _schedule_controller(self) -> None:
-        if self.config.controller_restart:
+        if self.config.controller_restart and self.config.identity:
             self._schedule(0.0, self._enumerate)
             for index, state in enumerate(self._gateways):
                 self._schedule(2.0 + index, partial(self._radio_configuration, state))
@@ -552,7 +554,8 @@ class BusSimulation:
 
         def nightly(at: float) -> float:
             for index, state in enumerate(self._gateways):
-                self._schedule(at + 1 + index * 30, partial(self._node_table, state))
+                if self.config.identity:
+                    self._schedule(at + 1 + index * 30, partial(self._node_table, state))
                 for step in range(4):
                     self._schedule(at + 900 * (step + 1) + index, partial(self._long_network_status, state))
             self._schedule_nights(at + 3600)

@@ -24,6 +24,7 @@ class SimulationConfig:
     reassign: bool = False
     reassign_at: datetime | None = None  # default: the middle of the run
     controller_restart: bool = True  # enumeration and a node table at the start
+    identity: bool = True  # False: no node tables, topology reports or enumeration, ever
     report_period_slots: int = 4000  # 20 s at 5 ms per slot
     poll_interval: float = 0.3  # seconds between polls of one gateway
 
