@@ -42,8 +42,8 @@ class HeldReadings:
     """See the module docstring. `directory` is where the scratch file goes (None: the system's
     temporary directory); call `close()` to delete it."""
 
-    def __init__(self, directory: Path | None = None, memory_limit: int = MEMORY_LIMIT) -> None:
-        self.memory_limit = memory_limit
+    def __init__(self, directory: Path | None = None, memory_limit: int | None = None) -> None:
+        self.memory_limit = MEMORY_LIMIT if memory_limit is None else memory_limit
         self._directory = directory
         self._memory: dict[NodeKey, list[Reading]] = {}
         self._in_memory = 0

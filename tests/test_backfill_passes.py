@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from recorder import held
 from recorder.archive import Archive
 from recorder.backfill import Backfill, BackfillOptions
 from recorder.config import load_settings
@@ -91,3 +92,41 @@ def test_reading_ahead_in_a_child_process_changes_nothing(tmp_path: Path, two_pa
     assert [(path, reason) for path, reason in child_summary.skipped] == here_summary.skipped
     assert [path for path, _ in here_summary.skipped] == [files[1]]
     assert "offset" in here_summary.skipped[0][1]
+
+
+@pytest.mark.parametrize("on_unresolved", ["write", "drop"])
+def test_readings_never_identified_wait_on_disk_then_go_out_without_a_barcode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_unresolved: str
+) -> None:
+    monkeypatch.setattr(held, "MEMORY_LIMIT", 500)
+    spilled: list[int] = []
+    real_drain = held.HeldReadings.drain
+
+    def drain(self: held.HeldReadings, batch_size: int = 20_000) -> Any:
+        spilled.append(self.spilled)
+        return real_drain(self, batch_size)
+
+    monkeypatch.setattr(held.HeldReadings, "drain", drain)
+    config = SimulationConfig(duration=timedelta(hours=2), nodes=10, seed=59, identity=False)
+    archive = Archive(tmp_path / "archive", retention_days=0)
+    for data, seconds in BusSimulation(config).run():
+        archive.write(data, config.start + timedelta(seconds=seconds))
+    archive.close()
+    writer = Collect()
+    summary = Backfill(
+        load_settings({}, environ={}),
+        StateStore.open(tmp_path / "state.db"),
+        writer,
+        BackfillOptions(
+            paths=[tmp_path / "archive"], on_unresolved=on_unresolved, scratch_directory=tmp_path
+        ),
+    ).run()
+    assert summary.readings > 3000 and summary.unresolved == summary.readings
+    assert spilled[0] > summary.readings - 500  # all but the last few hundred waited on disk
+    assert not any(path.name.startswith("recorder-held-") for path in tmp_path.iterdir())  # cleaned up
+    if on_unresolved == "write":
+        assert len(writer.lines) == summary.readings and summary.dropped_unresolved == 0
+        assert not any("barcode=" in line for line in writer.lines)
+        assert len(set(writer.lines)) == len(writer.lines)
+    else:
+        assert writer.lines == [] and summary.dropped_unresolved == summary.readings
