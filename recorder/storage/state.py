@@ -140,6 +140,9 @@ def _mapping_row(mapping: NodeMapping, optimizer: Optimizer, **extra: Any) -> No
 
 
 class StateStore:
+    """The state database's identity, labels, node activity and health (module docstring): loads
+    what the observer starts from, persists what it learns; each method one short transaction."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
