@@ -45,7 +45,9 @@ class Finished:
     output: str
 
 
-def run_recorder(root: Path, arguments: list[str], *, keep_stdout: bool = True) -> Finished:
+def run_recorder(
+    root: Path, arguments: list[str], *, keep_stdout: bool = True, env: dict[str, str] | None = None
+) -> Finished:
     """`recorder ARGUMENTS` from the checkout at `root` (this Python, its packages), measured.
     `keep_stdout=False` throws stdout away (e.g. `observe`'s JSON lines) and keeps stderr."""
     command = [sys.executable, "-m", "recorder.cli.app", *arguments]
@@ -55,7 +57,7 @@ def run_recorder(root: Path, arguments: list[str], *, keep_stdout: bool = True) 
             command,
             stdout=output if keep_stdout else subprocess.DEVNULL,
             stderr=subprocess.DEVNULL if keep_stdout else output,
-            env={**os.environ, "PYTHONPATH": str(root)},
+            env={**os.environ, **(env or {}), "PYTHONPATH": str(root)},
             cwd=root,
         )
         _, status, usage = os.wait4(process.pid, 0)  # usage includes its reaped children
