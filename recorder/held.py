@@ -15,7 +15,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
@@ -29,7 +28,6 @@ from recorder.timestamps import from_millis
 
 MEMORY_LIMIT = 20_000  # readings (about 8 MB; an hour of a 135-optimizer array)
 _EPOCH = from_millis(0)
-_NEVER = datetime.max.replace(tzinfo=UTC)
 
 
 def _scratch_pragmas(connection: object, _record: object) -> None:
@@ -85,7 +83,7 @@ class HeldReadings:
                 released.extend(batch)
         return released
 
-    def drain(self, batch_size: int = 20_000) -> Iterator[list[Reading]]:
+    def drain(self, batch_size: int = 5000) -> Iterator[list[Reading]]:
         """Every reading still waiting, in batches, unresolved (the input has ended)."""
         waiting = [reading for readings in self._memory.values() for reading in readings]
         self._memory.clear()
@@ -93,8 +91,9 @@ class HeldReadings:
         for start in range(0, len(waiting), batch_size):
             yield waiting[start : start + batch_size]
         if self._scratch is not None and self._spilled:
-            self._scratch.expire(_NEVER, timedelta(0), "write")  # every held row becomes ready
-            yield from self._take_ready(batch_size)
+            for batch in self._scratch.held(batch_size):
+                self._spilled -= len(batch)
+                yield [item.reading for item in batch]
 
     def close(self) -> None:
         if self._scratch is not None:
@@ -116,7 +115,7 @@ class HeldReadings:
         self._memory.clear()
         self._in_memory = 0
 
-    def _take_ready(self, batch_size: int = 20_000) -> Iterator[list[Reading]]:
+    def _take_ready(self, batch_size: int = 5000) -> Iterator[list[Reading]]:
         assert self._scratch is not None
         while batch := self._scratch.next_batch(batch_size):
             self._scratch.acknowledge([item.id for item in batch])

@@ -14,16 +14,16 @@ in epoch milliseconds, and the long address (as text) once known.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, Engine, Table, bindparam, delete, func, insert, select, type_coerce, update
+from sqlalchemy import Engine, Table, delete, func, insert, select, update
 
 from recorder.identity import IdentityMap
 from recorder.protocol.barcode import format_long_address, parse_long_address
-from recorder.reading import Reading
+from recorder.reading import LONG_ADDRESS, Reading
 from recorder.storage.models import OUTBOX_HELD, OUTBOX_READY, OutboxEntry, ParkedPoint
 from recorder.timestamps import to_millis
 
@@ -42,7 +42,6 @@ _READING_COLUMNS = (
     "rssi",
     "long_address",
 )
-_MILLIS_COLUMNS = ("measured_at", "received_at", "enqueued_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,59 +61,73 @@ class Outbox:
         self._table = cast(Table, OutboxEntry.__table__)
         self._parked = cast(Table, ParkedPoint.__table__)
         table = self._table
-        # Times go in and out as the integers they are stored as (no datetime on the way).
-        self._insert = (
-            insert(table)
-            .prefix_with("OR IGNORE")
-            .values({name: bindparam(name, type_=BigInteger) for name in _MILLIS_COLUMNS})
-        )
-        self._columns = [
-            type_coerce(table.c[name], BigInteger) if name in _MILLIS_COLUMNS else table.c[name]
-            for name in _READING_COLUMNS
-        ]
+        # Readings go in and out through the driver as the integers they are stored as: the
+        # statements are the table's own, without SQLAlchemy's per-row work (a backfill moves
+        # hundreds of thousands of waiting readings through a scratch outbox).
+        columns = ("state", "enqueued_at", *_READING_COLUMNS)
+        places = ", ".join("?" * len(columns))
+        self._insert = f"INSERT OR IGNORE INTO {table.name} ({', '.join(columns)}) VALUES ({places})"
+        self._select = f"SELECT id, {', '.join(_READING_COLUMNS)} FROM {table.name} WHERE state = ?"
 
     def add(self, readings: Iterable[Reading], enqueued_at: datetime) -> int:
         """Commit readings; unresolved ones are held. Returns how many were new."""
         enqueued_ms = to_millis(enqueued_at)
-        rows = []
-        for reading in readings:
-            row: dict[str, object] = dict(zip(_READING_COLUMNS, reading, strict=True))
-            address = reading[-1]
-            row["long_address"] = None if address is None else format_long_address(address)
-            row["state"] = OUTBOX_READY if address is not None else OUTBOX_HELD
-            row["enqueued_at"] = enqueued_ms
-            rows.append(row)
+        rows = [
+            (OUTBOX_HELD, enqueued_ms, *reading[:LONG_ADDRESS], None)
+            if reading[LONG_ADDRESS] is None
+            else (
+                OUTBOX_READY,
+                enqueued_ms,
+                *reading[:LONG_ADDRESS],
+                format_long_address(reading[LONG_ADDRESS]),
+            )
+            for reading in readings
+        ]
         if not rows:
             return 0
         with self.engine.begin() as connection:
-            result = connection.execute(self._insert, rows)
-            return int(result.rowcount or 0)
+            before = connection.exec_driver_sql("SELECT total_changes()").scalar_one()
+            connection.exec_driver_sql(self._insert, rows)
+            return int(connection.exec_driver_sql("SELECT total_changes()").scalar_one() - before)
+
+    def _readings(self, rows: Iterable[Any]) -> list[PendingReading]:
+        return [
+            PendingReading(
+                row[0], (*row[1 : LONG_ADDRESS + 1], parse_long_address(row[-1]) if row[-1] else None)
+            )
+            for row in rows
+        ]
+
+    def held(self, batch_size: int) -> Iterator[list[PendingReading]]:
+        """Every held reading, in insertion order, in batches (without taking them out)."""
+        with self.engine.connect() as connection:
+            result = connection.exec_driver_sql(self._select + " ORDER BY id", (OUTBOX_HELD,))
+            while rows := result.fetchmany(batch_size):
+                yield self._readings(rows)
 
     def release(self, identities: IdentityMap, keys: Iterable[tuple[int, int]] | None = None) -> int:
-        """Resolve held rows whose node is now known (by each row's measurement time)."""
-        table = self._table
-        query = select(
-            table.c.id, table.c.gateway_id, table.c.node_id, type_coerce(table.c.measured_at, BigInteger)
-        ).where(table.c.state == OUTBOX_HELD)
-        wanted = set(keys) if keys is not None else None
-        released = 0
+        """Resolve held rows whose node is now known (by each row's measurement time); only the
+        rows of `keys` (gateway, node) when given."""
+        name = self._table.name
+        query = f"SELECT id, gateway_id, node_id, measured_at FROM {name} WHERE state = ?"
+        selections: list[tuple[str, tuple[str | int, ...]]] = [(query, (OUTBOX_HELD,))]
+        if keys is not None:
+            query += " AND gateway_id = ? AND node_id = ?"
+            selections = [(query, (OUTBOX_HELD, gateway_id, node_id)) for gateway_id, node_id in keys]
         with self.engine.begin() as connection:
             updates = []
-            for row_id, gateway_id, node_id, measured_at in connection.execute(query):
-                if wanted is not None and (gateway_id, node_id) not in wanted:
-                    continue
-                address = identities.resolve((gateway_id, node_id), measured_at)
-                if address is not None:
-                    updates.append({"row_id": row_id, "address": format_long_address(address)})
+            for statement, parameters in selections:
+                for row_id, gateway_id, node_id, measured_ms in connection.exec_driver_sql(
+                    statement, parameters
+                ):
+                    address = identities.resolve((gateway_id, node_id), measured_ms)
+                    if address is not None:
+                        updates.append((OUTBOX_READY, format_long_address(address), row_id))
             if updates:
-                statement = (
-                    update(table)
-                    .where(table.c.id == bindparam("row_id"))
-                    .values(state=OUTBOX_READY, long_address=bindparam("address"))
+                connection.exec_driver_sql(
+                    f"UPDATE {name} SET state = ?, long_address = ? WHERE id = ?", updates
                 )
-                connection.execute(statement, updates)
-                released = len(updates)
-        return released
+        return len(updates)
 
     def expire(self, now: datetime, hold: timedelta, policy: str) -> int:
         """Held rows measured longer than `hold` ago: send without a barcode, or drop them."""
@@ -128,18 +141,10 @@ class Outbox:
             return int(result.rowcount or 0)
 
     def next_batch(self, limit: int) -> list[PendingReading]:
-        table = self._table
-        query = (
-            select(table.c.id, *self._columns)
-            .where(table.c.state == OUTBOX_READY)
-            .order_by(table.c.id)
-            .limit(limit)
-        )
+        """The oldest ready readings, up to `limit`."""
         with self.engine.connect() as connection:
-            return [
-                PendingReading(row[0], (*row[1:12], parse_long_address(row[12]) if row[12] else None))
-                for row in connection.execute(query)
-            ]
+            rows = connection.exec_driver_sql(self._select + " ORDER BY id LIMIT ?", (OUTBOX_READY, limit))
+            return self._readings(rows)
 
     def acknowledge(self, ids: list[int]) -> None:
         if not ids:
