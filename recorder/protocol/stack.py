@@ -33,18 +33,12 @@ from recorder.protocol.gateway.transport import TransportCounters, TransportDeco
 from recorder.protocol.pv.application import ApplicationCounters, ApplicationDecoder
 
 
-def delimit_records(
-    link: LinkDecoder, records: list[tuple[bytes, datetime]]
-) -> tuple[list[bytes], list[datetime]]:
-    """The frame bodies a batch of timestamped chunks completes, each with the time of the chunk
-    that completed it (as `Stack.feed` would stamp them, chunk by chunk)."""
-    return delimit_chunks(link, [data for data, _ in records], [at for _, at in records])
-
-
 def delimit_chunks(
     link: LinkDecoder, chunks: list[bytes], times: list[datetime]
 ) -> tuple[list[bytes], list[datetime]]:
-    """`delimit_records` for chunks and their times in two lists."""
+    """The frame bodies that timestamped chunks (`chunks[i]` received at `times[i]`) complete,
+    each with the time of the chunk that completed it, as feeding them one by one would stamp
+    them, with far less overhead per chunk (capture records are tens of bytes)."""
     if not chunks:
         return [], []
     bodies, positions = link.feed_located(b"".join(chunks))
@@ -83,15 +77,10 @@ class Stack:
             return []
         return self.application.feed(self.transport.feed(bodies, [received_at] * len(bodies)))
 
-    def feed_records(self, records: list[tuple[bytes, datetime]]) -> list[Event]:
-        """Several timestamped chunks at once: the same events as feeding them one by one (each
-        frame stamped with the time of the chunk that completed it), with far less overhead per
-        chunk. Replays of capture files, whose records are tens of bytes, use this."""
-        return self.feed_frames(*delimit_records(self.link, records))
-
     def feed_frames(self, bodies: list[bytes], times: list[datetime]) -> list[Event]:
-        """Frame bodies another link decoder delimited (the backfill's read-ahead), each with its
-        receive time; this stack's own link counters stay at zero."""
+        """Frame bodies another link decoder delimited (the backfill's read-ahead,
+        `delimit_chunks`), each with its receive time; this stack's own link counters stay at
+        zero."""
         if not bodies:
             return []
         return self.application.feed(self.transport.feed(bodies, times))

@@ -83,3 +83,24 @@ def test_events_carry_the_receive_time_of_the_chunk_that_completed_them() -> Non
     assert stack.feed(data[:-5], T0) == []
     events = stack.feed(data[-5:], later)
     assert only(events, PowerReportReceived)[0].received_at == later
+
+
+def test_frames_delimited_elsewhere_give_what_feeding_the_chunks_gives() -> None:
+    """The backfill's read-ahead delimits records in batches (`delimit_chunks`) and the stack
+    decodes the bodies (`feed_frames`): the events of feeding record by record, times included."""
+    from datetime import timedelta
+
+    from recorder.protocol.gateway.link import LinkDecoder
+    from recorder.protocol.stack import delimit_chunks
+
+    data = b"".join([*VALID_TRAFFIC, b"\x13\x7e", *ref.ENUMERATION_SEQUENCE])
+    chunks = [data[start : start + 7] for start in range(0, len(data), 7)]
+    times = [T0 + timedelta(milliseconds=10 * n) for n in range(len(chunks))]
+    one_by_one = Stack()
+    expected = [
+        event for chunk, at in zip(chunks, times, strict=True) for event in one_by_one.feed(chunk, at)
+    ]
+    batched = Stack()
+    events = batched.feed_frames(*delimit_chunks(LinkDecoder(), chunks, times))
+    assert len(expected) > 10 and events == expected
+    assert batched.counters.transport == one_by_one.counters.transport
