@@ -20,14 +20,16 @@ from recorder.cli.common import DbOption, database_path, display_time, parse_dat
 from recorder.config import Settings, load_settings
 from recorder.errors import ConfigError
 from recorder.ingest import Ingest
+from recorder.live.latest import LatestReadings
 from recorder.logs import configure_logging
 from recorder.sinks.influx import InfluxWriter, LineWriter, StdoutWriter
-from recorder.sources import LiveSource, ReconnectPolicy, SourceOptions, open_source
+from recorder.sources import LiveSource, ReconnectPolicy, Source, SourceOptions, open_source
 from recorder.storage.state import StateStore
 
 log = logging.getLogger(__name__)
 
 _OPTIONS = "InfluxDB"
+_LIVE = "Status page and Prometheus metrics"
 
 
 def run(
@@ -87,6 +89,19 @@ def run(
         "--watchdog-seconds",
         help="Reconnect a live source that sent nothing for this long (default: 90).",
     ),
+    http: str | None = typer.Option(
+        None,
+        "--http",
+        help="Serve the status page, /api/status and /metrics on HOST:PORT; empty turns them off "
+        "(default: 127.0.0.1:9595).",
+        rich_help_panel=_LIVE,
+    ),
+    stale_after: str | None = typer.Option(
+        None,
+        "--stale-after",
+        help="Live views leave out values of readings older than this (default: 10m).",
+        rich_help_panel=_LIVE,
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the line protocol instead of writing it (no changes saved)."
     ),
@@ -113,6 +128,8 @@ def run(
         "archive_days": archive_days,
         "no_report_warning": no_report_warning,
         "watchdog_seconds": watchdog_seconds,
+        "http": http,
+        "stale_after": stale_after,
     }
     settings = load_settings(flags, config)
     configure_logging(
@@ -132,7 +149,10 @@ def run(
     bus.check()
     with ExitStack() as stack:
         store, writer, archive_writer = _prepare(settings, dry_run, stack, explicit_db=db is not None)
-        ingest = Ingest(settings, store, writer, archive=archive_writer)
+        latest = LatestReadings(settings.stale_after) if settings.http is not None else None
+        ingest = Ingest(settings, store, writer, archive=archive_writer, latest=latest)
+        if latest is not None:
+            _start_live_face(settings, latest, ingest, bus, store, stack)
         _handle_signals(ingest)
         ingest.run(bus, exit_at_end=exit_at_end and not isinstance(bus, LiveSource))
 
@@ -163,6 +183,26 @@ def _prepare(
             raise ConfigError(f"cannot create archive directory {directory}: {error.strerror}") from None
         archive_writer = Archive(directory, settings.archive_days)
     return store, writer, archive_writer
+
+
+def _start_live_face(
+    settings: Settings,
+    latest: LatestReadings,
+    ingest: Ingest,
+    bus: Source,
+    store: StateStore,
+    stack: ExitStack,
+) -> None:
+    """The HTTP face (imported only when on); if it cannot bind, run records without it."""
+    from recorder import __version__
+    from recorder.live.server import start_live_face
+    from recorder.live.snapshot import LiveData
+
+    assert settings.http is not None
+    data = LiveData(latest, health=lambda: ingest.status_snapshot(bus), labels=store.labels)
+    server = start_live_face(settings.http, data, __version__)
+    if server is not None:
+        stack.callback(server.stop)  # before the store closes (callbacks run last-in, first-out)
 
 
 def _handle_signals(ingest: Ingest) -> None:
