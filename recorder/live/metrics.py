@@ -5,8 +5,8 @@ Theory of operation. Nothing is kept in a metrics registry between scrapes: `Liv
 yields metric families built from it. So a scrape costs one pass over the optimizers, and the
 read loop does no metrics work at all.
 
-Per optimizer (labels `barcode`, `gateway`, `node_id`, `string`, `name`; an empty label is the
-same as no label to Prometheus), from its latest reading by measurement time:
+Per optimizer (labels `barcode`, `gateway`, `node_id`, and `string`, `name` when the optimizer
+is labelled), from its latest reading by measurement time:
 
     tigo_optimizer_power_watts                  input power, Vin × Iin
     tigo_optimizer_voltage_in_volts / _voltage_out_volts
@@ -24,7 +24,10 @@ gap rather than a frozen last value.
 The recorder's health, from `Ingest.status_snapshot`: counters `tigo_recorder_<name>_total` and
 gauges `tigo_recorder_<name>` (see `HEALTH_COUNTERS` and `HEALTH_GAUGES`).
 
-The encoder follows the scraper's Accept header (OpenMetrics for Prometheus, text 0.0.4 else).
+The body is always in the classic text format (0.0.4), which every Prometheus reads: it asks
+for OpenMetrics first, but nothing here needs it (no exemplars, no `_created`), and
+prometheus_client's OpenMetrics encoder costs about 1.7 times as much CPU per scrape
+(`benchmarks/live.py`), which counts on a Raspberry Pi.
 """
 
 from __future__ import annotations
@@ -34,12 +37,12 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import generate_latest
 
 from recorder.live.latest import OptimizerNow
 from recorder.live.snapshot import LiveData
 
-OPTIMIZER_LABELS = ["barcode", "gateway", "node_id", "string", "name"]
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # metric name, LatestReading attribute, help text
 OPTIMIZER_GAUGES = (
@@ -111,34 +114,36 @@ class LiveCollector:
 
 
 def optimizer_families(optimizers: list[OptimizerNow]) -> Iterator[Metric]:
-    gauges = [
-        (attribute, GaugeMetricFamily(name, text, labels=OPTIMIZER_LABELS))
-        for name, attribute, text in OPTIMIZER_GAUGES
-    ]
-    timestamps = GaugeMetricFamily(
-        "tigo_optimizer_last_report_timestamp_seconds",
+    # Plain `Metric`s rather than GaugeMetricFamily: their label set may differ per sample,
+    # so `string` and `name` appear only on labelled optimizers.
+    gauges = [(name, attribute, Metric(name, text, "gauge")) for name, attribute, text in OPTIMIZER_GAUGES]
+    stamp_name = "tigo_optimizer_last_report_timestamp_seconds"
+    timestamps = Metric(
+        stamp_name,
         "Measurement time of the latest reading (Unix seconds); kept when the values are stale.",
-        labels=OPTIMIZER_LABELS,
+        "gauge",
     )
     for optimizer in optimizers:
         if not optimizer.published:
             continue
         reading = optimizer.reading
-        labels = [
-            reading.barcode or "",
-            str(reading.gateway_id),
-            str(reading.node_id),
-            optimizer.string or "",
-            optimizer.name or "",
-        ]
-        timestamps.add_metric(labels, reading.measured_at.timestamp())
+        labels = {
+            "barcode": reading.barcode or "",
+            "gateway": str(reading.gateway_id),
+            "node_id": str(reading.node_id),
+        }
+        if optimizer.string:
+            labels["string"] = optimizer.string
+        if optimizer.name:
+            labels["name"] = optimizer.name
+        timestamps.add_sample(stamp_name, labels, reading.measured_at.timestamp())
         if optimizer.stale:
             continue
-        for attribute, family in gauges:
+        for name, attribute, family in gauges:
             value = getattr(reading, attribute)
             if value is not None:
-                family.add_metric(labels, value)
-    for _attribute, family in gauges:
+                family.add_sample(name, labels, float(value))
+    for _name, _attribute, family in gauges:
         yield family
     yield timestamps
 
@@ -171,7 +176,6 @@ def health_families(health: Mapping[str, Any]) -> Iterator[Metric]:
         yield latency
 
 
-def render_metrics(collector: LiveCollector, accept: str | None) -> tuple[bytes, str]:
-    """The exposition body and its content type, in the format the scraper asked for."""
-    encoder, content_type = choose_encoder(accept or "")
-    return encoder(collector), content_type
+def render_metrics(collector: LiveCollector) -> tuple[bytes, str]:
+    """The exposition body and its content type (text format 0.0.4: see the module docstring)."""
+    return generate_latest(collector), CONTENT_TYPE

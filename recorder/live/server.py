@@ -134,13 +134,13 @@ class _Renderer:
         self.version = version
         self.collector = LiveCollector(data)
 
-    def render(self, path: str, accept: str | None) -> tuple[int, str, bytes, dict[str, str]]:
+    def render(self, path: str) -> tuple[int, str, bytes, dict[str, str]]:
         if path in ("/", "/index.html"):
             page = status_page()
             headers = {"Content-Security-Policy": page.content_security_policy}
             return 200, "text/html; charset=utf-8", page.body, headers
         if path == "/metrics":
-            body, content_type = render_metrics(self.collector, accept)
+            body, content_type = render_metrics(self.collector)
             return 200, content_type, body, {}
         if path == "/api/status":
             document = status_document(self.data.snapshot(), self.version)
@@ -205,8 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _respond(self, *, head: bool) -> None:
         path = self.path.split("?", 1)[0].split("#", 1)[0]
         try:
-            rendered = self.server.renderer.render(path, self.headers.get("Accept"))
-            status, content_type, body, headers = rendered
+            status, content_type, body, headers = self.server.renderer.render(path)
         except Exception:  # a bug in rendering must not take the server down
             log.exception("live face: could not render %s", path)
             status, content_type, body, headers = 500, "text/plain; charset=utf-8", b"internal error\n", {}

@@ -99,17 +99,10 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def labels_of(node_id: int, barcode: str, string: str = "", name: str = "") -> tuple[tuple[str, str], ...]:
-    return tuple(
-        sorted(
-            {
-                "barcode": barcode,
-                "gateway": str(GATEWAY),
-                "node_id": str(node_id),
-                "string": string,
-                "name": name,
-            }.items()
-        )
-    )
+    """Prometheus labels: `string` and `name` only when the optimizer is labelled."""
+    labels = {"barcode": barcode, "gateway": str(GATEWAY), "node_id": str(node_id)}
+    labels.update({key: value for key, value in (("string", string), ("name", name)) if value})
+    return tuple(sorted(labels.items()))
 
 
 def test_metrics_show_published_optimizers_leave_out_stale_values_and_carry_health(
@@ -160,13 +153,17 @@ def test_metrics_show_published_optimizers_leave_out_stale_values_and_carry_heal
     assert values[("tigo_recorder_report_latency_seconds", (("quantile", "0.99"),))] == 1.2
 
 
-def test_metrics_speak_openmetrics_to_prometheus(face: tuple[LiveServer, LiveData]) -> None:
+def test_metrics_answer_the_classic_text_format_even_when_openmetrics_is_offered(
+    face: tuple[LiveServer, LiveData],
+) -> None:
     server, _ = face
-    status, headers, body = get(
-        server, "/metrics", Accept="application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    prometheus_accept = (
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+        "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
     )
-    assert status == 200 and headers["Content-Type"].startswith("application/openmetrics-text")
-    assert body.endswith(b"# EOF\n") and b"tigo_recorder_frames_total 2345" in body
+    status, headers, body = get(server, "/metrics", Accept=prometheus_accept)
+    assert status == 200 and headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert b"# EOF" not in body and b"tigo_recorder_frames_total 2345.0" in body
 
 
 def test_status_document_groups_by_string_and_marks_stale_and_unresolved(

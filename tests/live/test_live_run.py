@@ -250,6 +250,16 @@ def test_prometheus_sees_every_optimizers_latest_reading_and_the_recorders_healt
                 labels["string"] == run.strings[barcode]
                 and labels["name"] == f"panel {report['node_id'] - 1}"
             )
+            assert set(labels) == {
+                "__name__",
+                "barcode",
+                "gateway",
+                "node_id",
+                "string",
+                "name",
+                "instance",
+                "job",
+            }
 
     # The timestamps are the last reports' measurement times. The recorder read the simulator
     # over TCP, so they are on the wall clock: one common offset from the simulated times, and
