@@ -118,7 +118,7 @@ class OptimizerNow:
 
 @dataclass(frozen=True, slots=True)
 class LatestSnapshot:
-    now: datetime  # the view's clock (see the module docstring)
+    now: datetime | None  # the view's clock (see the module docstring); None before any reading
     stale_after: timedelta
     optimizers: list[OptimizerNow]
 
@@ -192,7 +192,7 @@ class LatestReadings:
             hold_expired = set(self._hold_expired)
             clock = self._clock
         if clock is None:
-            return LatestSnapshot(datetime.fromtimestamp(0).astimezone(), self.stale_after, [])
+            return LatestSnapshot(None, self.stale_after, [])
         now = clock[0] + timedelta(seconds=max(self._monotonic() - clock[1], 0.0))
         stale_seconds = self.stale_after.total_seconds()
         by_address: dict[bytes, OptimizerNow] = {}

@@ -1,7 +1,8 @@
 """`/api/status`: the array and the recorder's health as one JSON document (what the page shows).
 
     {
-      "now": ISO time of the snapshot (source time; the wall clock for live sources),
+      "now": ISO time of the snapshot (source time; the wall clock for live sources), null
+             before the first reading,
       "stale_after_seconds": 600,
       "recorder": {version, source, source_state, last_data_at, last_data_age_seconds,
                    influxdb: {url, bucket, reachable, points_written, write_errors, last_error},
@@ -77,9 +78,9 @@ def status_document(snapshot: LiveSnapshot, version: str) -> dict[str, Any]:
         )
     fresh_power = sum(o.reading.power for o in optimizers if not o.stale)
     return {
-        "now": latest.now.isoformat(),
+        "now": latest.now.isoformat() if latest.now is not None else None,
         "stale_after_seconds": latest.stale_after.total_seconds(),
-        "recorder": _recorder(snapshot.health, latest.now if optimizers else None, version),
+        "recorder": _recorder(snapshot.health, latest.now, version),
         "totals": {
             "optimizers": len(optimizers),
             "reporting": sum(1 for o in optimizers if not o.stale),
@@ -122,6 +123,7 @@ def _recorder(health: Mapping[str, Any], now: datetime | None, version: str) -> 
     age = None
     if last_data:
         last = datetime.fromisoformat(str(last_data))
+        # Before the first reading the view has no clock: the wall clock is the best we have.
         reference = now if now is not None else datetime.now(last.tzinfo)
         age = round(max((reference - last).total_seconds(), 0.0), 1)
     latency = None

@@ -22,7 +22,8 @@ from recorder.live.server import LiveServer, start_live_face
 from recorder.live.snapshot import LiveData
 from recorder.protocol.barcode import barcode_from_address
 from recorder.storage.state import Labels
-from tests.live.helpers import GATEWAY, T0, FakeMonotonic, address, reading
+from tests.chromium import dump_dom
+from tests.live.helpers import GATEWAY, T0, FakeMonotonic, TileParser, address, reading
 
 HEALTH: dict[str, Any] = {
     "bytes": 123456,
@@ -353,3 +354,43 @@ def test_every_interface_is_said_to_be_reachable_from_the_network(caplog: pytest
     assert server is not None
     server.stop()
     assert "status page on http://[::1]:" in caplog.text and "reachable from the network" not in caplog.text
+
+
+def test_an_empty_view_before_the_first_reading() -> None:
+    data = LiveData(LatestReadings(timedelta(minutes=10)), health=lambda: HEALTH, labels=dict)
+    server = start_live_face(HttpAddress("127.0.0.1", 0), data, "1")
+    assert server is not None
+    try:
+        document = json.loads(get(server, "/api/status")[2])
+        metrics = samples(get(server, "/metrics")[2].decode())
+    finally:
+        server.stop()
+    assert document["now"] is None and document["strings"] == []
+    assert document["totals"] == {
+        "optimizers": 0,
+        "reporting": 0,
+        "stale": 0,
+        "held": 0,
+        "unresolved": 0,
+        "power": 0,
+    }
+    assert not any(name.startswith("tigo_optimizer") for name, _ in metrics)
+    assert metrics[("tigo_recorder_frames_total", ())] == 2345
+
+
+def test_the_page_marks_stale_and_unresolved_tiles_in_a_real_browser(
+    face: tuple[LiveServer, LiveData],
+) -> None:
+    server, _ = face
+    dom = dump_dom(f"http://127.0.0.1:{server.port}/")
+    parser = TileParser()
+    parser.feed(dom)
+    tiles = {tile["bc"].strip(): tile for tile in parser.tiles}
+    stale = barcode_from_address(address(4)) or ""
+    assert set(tiles) == {barcode_from_address(address(n)) for n in (2, 3)} | {stale, "node 5", "node 6"}
+    assert "stale" in tiles[stale]["cls"].split() and "stale" in tiles[stale]["badge"]
+    assert "unres" in tiles["node 5"]["cls"].split() and tiles["node 5"]["badge"] == "no barcode"
+    assert "unres" in tiles["node 6"]["cls"].split() and tiles["node 6"]["badge"] == "unresolved"
+    assert [h.strip() for h in parser.headings] == ["String A", f"Gateway {GATEWAY} · no string label"]
+    assert tiles[barcode_from_address(address(2)) or ""]["pw"].strip() == "293W"  # whole watts above 10 W
+    assert "reachable" in dom and "8 ready" in dom and "1 unresolved" in dom

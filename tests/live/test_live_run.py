@@ -20,7 +20,6 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -31,6 +30,7 @@ from recorder.sim.truth import load_truth, power_reports
 from tests.chromium import ChromiumUnavailable, dump_dom, find_chromium, screenshot
 from tests.conftest import ROOT, run_recorder
 from tests.influx import LocalInfluxDB, free_ports
+from tests.live.helpers import TileParser
 from tests.prometheus import LocalPrometheus, PrometheusUnavailable
 
 pytestmark = [pytest.mark.influx, pytest.mark.slow]
@@ -301,60 +301,6 @@ def test_prometheus_sees_every_optimizers_latest_reading_and_the_recorders_healt
     # And the points Prometheus was told about are in InfluxDB.
     assert run.influx.count("tigo_optimizer", run.database, "power") == expected
     assert all(target["health"] == "up" for target in run.prometheus.targets_health())
-
-
-class TileParser(HTMLParser):
-    """Collects each tile's barcode attribute and the text of its barcode and power lines."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tiles: list[dict[str, str]] = []
-        self.headings: list[str] = []
-        self._depth = 0
-        self._tile_depth: int | None = None
-        self._field: str | None = None
-        self._field_depth = 0
-        self._in_heading = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("br", "img", "meta", "link", "input"):
-            return
-        self._depth += 1
-        values = dict(attrs)
-        classes = (values.get("class") or "").split()
-        if tag == "div" and "tile" in classes:
-            self.tiles.append(
-                {
-                    "data-barcode": values.get("data-barcode") or "",
-                    "bc": "",
-                    "pw": "",
-                    "cls": " ".join(classes),
-                }
-            )
-            self._tile_depth = self._depth
-        elif self._tile_depth is not None and ("bc" in classes or "pw" in classes):
-            self._field = "bc" if "bc" in classes else "pw"
-            self._field_depth = self._depth
-        if tag == "h2":
-            self._in_heading = True
-            self.headings.append("")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("br", "img", "meta", "link", "input"):
-            return
-        if self._field is not None and self._depth == self._field_depth:
-            self._field = None
-        if self._tile_depth is not None and self._depth == self._tile_depth:
-            self._tile_depth = None
-        if tag == "h2":
-            self._in_heading = False
-        self._depth -= 1
-
-    def handle_data(self, data: str) -> None:
-        if self._field is not None and self.tiles:
-            self.tiles[-1][self._field] += data
-        if self._in_heading:
-            self.headings[-1] += data
 
 
 def test_the_status_page_in_a_real_browser_shows_every_optimizer_with_its_power(
