@@ -6,7 +6,8 @@ thread of its own. A request reads one `LiveData` snapshot and renders it; the r
 outbox are never touched, so a slow client, a stuck connection (10 s socket timeout) or a busy
 Prometheus costs only this server's threads.
 
-Only GET and HEAD are served (anything else: 405); unknown paths get 404. Responses are never
+Only GET and HEAD are served (anything else: 405); unknown paths get 404. At most
+`MAX_CLIENTS` connections are served at once; further ones are closed as they arrive. Responses are never
 cached (`no-store`), the page carries a strict Content-Security-Policy, and nothing secret is
 ever rendered (see `status.py`).
 
@@ -39,6 +40,7 @@ from recorder.live.status import status_document
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 10.0  # seconds a client may take to send its request
+MAX_CLIENTS = 32  # connections served at once; more are closed at once (a Pi's memory is small)
 
 
 class LiveServer:
@@ -154,12 +156,32 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True  # rebinding after a restart (TIME_WAIT); a live listener still conflicts
 
     def __init__(
-        self, family: int, address: tuple[Any, ...], renderer: _Renderer, *, dual_stack: bool
+        self,
+        family: int,
+        address: tuple[Any, ...],
+        renderer: _Renderer,
+        *,
+        dual_stack: bool,
+        max_clients: int = MAX_CLIENTS,
     ) -> None:
         self.address_family = family
         self.dual_stack = dual_stack
         self.renderer = renderer
+        self._slots = threading.BoundedSemaphore(max_clients)
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.debug("live face: too many connections; closing one from %s", client_address)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6:

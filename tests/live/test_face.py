@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from recorder.config import load_settings
 from recorder.identity import IdentityMap
 from recorder.live.address import HttpAddress
 from recorder.live.latest import LatestReadings
-from recorder.live.server import LiveServer, start_live_face
+from recorder.live.server import MAX_CLIENTS, LiveServer, start_live_face
 from recorder.live.snapshot import LiveData
 from recorder.protocol.barcode import barcode_from_address
 from recorder.storage.state import Labels
@@ -394,3 +395,20 @@ def test_the_page_marks_stale_and_unresolved_tiles_in_a_real_browser(
     assert [h.strip() for h in parser.headings] == ["String A", f"Gateway {GATEWAY} · no string label"]
     assert tiles[barcode_from_address(address(2)) or ""]["pw"].strip() == "293W"  # whole watts above 10 W
     assert "reachable" in dom and "8 ready" in dom and "1 unresolved" in dom
+
+
+def test_idle_connections_beyond_the_limit_are_closed_and_the_face_recovers(
+    face: tuple[LiveServer, LiveData],
+) -> None:
+    server, _ = face
+    idle = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(MAX_CLIENTS)]
+    try:
+        time.sleep(0.5)  # the server has handed each of them to a thread, waiting for a request
+        extra = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        with extra:
+            assert extra.recv(100) == b""  # closed without an answer
+    finally:
+        for connection in idle:
+            connection.close()
+    time.sleep(0.5)
+    assert get(server, "/api/status")[0] == 200
