@@ -15,6 +15,9 @@ uses the same names in lower case; the InfluxDB ones may also sit in an `[influx
     token = "recorder:secret"
     bucket = "tigo/autogen"
 
+`http` (the live face's HOST:PORT) is the one setting an empty value turns off, so an empty
+`RECORDER_HTTP=` counts rather than being skipped like other empty variables.
+
 The token is held in a `Secret`, whose text form is `***`, and `redact` removes it from any
 message before it is logged or shown.
 """

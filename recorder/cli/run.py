@@ -20,6 +20,7 @@ from recorder.cli.common import DbOption, database_path, display_time, parse_dat
 from recorder.config import Settings, load_settings
 from recorder.errors import ConfigError
 from recorder.ingest import Ingest
+from recorder.live.address import HttpAddress
 from recorder.live.latest import LatestReadings
 from recorder.logs import configure_logging
 from recorder.sinks.influx import InfluxWriter, LineWriter, StdoutWriter
@@ -151,8 +152,8 @@ def run(
         store, writer, archive_writer = _prepare(settings, dry_run, stack, explicit_db=db is not None)
         latest = LatestReadings(settings.stale_after) if settings.http is not None else None
         ingest = Ingest(settings, store, writer, archive=archive_writer, latest=latest)
-        if latest is not None:
-            _start_live_face(settings, latest, ingest, bus, store, stack)
+        if settings.http is not None and latest is not None:
+            _start_live_face(settings.http, latest, ingest, bus, store, stack)
         _handle_signals(ingest)
         ingest.run(bus, exit_at_end=exit_at_end and not isinstance(bus, LiveSource))
 
@@ -186,7 +187,7 @@ def _prepare(
 
 
 def _start_live_face(
-    settings: Settings,
+    address: HttpAddress,
     latest: LatestReadings,
     ingest: Ingest,
     bus: Source,
@@ -198,9 +199,8 @@ def _start_live_face(
     from recorder.live.server import start_live_face
     from recorder.live.snapshot import LiveData
 
-    assert settings.http is not None
     data = LiveData(latest, health=lambda: ingest.status_snapshot(bus), labels=store.labels)
-    server = start_live_face(settings.http, data, __version__)
+    server = start_live_face(address, data, __version__)
     if server is not None:
         stack.callback(server.stop)  # before the store closes (callbacks run last-in, first-out)
 
