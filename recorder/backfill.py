@@ -51,13 +51,13 @@ from recorder.readahead import (
     FileDone,
     Frames,
     FrameStream,
-    open_maybe_gzip,
     read_frames,
     read_frames_in_child,
 )
 from recorder.replay import LineApplication, line_stack
 from recorder.sinks.influx import BadData, LineWriter, RetryLater, send_batch
 from recorder.sinks.points import PointIdentity, report_values
+from recorder.sources import open_dump
 from recorder.storage.state import Labels, StateStore
 from recorder.timestamps import to_millis
 
@@ -237,7 +237,7 @@ def _identity_of(value: Any) -> tuple[int, bytes | None, str | None]:
 
 
 def _json_lines(item: InputFile) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open_maybe_gzip(item.path) as stream:
+    with open_dump(item.path) as stream:
         for number, raw in enumerate(stream, 1):
             line = raw.strip()
             if not line:
