@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sqlite3
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -23,6 +22,7 @@ from recorder.ingest import Ingest
 from recorder.logs import configure_logging
 from recorder.sinks.influx import InfluxWriter, LineWriter, StdoutWriter
 from recorder.sources import LiveSource, ReconnectPolicy, SourceOptions, open_source
+from recorder.storage.scratch import scratch_copy
 from recorder.storage.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -144,11 +144,7 @@ def _prepare(
     if dry_run:
         # Same code path on a scratch copy of the state database: nothing the user has changes.
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recorder-dry-run-")))
-        copy = scratch / "state.db"
-        if path.exists():
-            with sqlite3.connect(path) as original, sqlite3.connect(copy) as target:
-                original.backup(target)
-        store = StateStore.open(copy)
+        store = StateStore.open(scratch_copy(path, scratch))
         stack.callback(store.close)
         return store, StdoutWriter(sys.stdout), None
     store = StateStore.open(path, create_directory=is_default)
