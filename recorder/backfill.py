@@ -315,18 +315,31 @@ class _WriterThread(threading.Thread):
     def _send(self, lines: list[str]) -> None:
         started = time.monotonic()
         delay = 1.0
+        # Lines InfluxDB refused (send_batch has logged each with the reason), by index: a retry
+        # that interrupts the bisection sends the batch again without them, and each is counted
+        # once, when the batch is done.
+        rejected: set[int] = set()
+
+        def reject(index: int, _line: str, _error: str) -> None:
+            rejected.add(index)
+
         while True:
             try:
-                try:
-                    self.writer.write(lines)
-                    written = len(lines)
-                except BadData:  # find the offending lines: send_batch bisects and parks them
-                    written = len(send_batch(self.writer, list(enumerate(lines)), self._reject).written)
+                written = None
+                if not rejected:
+                    with contextlib.suppress(BadData):
+                        self.writer.write(lines)
+                        written = len(lines)
+                if written is None:  # bad lines in there: send_batch bisects and parks them
+                    remaining = [(index, line) for index, line in enumerate(lines) if index not in rejected]
+                    written = len(send_batch(self.writer, remaining, reject).written)
                 self.summary.points += written
+                self.summary.rejected += len(rejected)
                 return
             except RetryLater as error:
                 # Re-sending lines that already went in is harmless: points are idempotent.
                 if time.monotonic() - started > self.give_up_after:
+                    self.summary.rejected += len(rejected)
                     self.error = (
                         f"{error}; gave up after {self.give_up_after:.0f} s (backfill is safe to re-run)"
                     )
@@ -334,9 +347,6 @@ class _WriterThread(threading.Thread):
                 log.warning("%s; retrying in %.0f s", error, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
-
-    def _reject(self, _index: int, _line: str, _error: str) -> None:
-        self.summary.rejected += 1  # send_batch has logged the line and the reason
 
     def submit(self, lines: list[str]) -> None:
         if self.error is not None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
+import urllib.error
+import urllib.request
 from collections import defaultdict
 from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +259,94 @@ def test_points_influxdb_rejects_are_counted_the_rest_is_written(
     stored = count(influx_database)
     assert rejected + stored == len(times)  # every reading either written or reported
     assert early <= rejected <= len(times) - late and late <= stored <= len(times) - early
+
+
+class FlakyFront:
+    """A real HTTP proxy on loopback in front of InfluxDB that answers 503 once, to the first
+    write after InfluxDB rejected a single line: a retry interrupting a bisection."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.rejected_single_line = False
+        self.failed = False
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if front.rejected_single_line and not front.failed:
+                    front.failed = True
+                    self._answer(503, b'{"message": "the front is restarting"}')
+                    return
+                request = urllib.request.Request(
+                    front.upstream + self.path,
+                    data=body,
+                    headers={k: v for k, v in self.headers.items() if k.lower() != "host"},
+                    method="POST",
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as response:
+                        self._answer(response.status, response.read())
+                except urllib.error.HTTPError as error:
+                    if error.code == 400 and body.count(b"\n") == 0:
+                        front.rejected_single_line = True
+                    self._answer(error.code, error.read())
+
+            def _answer(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FlakyFront:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_rejected_line_is_counted_once_when_a_retry_interrupts_the_bisection(
+    influx_database: InfluxDatabase, tmp_path: Path
+) -> None:
+    server, name = influx_database.server, influx_database.name
+    # A float `rssi` in the 10:00 shard: every reading of 10:10-10:20 conflicts with it there.
+    server.execute(f'ALTER RETENTION POLICY "autogen" ON "{name}" SHARD DURATION 1h')
+    server.write_v1(name, b"tigo_optimizer,node_id=1 rssi=1.5 1750500000000\n")  # 10:00:00Z
+    config = SimulationConfig(
+        start=datetime.fromisoformat("2025-06-21T10:10:00+00:00"),
+        duration=timedelta(minutes=10),
+        nodes=3,
+        seed=53,
+    )
+    truth = simulate_archive(tmp_path / "archive", config)
+    with FlakyFront(influx_database.url) as front:
+        completed = run_recorder(
+            "backfill",
+            str(tmp_path / "archive"),
+            "--db",
+            str(tmp_path / "state.db"),
+            "--batch-size",
+            "8",
+            env={**influx_env(influx_database), "INFLUX_URL": front.url},
+            check=False,
+            timeout=300,
+        )
+    assert front.failed and "the front is restarting" in completed.stderr  # the retry happened
+    assert completed.returncode == 1
+    readings = len(power_reports(truth))
+    assert f" {readings} readings, 0 points written" in completed.stdout
+    assert f"\n  {readings} points rejected by InfluxDB" in completed.stdout  # each one once
+    assert count(influx_database) == 0
 
 
 def test_since_until_and_dry_run(influx_database: InfluxDatabase, tmp_path: Path) -> None:
