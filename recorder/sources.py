@@ -412,6 +412,43 @@ def line_rate_time(start: datetime, offset: int) -> datetime:
     return start + timedelta(microseconds=offset * 1_000_000 // LINE_RATE_BYTES_PER_SECOND)
 
 
+def nothing_decoded(size: int, frames: int, kind: str) -> str | None:
+    """Why an input of `size` bytes from which `frames` link frames were decoded is an error,
+    or None when it is not. `kind`: "raw" or "capture".
+
+    One rule for every command that reads finite input (`backfill` per file; `observe` and
+    `run` on a capture or raw source): bytes without a single valid frame mean the input is not
+    what it was taken for, and the user must hear it. Frames without a power report are not an
+    error: at night a bus carries polls and nothing else.
+    """
+    if size == 0 or frames:
+        return None
+    hint = (
+        "is this a raw dump of the bus at 38400 8N1?"
+        if kind == "raw"
+        else "is this a capture of the bus (taptap or recorder format)?"
+    )
+    return f"no TAP frames in {describe_size(size)}: {hint}"
+
+
+def nothing_decoded_from(source: Source, frames: int) -> str | None:
+    """`nothing_decoded` for a finite source that has been read to its end, naming it."""
+    if source.live or isinstance(source, LiveSource):
+        return None
+    reason = nothing_decoded(
+        source.status.bytes, frames, "raw" if isinstance(source, RawSource) else "capture"
+    )
+    return f"{source.describe()}: {reason}" if reason else None
+
+
+def describe_size(size: int) -> str:
+    if size >= 1_000_000:
+        return f"{size / 1e6:.1f} MB"
+    if size >= 1000:
+        return f"{size / 1e3:.1f} kB"
+    return f"{size} bytes"
+
+
 def _check_readable(path: Path, what: str) -> None:
     if not path.exists():
         raise SourceError(f"{what} {path} does not exist")

@@ -17,11 +17,11 @@ import typer
 from recorder.archive import Archive
 from recorder.cli.common import DbOption, database_path, display_time, parse_datetime, utc_now
 from recorder.config import Settings, load_settings
-from recorder.errors import ConfigError
+from recorder.errors import ConfigError, NothingDecodedError
 from recorder.ingest import Ingest
 from recorder.logs import configure_logging
 from recorder.sinks.influx import InfluxWriter, LineWriter, StdoutWriter
-from recorder.sources import LiveSource, ReconnectPolicy, SourceOptions, open_source
+from recorder.sources import LiveSource, ReconnectPolicy, SourceOptions, nothing_decoded_from, open_source
 from recorder.storage.scratch import scratch_copy
 from recorder.storage.state import StateStore
 
@@ -135,6 +135,10 @@ def run(
         ingest = Ingest(settings, store, writer, archive=archive_writer)
         _handle_signals(ingest)
         ingest.run(bus, exit_at_end=exit_at_end and not isinstance(bus, LiveSource))
+        if not ingest.stop_requested.is_set() and (
+            reason := nothing_decoded_from(bus, ingest.pipeline.counters()["frames"])
+        ):
+            raise NothingDecodedError(reason)
 
 
 def _prepare(
