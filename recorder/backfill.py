@@ -321,7 +321,7 @@ def _until_done(frames: Iterator[Frames | FileDone], done: FileDone | None = Non
     for item in frames:
         if isinstance(item, FileDone):
             if done is not None:
-                done.error, done.truncated = item.error, item.truncated
+                done.error, done.truncated, done.bus_bytes = item.error, item.truncated, item.bus_bytes
             return
         yield item
 
@@ -574,7 +574,7 @@ class Backfill:
                         )
                     if done.error is not None:
                         self.summary.skipped.append((item.path, done.error))
-                    elif reason := nothing_decoded(item.size, bodies, item.format):
+                    elif reason := nothing_decoded(done.bus_bytes, bodies, item.format):
                         self.summary.skipped.append((item.path, reason))
                 self.summary.files_done += 1
                 self.summary.bytes_done += item.size

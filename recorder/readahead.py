@@ -74,6 +74,7 @@ class Frames:
 class FileDone:
     error: str | None  # why the rest of the file was skipped (what came before was delivered)
     truncated: bool = False  # a capture file cut short while it was being written
+    bus_bytes: int = 0  # the bus bytes the file held (capture record data, a dump's content)
 
 
 FrameStream = Generator[Frames | FileDone, None, None]
@@ -106,14 +107,16 @@ def read_frames(files: Sequence[BusFile], raw_start: datetime | None) -> FrameSt
         reader = CaptureReader(item.path) if item.format == "capture" else None
         batches = reader.batches(RECORDS_PER_BATCH) if reader else _raw_batches(item.path, raw_start)
         error = None
+        bus_bytes = 0
         try:
             for chunks, times in batches:
+                bus_bytes += sum(map(len, chunks))
                 bodies, body_times = delimit_chunks(link, chunks, times)
                 if bodies:
                     yield Frames(bodies, body_times)
         except (CaptureFormatError, OSError, EOFError, zlib.error) as failure:
             error = str(failure)
-        yield FileDone(error, bool(reader and reader.truncated))
+        yield FileDone(error, bool(reader and reader.truncated), bus_bytes)
 
 
 def _child(files: Sequence[BusFile], raw_start: datetime | None, out: Any) -> None:

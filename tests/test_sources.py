@@ -195,3 +195,15 @@ def test_serial_source_reads_a_pseudo_terminal_with_real_tty_semantics() -> None
     assert all(at.tzinfo is UTC for at in times)
     os.close(master)
     os.close(slave)
+
+
+def test_nothing_decoded_is_bytes_without_a_single_frame() -> None:
+    assert sources.nothing_decoded(0, 0, "capture") is None  # nothing from nothing: no complaint
+    assert sources.nothing_decoded(8_200_000, 3, "raw") is None  # a quiet night: polls, no reports
+    assert (
+        sources.nothing_decoded(8_200_000, 0, "raw")
+        == "no TAP frames in 8.2 MB: is this a raw dump of the bus at 38400 8N1?"
+    )
+    assert sources.nothing_decoded(512, 0, "capture") == (
+        "no TAP frames in 512 bytes: is this a capture of the bus (taptap or recorder format)?"
+    )
