@@ -89,7 +89,6 @@ def read_ahead_pays(bus_bytes: int, cores: int, database_here: bool) -> bool:
 
 
 _SUFFIXES = (".cap.gz", ".cap", ".bin", ".raw", ".dump", ".json", ".jsonl", ".log", ".gz")
-_NO_UNKNOWN = b"\x00\x00\x00"
 
 
 class SkippedFile(RecorderError):
