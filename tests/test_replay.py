@@ -85,11 +85,17 @@ def canonical_lines(records: list[tuple[bytes, datetime]]) -> list[str]:
         {"firmware": "4x", "noise": 0.01, "gateways": 2},
         {"reassign": True, "start": datetime.fromisoformat("2025-06-21T10:00:00+00:00")},
         {
+            "reassign": True,
+            "aliases_last": True,
+            "quiet_replacement": True,
+            "start": datetime.fromisoformat("2025-06-21T10:00:00+00:00"),
+        },  # the replacement is only in a table paged aliases last
+        {
             "controller_restart": False,
             "start": datetime.fromisoformat("2025-06-21T03:00:00+00:00"),
         },  # sunrise
     ],
-    ids=["noise", "4x two gateways", "reassignment", "identity at sunrise"],
+    ids=["noise", "4x two gateways", "reassignment", "alias paging", "identity at sunrise"],
 )
 @pytest.mark.parametrize("two_pass", [False, True], ids=["one pass", "two passes"])
 def test_fast_lane_equals_the_canonical_pipeline(

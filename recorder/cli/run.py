@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sqlite3
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -18,13 +17,21 @@ import typer
 from recorder.archive import Archive
 from recorder.cli.common import DbOption, database_path, display_time, parse_datetime, utc_now
 from recorder.config import Settings, load_settings
-from recorder.errors import ConfigError
+from recorder.errors import ConfigError, NothingDecodedError
 from recorder.ingest import Ingest
 from recorder.live.address import HttpAddress
 from recorder.live.latest import LatestReadings
 from recorder.logs import configure_logging
 from recorder.sinks.influx import InfluxWriter, LineWriter, StdoutWriter
-from recorder.sources import LiveSource, ReconnectPolicy, Source, SourceOptions, open_source
+from recorder.sources import (
+    LiveSource,
+    ReconnectPolicy,
+    Source,
+    SourceOptions,
+    nothing_decoded_from,
+    open_source,
+)
+from recorder.storage.scratch import scratch_copy
 from recorder.storage.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -156,6 +163,10 @@ def run(
             _start_live_face(settings.http, latest, ingest, bus, store, stack)
         _handle_signals(ingest)
         ingest.run(bus, exit_at_end=exit_at_end and not isinstance(bus, LiveSource))
+        if not ingest.stop_requested.is_set() and (
+            reason := nothing_decoded_from(bus, ingest.pipeline.counters()["frames"])
+        ):
+            raise NothingDecodedError(reason)
 
 
 def _prepare(
@@ -165,11 +176,7 @@ def _prepare(
     if dry_run:
         # Same code path on a scratch copy of the state database: nothing the user has changes.
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recorder-dry-run-")))
-        copy = scratch / "state.db"
-        if path.exists():
-            with sqlite3.connect(path) as original, sqlite3.connect(copy) as target:
-                original.backup(target)
-        store = StateStore.open(copy)
+        store = StateStore.open(scratch_copy(path, scratch))
         stack.callback(store.close)
         return store, StdoutWriter(sys.stdout), None
     store = StateStore.open(path, create_directory=is_default)
