@@ -2,7 +2,8 @@
 
 Inputs are files or directories (walked; the run archive's `YYYY/MM/DD/...cap.gz` layout works
 as is), optionally gzip-compressed, in one of three formats, detected from the content unless
-given: capture files, raw byte dumps, and the JSON lines `taptap observe` prints.
+given: capture files, raw byte dumps, and the JSON lines `taptap observe` prints (every shape
+taptap's versions print, recognised line by line: `recorder.taptap_json`).
 
 Bus files decode through the same `DecodePipeline` as `recorder run` and `recorder observe`
 (protocol stack, observer, placement step), so every reading is the one `run` would have made of
@@ -26,47 +27,53 @@ Speed: the pipeline and the formatter work on batches of frames and readings wit
 times and cached texts; a writer thread sends large batches while decoding goes on; and for
 large inputs a child process reads the files and delimits frames ahead of the decoder when a
 core is spare for it (`recorder.readahead`).
+
 A file that cannot be read is reported with its name and the offset where it failed, skipped,
-and the run goes on; the exit code says something was skipped.
+and the run goes on; the exit code says something was skipped. So is a file with bytes and
+nothing in them for us: a bus file without a single frame (`sources.nothing_decoded`, the rule
+`observe` and `run` apply to a finite source too), a JSON file without a single line of a
+taptap shape. A file of frames and no reading is not an error (a night's traffic is polls).
+taptap JSON lines of no known shape inside a file that has others are left out, counted, and
+the summary names the first (a log cut short mid-line ends in one); they do not change the
+exit code.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
-import json
 import logging
 import os
 import queue
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
+from recorder import taptap_json
 from recorder.archive import archive_files
 from recorder.capture import CaptureReader
 from recorder.config import Settings
 from recorder.errors import CaptureFormatError, RecorderError, SourceError
 from recorder.held import HeldReadings
-from recorder.identity import IdentityMap
-from recorder.observer import MappingLearned, Observer, Output
+from recorder.identity import IdentityMap, NodeKey
+from recorder.observer import SOURCE_IMPORT, MappingLearned, Observer, Output
 from recorder.pipeline import DecodePipeline
-from recorder.protocol.barcode import address_from_barcode, parse_long_address
-from recorder.protocol.events import PowerReport
 from recorder.readahead import (
     FileDone,
     Frames,
     FrameStream,
-    open_maybe_gzip,
     read_frames,
     read_frames_in_child,
 )
 from recorder.reading import MEASURED_MS, Reading
 from recorder.sinks.influx import BadData, LineWriter, RetryLater, send_batch
 from recorder.sinks.points import PointFormatter, PointIdentity, point_identity
+from recorder.sources import describe_size, nothing_decoded
 from recorder.storage.state import Labels, StateStore
 from recorder.timestamps import to_millis
 
@@ -101,7 +108,6 @@ DROPPED_REPORTS = {
 }
 
 _SUFFIXES = (".cap.gz", ".cap", ".bin", ".raw", ".dump", ".json", ".jsonl", ".log", ".gz")
-_NO_UNKNOWN = b"\x00\x00\x00"
 
 
 class SkippedFile(RecorderError):
@@ -130,6 +136,8 @@ class Summary:
     out_of_range: int = 0
     rejected: int = 0
     mappings_learned: int = 0
+    unrecognised_lines: int = 0  # taptap JSON lines of no shape we know, left out
+    first_unrecognised: str | None = None  # where the first one is, and why
     seconds: float = 0.0
     # Every decoding layer's counters, summed over the input's streams (what was dropped, and why).
     counters: dict[str, int] = field(default_factory=dict)
@@ -156,6 +164,12 @@ class Summary:
             lines.append(f"  {self.out_of_range} readings outside --since/--until")
         if self.rejected:
             lines.append(f"  {self.rejected} points rejected by InfluxDB (see the log)")
+        if self.unrecognised_lines:
+            lines.append(
+                f"  {self.unrecognised_lines} line{'s' if self.unrecognised_lines > 1 else ''} "
+                "not recognised as taptap JSON, left out "
+                f"(the first: {self.first_unrecognised})"
+            )
         for path, reason in self.skipped:
             lines.append(f"  skipped {path}: {reason}")
         return "\n".join(lines)
@@ -241,84 +255,6 @@ def _first_record_ms(path: Path) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# Reading the formats
-
-
-@dataclass(frozen=True)
-class JsonReport:
-    gateway_id: int
-    node_id: int
-    measured_at: datetime
-    report: PowerReport
-    long_address: bytes | None
-
-
-def _identity_of(value: Any) -> tuple[int, bytes | None, str | None]:
-    """taptap writes `"gateway": 4609` or `"gateway": {"id": 4609, "address": ...}` (same for node)."""
-    if isinstance(value, dict):
-        address = value.get("address") or value.get("long_address")
-        return (
-            int(value["id"]),
-            parse_long_address(address) if isinstance(address, str) else None,
-            value.get("barcode"),
-        )
-    return int(value), None, None
-
-
-def _json_lines(item: InputFile) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open_maybe_gzip(item.path) as stream:
-        for number, raw in enumerate(stream, 1):
-            line = raw.strip()
-            if not line:
-                continue
-            try:
-                yield number, json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise SkippedFile(f"line {number}: not JSON ({error})") from None
-
-
-def _json_report(record: dict[str, Any], number: int) -> JsonReport:
-    try:
-        gateway_id, _gateway_address, _ = _identity_of(record["gateway"])
-        node_id, node_address, node_barcode = _identity_of(record["node"])
-        measured_at = datetime.fromisoformat(str(record["timestamp"]))
-        if measured_at.tzinfo is None:
-            raise ValueError("timestamp without a UTC offset")
-        duty = float(record.get("dc_dc_duty_cycle", record.get("duty_cycle", 1.0)))
-        current = record["current"] if "current" in record else record["current_in"]
-        report = PowerReport(
-            voltage_in_raw=round(float(record["voltage_in"]) * 20),
-            voltage_out_raw=round(float(record["voltage_out"]) * 10),
-            duty_cycle_raw=round(duty * 255),
-            current_in_raw=round(float(current) * 200),
-            temperature_raw=round(float(record["temperature"]) * 10),
-            unknown=_NO_UNKNOWN,
-            slot_counter=0,
-            rssi=int(record.get("rssi", 0)),
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise SkippedFile(f"line {number}: not a taptap power report ({error})") from None
-    address = node_address
-    if address is None and node_barcode:
-        try:
-            address = address_from_barcode(str(node_barcode))
-        except ValueError:
-            address = None
-    return JsonReport(gateway_id, node_id, measured_at, report, address)
-
-
-def _infrastructure_mappings(record: dict[str, Any], number: int) -> list[tuple[int, int, bytes]]:
-    mappings = []
-    try:
-        for gateway_key, nodes in (record.get("nodes") or {}).items():
-            for node_key, node in nodes.items():
-                mappings.append((int(gateway_key), int(node_key), parse_long_address(node["address"])))
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise SkippedFile(f"line {number}: malformed infrastructure_report ({error})") from None
-    return mappings
-
-
-# ----------------------------------------------------------------------------------------------
 # Writing
 
 
@@ -344,18 +280,31 @@ class _WriterThread(threading.Thread):
     def _send(self, lines: list[str]) -> None:
         started = time.monotonic()
         delay = 1.0
+        # Lines InfluxDB refused (send_batch has logged each with the reason), by index: a retry
+        # that interrupts the bisection sends the batch again without them, and each is counted
+        # once, when the batch is done.
+        rejected: set[int] = set()
+
+        def reject(index: int, _line: str, _error: str) -> None:
+            rejected.add(index)
+
         while True:
             try:
-                try:
-                    self.writer.write(lines)
-                    written = len(lines)
-                except BadData:  # find the offending lines: send_batch bisects and parks them
-                    written = len(send_batch(self.writer, list(enumerate(lines)), self._reject).written)
+                written = None
+                if not rejected:
+                    with contextlib.suppress(BadData):
+                        self.writer.write(lines)
+                        written = len(lines)
+                if written is None:  # bad lines in there: send_batch bisects and parks them
+                    remaining = [(index, line) for index, line in enumerate(lines) if index not in rejected]
+                    written = len(send_batch(self.writer, remaining, reject).written)
                 self.summary.points += written
+                self.summary.rejected += len(rejected)
                 return
             except RetryLater as error:
                 # Re-sending lines that already went in is harmless: points are idempotent.
                 if time.monotonic() - started > self.give_up_after:
+                    self.summary.rejected += len(rejected)
                     self.error = (
                         f"{error}; gave up after {self.give_up_after:.0f} s (backfill is safe to re-run)"
                     )
@@ -363,9 +312,6 @@ class _WriterThread(threading.Thread):
                 log.warning("%s; retrying in %.0f s", error, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
-
-    def _reject(self, _index: int, _line: str, _error: str) -> None:
-        self.summary.rejected += 1  # send_batch has logged the line and the reason
 
     def submit(self, lines: list[str]) -> None:
         if self.error is not None:
@@ -404,7 +350,7 @@ def _until_done(frames: Iterator[Frames | FileDone], done: FileDone | None = Non
     for item in frames:
         if isinstance(item, FileDone):
             if done is not None:
-                done.error, done.truncated = item.error, item.truncated
+                done.error, done.truncated, done.bus_bytes = item.error, item.truncated, item.bus_bytes
             return
         yield item
 
@@ -477,6 +423,16 @@ class Backfill:
     def _tags(self, gateway_id: int, node_id: int, address: bytes | None) -> PointIdentity:
         return point_identity(gateway_id, node_id, address, self._labels)
 
+    def _readings(self, identities: IdentityMap) -> _Readings:
+        options = self.options
+        return _Readings(
+            identities,
+            PointFormatter(self._tags),
+            HeldReadings(options.scratch_directory),
+            since_ms=to_millis(options.since) if options.since else None,
+            until_ms=to_millis(options.until) if options.until else None,
+        )
+
     def _frames(self, files: list[InputFile]) -> contextlib.closing[FrameStream]:
         """The bus files' frame bodies, read ahead in a child process when that pays off."""
         bus_files = [item for item in files if item.format != "taptap-json"]
@@ -500,8 +456,11 @@ class Backfill:
         with self._frames(files) as frames:
             for item in files:
                 if item.format == "taptap-json":
-                    with contextlib.suppress(SkippedFile):  # reported by the second pass
-                        learned.extend(self._json_identity(item, identities))
+                    out = self._readings(identities)  # nothing is written, nothing waits
+                    # (What cannot be read is reported by the second pass; what came before counts.)
+                    with contextlib.suppress(OSError, EOFError, zlib.error):
+                        self._json_file(item, out, write=False)
+                    learned.extend(out.learned)
                     continue
                 if item.format == "raw" or previous_format == "raw":
                     # Capture files continue each other (the archive rotates mid-stream); raw dumps do not.
@@ -512,38 +471,87 @@ class Backfill:
                     learned.extend(pipeline.feed_frames(batch.bodies, batch.times).learned)
         return learned
 
-    def _json_identity(self, item: InputFile, identities: IdentityMap) -> list[Output]:
-        learned: list[Output] = []
-        last_time: datetime | None = None
-        waiting: list[tuple[int, int, bytes]] = []  # mappings seen before any timestamp
-        for number, record in _json_lines(item):
-            kind = record.get("event_type") or record.get("type")
-            if kind == "infrastructure_report":
-                for gateway_id, node_id, address in _infrastructure_mappings(record, number):
-                    if last_time is None:
+    @staticmethod
+    def _learn_json(out: _Readings, key: NodeKey, address: bytes, at: datetime) -> None:
+        """A mapping a taptap line revealed; the readings of that node held so far go out."""
+        changed, previous = out.identities.learn(key, address, SOURCE_IMPORT, to_millis(at))
+        if changed:
+            out.take([], [MappingLearned(key[0], key[1], address, SOURCE_IMPORT, at, previous)])
+
+    def _json_file(self, item: InputFile, out: _Readings, *, write: bool) -> None:
+        """One file of taptap JSON lines (see `recorder.taptap_json`): identity, then readings.
+
+        taptap's power reports are placed already (it logs their measurement time): each becomes
+        a reading as it is, with the identity valid at its measurement time. An infrastructure
+        report has no time of its own: its mappings count from the reading before it (or, at the
+        top of a file, the first one after it). Raises SkippedFile when not one line was
+        recognised; OSError, EOFError or zlib.error when the file cannot be read further.
+        """
+        identities = out.identities
+        last_at: datetime | None = None
+        waiting: list[tuple[int, int, bytes]] = []  # mappings seen before any reading
+        lines = recognised = unrecognised = 0
+        first_unrecognised: tuple[int, str] | None = None
+        readings: list[Reading] = []
+        for number, line in taptap_json.read_lines(item.path):
+            lines += 1
+            if isinstance(line, taptap_json.Unrecognised):
+                unrecognised += 1
+                first_unrecognised = first_unrecognised or (number, line.reason)
+                continue
+            recognised += 1
+            if isinstance(line, taptap_json.InfrastructureLine):
+                for gateway_id, node_id, address in line.nodes:
+                    if last_at is None:
                         waiting.append((gateway_id, node_id, address))
                     else:
-                        learned.extend(self._learn(identities, gateway_id, node_id, address, last_time))
-            elif kind == "power_report":
-                report = _json_report(record, number)
-                last_time = report.measured_at
-                for gateway_id, node_id, address in waiting:
-                    learned.extend(self._learn(identities, gateway_id, node_id, address, last_time))
-                waiting = []
-                if report.long_address is not None:
-                    learned.extend(
-                        self._learn(
-                            identities, report.gateway_id, report.node_id, report.long_address, last_time
-                        )
-                    )
-        return learned
-
-    @staticmethod
-    def _learn(
-        identities: IdentityMap, gateway_id: int, node_id: int, address: bytes, at: datetime
-    ) -> list[Output]:
-        changed, previous = identities.learn((gateway_id, node_id), address, "import", to_millis(at))
-        return [MappingLearned(gateway_id, node_id, address, "import", at, previous)] if changed else []
+                        out.take(readings)
+                        readings = []
+                        self._learn_json(out, (gateway_id, node_id), address, last_at)
+                continue
+            key = (line.gateway_id, line.node_id)
+            last_at = line.measured_at
+            if waiting or line.node_address is not None:
+                out.take(readings)  # in order: what came before resolves as it did
+                readings = []
+            for gateway_id, node_id, address in waiting:
+                self._learn_json(out, (gateway_id, node_id), address, last_at)
+            waiting = []
+            if line.node_address is not None:
+                self._learn_json(out, key, line.node_address, last_at)
+            if not write:
+                continue
+            measured_ms = line.measured_ms
+            # taptap logs no receive time or slot counter.
+            readings.append(
+                (*key, measured_ms, measured_ms, 0, *line.values, identities.resolve(key, measured_ms))
+            )
+            out.json_readings += 1
+            if len(readings) >= 5000:
+                out.take(readings)
+                readings = []
+        out.take(readings)
+        if not write:
+            return
+        if lines and not recognised:
+            assert first_unrecognised is not None
+            raise SkippedFile(
+                f"no taptap JSON line recognised in {lines} line{'s' if lines > 1 else ''} "
+                f"({describe_size(item.size)}; line "
+                f"{first_unrecognised[0]}: {first_unrecognised[1]}): is this the output of `taptap observe`?"
+            )
+        if unrecognised:
+            assert first_unrecognised is not None
+            self.summary.unrecognised_lines += unrecognised
+            if self.summary.first_unrecognised is None:
+                number, reason = first_unrecognised
+                self.summary.first_unrecognised = f"{item.path} line {number}: {reason}"
+            log.warning(
+                "%s: %d lines not recognised as taptap JSON (the first, line %d: %s)",
+                item.path,
+                unrecognised,
+                *first_unrecognised,
+            )
 
     # The pass that writes --------------------------------------------------------------------
 
@@ -556,13 +564,7 @@ class Backfill:
     ) -> list[Output]:
         self.passes += 1
         options = self.options
-        out = _Readings(
-            identities,
-            PointFormatter(self._tags),
-            HeldReadings(options.scratch_directory),
-            since_ms=to_millis(options.since) if options.since else None,
-            until_ms=to_millis(options.until) if options.until else None,
-        )
+        out = self._readings(identities)
         pipelines = [DecodePipeline(Observer(identities, gateways))]
         previous_format = None
         last_progress = time.monotonic()
@@ -571,9 +573,11 @@ class Backfill:
                 for item in files:
                     if item.format == "taptap-json":
                         try:
-                            self._json_points(item, out)
-                        except (SkippedFile, OSError, EOFError) as error:
+                            self._json_file(item, out, write=True)
+                        except SkippedFile as error:
                             self.summary.skipped.append((item.path, str(error)))
+                        except (OSError, EOFError, zlib.error) as error:
+                            self.summary.skipped.append((item.path, f"cannot be read to its end ({error})"))
                     else:
                         if item.format == "raw" or previous_format == "raw":
                             # A new stream: fresh decoder and placement state, the same identity.
@@ -581,7 +585,9 @@ class Backfill:
                         pipeline = pipelines[-1]
                         previous_format = item.format
                         done = FileDone(None)
+                        bodies = 0
                         for batch in _until_done(frames, done):
+                            bodies += len(batch.bodies)
                             out.take(*pipeline.feed_frames(batch.bodies, batch.times))
                             if len(out.lines) >= options.batch_size:
                                 writer.submit(out.lines)
@@ -598,6 +604,11 @@ class Backfill:
                             )
                         if done.error is not None:
                             self.summary.skipped.append((item.path, done.error))
+                        elif reason := nothing_decoded(done.bus_bytes, bodies, item.format):
+                            self.summary.skipped.append((item.path, reason))
+                    if len(out.lines) >= options.batch_size:
+                        writer.submit(out.lines)
+                        out.lines = []
                     self.summary.files_done += 1
                     self.summary.bytes_done += item.size
             written, dropped = out.flush_unresolved(
@@ -621,36 +632,6 @@ class Backfill:
         self.summary.counters = totals
         self.summary.readings = totals.get("readings", 0) + out.json_readings
         self.summary.out_of_range = out.out_of_range
-
-    def _json_points(self, item: InputFile, out: _Readings) -> None:
-        """taptap's power reports are placed already: each becomes a reading as it is, with the
-        identity valid at its measurement time."""
-        identities = out.identities
-        readings: list[Reading] = []
-        for number, record in _json_lines(item):
-            if (record.get("event_type") or record.get("type")) != "power_report":
-                continue
-            json_report = _json_report(record, number)
-            report = json_report.report
-            key = (json_report.gateway_id, json_report.node_id)
-            measured_ms = to_millis(json_report.measured_at)
-            readings.append(
-                (
-                    *key,
-                    measured_ms,
-                    measured_ms,  # taptap logs no receive time
-                    report.slot_counter,
-                    report.voltage_in_raw,
-                    report.voltage_out_raw,
-                    report.duty_cycle_raw,
-                    report.current_in_raw,
-                    report.temperature_raw,
-                    report.rssi,
-                    identities.resolve(key, measured_ms),
-                )
-            )
-        out.json_readings += len(readings)
-        out.take(readings)
 
 
 class _Readings:

@@ -15,6 +15,9 @@ uses the same names in lower case; the InfluxDB ones may also sit in an `[influx
     token = "recorder:secret"
     bucket = "tigo/autogen"
 
+`http` (the live face's HOST:PORT) is the one setting an empty value turns off, so an empty
+`RECORDER_HTTP=` counts rather than being skipped like other empty variables.
+
 The token is held in a `Secret`, whose text form is `***`, and `redact` removes it from any
 message before it is logged or shown.
 """
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder.errors import ConfigError, RecorderError
+from recorder.live.address import DEFAULT_ADDRESS, HttpAddress, parse_http_address
 from recorder.sim.config import parse_duration
 from recorder.storage.db import default_database_path
 
@@ -99,6 +103,8 @@ class Settings:
     no_report_warning: timedelta = timedelta(minutes=30)
     watchdog_seconds: float = 90.0
     log_level: str = "INFO"
+    http: HttpAddress | None = DEFAULT_ADDRESS  # None: no live face
+    stale_after: timedelta = timedelta(minutes=10)  # live views leave out older values
 
     @property
     def database_path(self) -> Path:
@@ -116,6 +122,8 @@ _EXTRA_ENVIRONMENT = {
     "influx_org": ("INFLUX_ORG", "INFLUXDB_V2_ORG"),
     "influx_bucket": ("INFLUX_BUCKET", "INFLUXDB_V2_BUCKET"),
 }
+# settings whose empty value means "off", so an empty environment variable counts
+_EMPTY_MEANS_OFF = {"http"}
 
 
 def _convert(name: str, value: Any, origin: str) -> Any:
@@ -136,8 +144,13 @@ def _convert(name: str, value: Any, origin: str) -> Any:
             if seconds <= 0:
                 raise ValueError("must be positive")
             return seconds
-        if name in ("identity_hold", "no_report_warning"):
-            return value if isinstance(value, timedelta) else parse_duration(str(value))
+        if name in ("identity_hold", "no_report_warning", "stale_after"):
+            duration = value if isinstance(value, timedelta) else parse_duration(str(value))
+            if name == "stale_after" and duration <= timedelta(0):
+                raise ValueError("must be positive")
+            return duration
+        if name == "http":
+            return value if isinstance(value, HttpAddress) else parse_http_address(str(value))
         if name == "on_unresolved":
             text = str(value).lower()
             if text not in ("write", "drop"):
@@ -175,7 +188,7 @@ def load_settings(
 
     for name in names:
         for variable in (f"RECORDER_{name.upper()}", *_EXTRA_ENVIRONMENT.get(name, ())):
-            if environ.get(variable):
+            if environ.get(variable) or (name in _EMPTY_MEANS_OFF and variable in environ):
                 values[name] = _convert(name, environ[variable], f"environment {variable}")
                 break
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from recorder.archive import Archive
 from recorder.config import Settings, redact
+from recorder.live.latest import LatestReadings
 from recorder.observer import GatewayLearned, MappingLearned, Observer, Output
 from recorder.pipeline import DecodePipeline
 from recorder.reading import Reading
@@ -305,8 +306,10 @@ class Ingest:
         *,
         archive: Archive | None = None,
         notifier: Notifier | None = None,
+        latest: LatestReadings | None = None,
     ) -> None:
         self.settings = settings
+        self.latest = latest  # live outputs' view of the newest readings (None: no live output)
         self.store = store
         self.outbox = Outbox(store.engine)
         self.observer = Observer(store.identity_map(), store.gateway_addresses())
@@ -365,6 +368,8 @@ class Ingest:
                     pending += readings
                     pending += learned
                     arrivals += readings
+                    if readings and self.latest is not None:
+                        self.latest.observe(readings, at)
                 if pending and (
                     now - last_commit >= settings.flush_interval or len(arrivals) >= settings.batch_size
                 ):
@@ -417,6 +422,8 @@ class Ingest:
         learned = {(o.gateway_id, o.node_id) for o in outputs if isinstance(o, MappingLearned)}
         if learned:
             released = self.outbox.release(self.observer.identities, learned)
+            if self.latest is not None:
+                self.latest.identify(self.observer.identities, learned)
             if released:
                 log.info("identity learned for %d node(s): released %d held readings", len(learned), released)
         if any(isinstance(o, GatewayLearned) for o in outputs) or learned:
@@ -442,7 +449,12 @@ class Ingest:
         if released:
             log.info("released %d held readings whose barcode is now known", released)
             self.sender.wake.set()
-        expired = self.outbox.expire(at, self.settings.identity_hold, self.settings.on_unresolved)
+        written_unresolved: set[tuple[int, int]] = set()
+        expired = self.outbox.expire(
+            at, self.settings.identity_hold, self.settings.on_unresolved, written_unresolved
+        )
+        if self.latest is not None:
+            self.latest.identify(self.observer.identities, hold_expired=written_unresolved)
         if expired:
             if self.settings.on_unresolved == "drop":
                 self.dropped_unresolved += expired
@@ -547,8 +559,14 @@ class Ingest:
     def _save_health(self, source: Source, values: dict[str, Any] | None = None) -> None:
         """The snapshot `recorder status` shows. Stamped with the wall clock: whether the recorder
         is alive is a wall-clock question, whatever time the data carries."""
+        self.store.put_state("health", self.status_snapshot(source, values), datetime.now(UTC))
+
+    def status_snapshot(self, source: Source, values: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Health as `recorder status` and the live face show it (it only reads: any thread)."""
         values = values if values is not None else self.health_values(source)
-        snapshot = {
+        sender = self.sender
+        tried = sender.last_write_at is not None or sender.write_errors > 0
+        return {
             **values,
             "source": source.describe(),
             "source_state": source.status.state,
@@ -557,7 +575,7 @@ class Ingest:
             "points_written": self.sender.written,
             "write_errors": self.sender.write_errors,
             "last_write_error": self.sender.last_error,
+            "influx_reachable": (sender.last_error is None) if tried else None,
             "influx_url": self.settings.influx_url,
             "influx_bucket": self.settings.influx_bucket,
         }
-        self.store.put_state("health", snapshot, datetime.now(UTC))

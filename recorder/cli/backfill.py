@@ -16,6 +16,7 @@ from recorder.backfill import Backfill, BackfillOptions, check_format, terminal_
 from recorder.cli.common import parse_datetime
 from recorder.config import load_settings
 from recorder.sinks.influx import InfluxWriter
+from recorder.storage.scratch import scratch_copy
 from recorder.storage.state import StateStore
 
 _INFLUX = "InfluxDB"
@@ -110,10 +111,10 @@ def backfill(
     from recorder.cli.nodes import open_store
 
     with tempfile.TemporaryDirectory(prefix="recorder-backfill-") as scratch:
-        if dry_run and not settings.database_path.exists():
-            store = StateStore.open(Path(scratch) / "state.db")  # nothing known, nothing saved
+        if dry_run:  # on a copy: the database is not created, migrated or written
+            store = StateStore.open(scratch_copy(settings.database_path, Path(scratch)))
         else:
-            store = open_store(settings.db)  # a dry run only reads it (persist_identity is off)
+            store = open_store(settings.db)
         writer = _CountingWriter() if dry_run else InfluxWriter(settings, gzip=False)
         try:
             summary = Backfill(settings, store, writer, options, terminal_progress(sys.stderr)).run()

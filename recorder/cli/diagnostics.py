@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from recorder.cli.common import SourceOption, parse_datetime
+from recorder.errors import NothingDecodedError
 from recorder.observer import GatewayLearned, MappingLearned, NodeTableAssembled, Observer, Output
 from recorder.pipeline import DecodePipeline
 from recorder.protocol import units
@@ -26,7 +27,7 @@ from recorder.protocol.gateway.link import LinkDecoder, frame_from_body
 from recorder.protocol.gateway.transport import frame_type_name
 from recorder.reading import ReadingFields
 from recorder.sinks import jsonl
-from recorder.sources import LiveSource, Source, SourceOptions, open_source
+from recorder.sources import LiveSource, Source, SourceOptions, nothing_decoded_from, open_source
 from recorder.storage.state import StateStore
 from recorder.timestamps import from_millis
 
@@ -168,6 +169,7 @@ def observe(
     observer = Observer(store.identity_map(), store.gateway_addresses()) if store else Observer()
     pipeline = DecodePipeline(observer)
     write = sys.stdout.write
+    exhausted = False
     try:
         for data, at in source.chunks():
             if not data:
@@ -182,12 +184,16 @@ def observe(
             for output in outputs:
                 for line in _output_lines(output):
                     write(jsonl.dumps(line) + "\n")
+        exhausted = True
     except KeyboardInterrupt:
         pass
     finally:
         source.stop()
-    write(jsonl.dumps({"type": "counters", **pipeline.counters.as_dict()}) + "\n")
+    counters = pipeline.counters.as_dict()
+    write(jsonl.dumps({"type": "counters", **counters}) + "\n")
     sys.stdout.flush()
+    if exhausted and (reason := nothing_decoded_from(source, counters["frames"])):
+        raise NothingDecodedError(reason)
 
 
 def _output_lines(output: Output) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sqlite3
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -18,16 +17,27 @@ import typer
 from recorder.archive import Archive
 from recorder.cli.common import DbOption, database_path, display_time, parse_datetime, utc_now
 from recorder.config import Settings, load_settings
-from recorder.errors import ConfigError
+from recorder.errors import ConfigError, NothingDecodedError
 from recorder.ingest import Ingest
+from recorder.live.address import HttpAddress
+from recorder.live.latest import LatestReadings
 from recorder.logs import configure_logging
 from recorder.sinks.influx import InfluxWriter, LineWriter, StdoutWriter
-from recorder.sources import LiveSource, ReconnectPolicy, SourceOptions, open_source
+from recorder.sources import (
+    LiveSource,
+    ReconnectPolicy,
+    Source,
+    SourceOptions,
+    nothing_decoded_from,
+    open_source,
+)
+from recorder.storage.scratch import scratch_copy
 from recorder.storage.state import StateStore
 
 log = logging.getLogger(__name__)
 
 _OPTIONS = "InfluxDB"
+_LIVE = "Status page and Prometheus metrics"
 
 
 def run(
@@ -87,6 +97,19 @@ def run(
         "--watchdog-seconds",
         help="Reconnect a live source that sent nothing for this long (default: 90).",
     ),
+    http: str | None = typer.Option(
+        None,
+        "--http",
+        help="Serve the status page, /api/status and /metrics on HOST:PORT; empty turns them off "
+        "(default: 127.0.0.1:9595).",
+        rich_help_panel=_LIVE,
+    ),
+    stale_after: str | None = typer.Option(
+        None,
+        "--stale-after",
+        help="Live views leave out values of readings older than this (default: 10m).",
+        rich_help_panel=_LIVE,
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the line protocol instead of writing it (no changes saved)."
     ),
@@ -113,6 +136,8 @@ def run(
         "archive_days": archive_days,
         "no_report_warning": no_report_warning,
         "watchdog_seconds": watchdog_seconds,
+        "http": http,
+        "stale_after": stale_after,
     }
     settings = load_settings(flags, config)
     configure_logging(
@@ -132,9 +157,16 @@ def run(
     bus.check()
     with ExitStack() as stack:
         store, writer, archive_writer = _prepare(settings, dry_run, stack, explicit_db=db is not None)
-        ingest = Ingest(settings, store, writer, archive=archive_writer)
+        latest = LatestReadings(settings.stale_after) if settings.http is not None else None
+        ingest = Ingest(settings, store, writer, archive=archive_writer, latest=latest)
+        if settings.http is not None and latest is not None:
+            _start_live_face(settings.http, latest, ingest, bus, store, stack)
         _handle_signals(ingest)
         ingest.run(bus, exit_at_end=exit_at_end and not isinstance(bus, LiveSource))
+        if not ingest.stop_requested.is_set() and (
+            reason := nothing_decoded_from(bus, ingest.pipeline.counters.stack.link.frames)
+        ):
+            raise NothingDecodedError(reason)
 
 
 def _prepare(
@@ -144,11 +176,7 @@ def _prepare(
     if dry_run:
         # Same code path on a scratch copy of the state database: nothing the user has changes.
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recorder-dry-run-")))
-        copy = scratch / "state.db"
-        if path.exists():
-            with sqlite3.connect(path) as original, sqlite3.connect(copy) as target:
-                original.backup(target)
-        store = StateStore.open(copy)
+        store = StateStore.open(scratch_copy(path, scratch))
         stack.callback(store.close)
         return store, StdoutWriter(sys.stdout), None
     store = StateStore.open(path, create_directory=is_default)
@@ -163,6 +191,25 @@ def _prepare(
             raise ConfigError(f"cannot create archive directory {directory}: {error.strerror}") from None
         archive_writer = Archive(directory, settings.archive_days)
     return store, writer, archive_writer
+
+
+def _start_live_face(
+    address: HttpAddress,
+    latest: LatestReadings,
+    ingest: Ingest,
+    bus: Source,
+    store: StateStore,
+    stack: ExitStack,
+) -> None:
+    """The HTTP face (imported only when on); if it cannot bind, run records without it."""
+    from recorder import __version__
+    from recorder.live.server import start_live_face
+    from recorder.live.snapshot import LiveData
+
+    data = LiveData(latest, health=lambda: ingest.status_snapshot(bus), labels=store.labels)
+    server = start_live_face(address, data, __version__)
+    if server is not None:
+        stack.callback(server.stop)  # before the store closes (callbacks run last-in, first-out)
 
 
 def _handle_signals(ingest: Ingest) -> None:

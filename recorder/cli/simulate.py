@@ -55,6 +55,16 @@ def simulate(
         "--identity/--no-identity",
         help="Node tables, topology reports and enumeration at all (off: barcodes are never heard).",
     ),
+    aliases_last: bool = typer.Option(
+        False,
+        "--aliases-last",
+        help="Node table pages list bit-15 aliases after their plain IDs (…0x000A, 0x800A; next 0x000B).",
+    ),
+    quiet_replacement: bool = typer.Option(
+        False,
+        "--quiet-replacement",
+        help="The replacement sends no topology report: only the node table read after it tells.",
+    ),
     speed: str = typer.Option(
         "", "--speed", help="realtime, 60x or max. Default: max for files, realtime for --listen/--pty."
     ),
@@ -80,6 +90,8 @@ def simulate(
         reassign_at=parse_datetime(reassign_at, "--reassign-at") if reassign_at else None,
         controller_restart=controller_restart,
         identity=identity,
+        aliases_last=aliases_last,
+        quiet_replacement=quiet_replacement,
     ).validate()
     live = bool(listen or pty)
     pace = parse_speed(speed) if speed else (1.0 if live else None)

@@ -2,8 +2,9 @@
 
 Options (all optional): gateways, nodes, start (ISO-8601), duration (90m, 3h, 7d), seed,
 firmware (legacy|4x), noise (probability per frame), reassign (0|1), controller_restart (0|1),
-identity (0|1: node tables, topology reports and enumeration at all), speed (max, realtime,
-60x; default max), truth (write the ground truth there).
+aliases_last (0|1), quiet_replacement (0|1) (see `SimulationConfig`), identity (0|1: node tables,
+topology reports and enumeration at all), speed (max, realtime, 60x; default max), truth (write
+the ground truth there).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ _KNOWN = {
     "reassign",
     "controller_restart",
     "identity",
+    "aliases_last",
+    "quiet_replacement",
     "speed",
     "truth",
 }
@@ -60,7 +63,7 @@ def config_from_settings(settings: dict[str, str]) -> tuple[SimulationConfig, fl
         changes["duration"] = parse_duration(settings["duration"])
     if "firmware" in settings:
         changes["firmware"] = settings["firmware"]
-    for flag in ("reassign", "controller_restart", "identity"):
+    for flag in ("reassign", "controller_restart", "identity", "aliases_last", "quiet_replacement"):
         if flag in settings:
             changes[flag] = settings[flag].lower() in ("1", "true", "yes", "on")
     speed = parse_speed(settings.get("speed", "max"))

@@ -8,17 +8,23 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
 import serial
 
+from recorder.observer import NodeTableAssembled
 from recorder.pipeline import DecodePipeline
+from recorder.protocol.barcode import barcode_from_address
+from recorder.protocol.events import NodeTablePage
+from recorder.reading import ReadingFields
 from recorder.sim.bus import BusSimulation
 from recorder.sim.config import SimulationConfig
 from recorder.sim.truth import compare, load_truth
 from recorder.sinks.jsonl import reading_json
+from recorder.timestamps import to_millis
 from tests.conftest import ROOT, run_recorder
 
 
@@ -186,6 +192,51 @@ def test_reassignment_moves_readings_to_the_new_barcode() -> None:
     after = {line["barcode"] for line in mine if datetime.fromisoformat(line["measured_at"]) >= changed_at}
     assert before == {old_barcode} and after == {new_barcode}
     assert counters["mapping_changes"] >= 1
+
+
+def test_a_replacement_announced_in_a_table_paged_aliases_last_retags_every_later_reading() -> None:
+    """The gateway lists 0x80NN after its page's plain IDs and the controller continues from the
+    plain ID; the replacement sends no topology report, so that table is the only news of it."""
+    config = SimulationConfig(
+        start=datetime(2025, 6, 21, 10, tzinfo=UTC),
+        duration=timedelta(hours=1),
+        nodes=9,  # node IDs 2-10: one page, which then ends with the alias
+        reassign=True,
+        aliases_last=True,
+        quiet_replacement=True,
+        seed=5,
+    )
+    truth: list[dict[str, Any]] = []
+    pipeline = DecodePipeline()
+    readings: list[ReadingFields] = []
+    pages: list[NodeTablePage] = []
+    tables: list[NodeTableAssembled] = []
+    for data, seconds in BusSimulation(config).run(truth.append):
+        events, decoded, learned = pipeline.feed(data, config.start + timedelta(seconds=seconds))
+        pages += [event for event in events if isinstance(event, NodeTablePage)]
+        readings += [ReadingFields._make(reading) for reading in decoded]
+        tables += [output for output in learned if isinstance(output, NodeTableAssembled)]
+    alias, plain = [r for r in truth if r["type"] == "mapping" and r["valid_from"] != truth[1]["valid_from"]][
+        ::-1
+    ]
+    assert alias["node_id"] == plain["node_id"] | 0x8000
+    # The traffic is the one the issue describes: a page ending with the alias, then a request
+    # for the plain ID after the page's highest.
+    after_alias = [
+        later
+        for page, later in pairwise(pages)
+        if page.entries[-1:] and page.entries[-1].node_id == alias["node_id"]
+    ]
+    assert after_alias and all(later.requested_index == 11 for later in after_alias)
+    changed_at = datetime.fromisoformat(plain["valid_from"])
+    read_at = next(page.received_at for page in pages if page.is_end and page.received_at > changed_at)
+    mine = [r for r in readings if r.node_id == plain["node_id"] and r.measured_ms >= to_millis(read_at)]
+    assert len(mine) > 50
+    assert {barcode_from_address(r.long_address) for r in mine if r.long_address} == {plain["barcode"]}
+    assert all(r.long_address for r in mine)  # every one, from the first on
+    table = next(table for table in tables if table.completed_at == read_at)
+    assert any(entry.node_id == alias["node_id"] for entry in table.entries)
+    assert pipeline.counters.observer.incomplete_node_tables == 0
 
 
 def _start_simulator(*arguments: str) -> tuple[subprocess.Popen[str], str]:
