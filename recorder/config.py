@@ -31,9 +31,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from recorder.durations import parse_duration
 from recorder.errors import ConfigError, RecorderError
 from recorder.live.address import DEFAULT_ADDRESS, HttpAddress, parse_http_address
-from recorder.sim.config import parse_duration
 from recorder.storage.db import default_database_path
 
 DEFAULT_CONFIG_FILE = Path("/etc/recorder/recorder.toml")

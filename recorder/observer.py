@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from recorder.counters import Counters, merged
+from recorder.counters import Counters
 from recorder.identity import IdentityMap
 from recorder.placement import Placement
 from recorder.protocol.barcode import barcode_from_address
@@ -173,10 +173,6 @@ class Observer:
     def identities(self, identities: IdentityMap) -> None:
         """Replace the mapping history (reloaded after another process changed it)."""
         self.placement.identities = identities
-
-    def counter_values(self) -> dict[str, int]:
-        """The placement step's and the observer's counters, as one flat mapping."""
-        return merged(self.placement.counters, self.counters)
 
     # ----------------------------------------------------------------------------------------
 

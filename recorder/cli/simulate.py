@@ -19,7 +19,8 @@ from recorder.errors import UsageError
 
 if TYPE_CHECKING:
     from recorder.sim.outputs import TcpBroadcastServer
-from recorder.sim.config import DEFAULT_START, SimulationConfig, parse_duration, parse_speed
+from recorder.durations import parse_duration
+from recorder.sim.config import DEFAULT_START, SimulationConfig, parse_speed
 
 
 def simulate(
@@ -82,7 +83,7 @@ def simulate(
         gateways=gateways,
         nodes=nodes,
         start=parse_datetime(start, "--start"),
-        duration=parse_duration(duration),
+        duration=_duration(duration),
         seed=seed,
         firmware=firmware,
         noise=noise,
@@ -152,3 +153,10 @@ def _server(url: str) -> TcpBroadcastServer:
     if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
         raise UsageError(f"--listen: {url!r} is not of the form tcp://127.0.0.1:PORT")
     return TcpBroadcastServer(parts.hostname, parts.port)
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise UsageError(f"--duration: {error}") from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -67,25 +66,6 @@ class SimulationConfig:
 
     def with_changes(self, **changes: object) -> SimulationConfig:
         return replace(self, **changes)  # type: ignore[arg-type]
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
-
-
-def parse_duration(text: str) -> timedelta:
-    """`90m`, `3h`, `7d`, `1h30m`, `45s`. Raises UsageError."""
-    cleaned = text.strip().lower()
-    position = 0
-    total = timedelta()
-    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
-    for match in _DURATION_PART.finditer(cleaned):
-        if match.start() != position:
-            break
-        total += timedelta(**{units[match.group(2)]: float(match.group(1))})
-        position = match.end()
-    if not cleaned or position != len(cleaned):
-        raise UsageError(f"--duration: {text!r} is not a duration (expected e.g. 90m, 3h, 7d or 1h30m)")
-    return total
 
 
 def parse_speed(text: str) -> float | None:

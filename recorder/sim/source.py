@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from recorder.durations import parse_duration
 from recorder.errors import SourceError, UsageError
 from recorder.sim.bus import BusSimulation
-from recorder.sim.config import SimulationConfig, parse_duration, parse_speed
+from recorder.sim.config import SimulationConfig, parse_speed
 from recorder.sim.outputs import Pacer, TruthWriter
-from recorder.sources import Chunk, Source
+from recorder.source_base import Chunk, Source
 
 _KNOWN = {
     "gateways",
@@ -60,7 +61,10 @@ def config_from_settings(settings: dict[str, str]) -> tuple[SimulationConfig, fl
             raise SourceError(f"simulator option start: {settings['start']!r} is not ISO-8601") from None
         changes["start"] = start
     if "duration" in settings:
-        changes["duration"] = parse_duration(settings["duration"])
+        try:
+            changes["duration"] = parse_duration(settings["duration"])
+        except ValueError as error:
+            raise SourceError(f"simulator option duration: {error}") from None
     if "firmware" in settings:
         changes["firmware"] = settings["firmware"]
     for flag in ("reassign", "controller_restart", "identity", "aliases_last", "quiet_replacement"):
