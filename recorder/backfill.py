@@ -449,6 +449,7 @@ class Backfill:
             barcode=barcode_from_address(address) if address else None,
             name=labels.name if labels else None,
             string=labels.string if labels else None,
+            site=self.settings.site,
         )
 
     def _application(self, identities: IdentityMap, observer: Observer, *, emit: bool) -> LineApplication:

@@ -65,6 +65,12 @@ def backfill(
     influx_bucket: str | None = typer.Option(
         None, "--influx-bucket", help="As for `recorder run`.", rich_help_panel=_INFLUX
     ),
+    influx_api: str | None = typer.Option(
+        None, "--influx-api", help="As for `recorder run`: auto, v1 or v2.", rich_help_panel=_INFLUX
+    ),
+    site: str | None = typer.Option(
+        None, "--site", help="As for `recorder run`: a site tag on every point.", show_default=False
+    ),
     batch_size: int = typer.Option(20_000, "--batch-size", min=1, help="Points per write."),
     read_ahead: bool | None = typer.Option(
         None,
@@ -87,6 +93,8 @@ def backfill(
         "influx_token": influx_token,
         "influx_org": influx_org,
         "influx_bucket": influx_bucket,
+        "influx_api": influx_api,
+        "site": site,
         "on_unresolved": on_unresolved,
     }
     settings = load_settings(flags, config)
