@@ -62,8 +62,9 @@ class FileWriter:
         self.points = 0
 
     def write(self, lines: list[str]) -> None:
-        self.stream.write("\n".join(lines) + "\n")
-        self.points += len(lines)
+        if lines:  # an empty write is the backfill's check that the destination is usable
+            self.stream.write("\n".join(lines) + "\n")
+            self.points += len(lines)
 
     def close(self) -> None:
         self.stream.close()

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
 import typer
 
-from recorder.backfill import Backfill, BackfillOptions, check_format, terminal_progress
+from recorder.backfill import Backfill, BackfillOptions, Interrupted, check_format, terminal_progress
 from recorder.cli.common import parse_datetime
 from recorder.config import load_settings
 from recorder.sinks.influx import InfluxWriter
@@ -117,9 +121,18 @@ def backfill(
             store = StateStore.open(Path(scratch) / "state.db")  # nothing known, nothing saved
         else:
             store = open_store(settings.db)  # a dry run only reads it (persist_identity is off)
-        writer = _CountingWriter() if dry_run else InfluxWriter(settings, gzip=False)
         try:
-            summary = Backfill(settings, store, writer, options, terminal_progress(sys.stderr)).run()
+            writer = _CountingWriter() if dry_run else InfluxWriter(settings, gzip=False)
+        except BaseException:
+            store.close()
+            raise
+        job = Backfill(settings, store, writer, options, terminal_progress(sys.stderr))
+        try:
+            with _stopped_by_signals(job):
+                summary = job.run()
+        except Interrupted as interrupted:
+            print(f"recorder: {interrupted}", file=sys.stderr)
+            raise typer.Exit(interrupted.exit_code) from None
         finally:
             writer.close()
             store.close()
@@ -129,6 +142,23 @@ def backfill(
     print(text)
     if summary.skipped or summary.rejected:
         raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(job: Backfill) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the backfill to stop (exit 130/143 after saving what it learned);
+    a second one ends the process at once."""
+
+    def stop(number: int, _frame: FrameType | None) -> None:
+        job.stop(128 + number)
+        signal.signal(number, signal.SIG_DFL)
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def is_this_machine(url: str) -> bool:
