@@ -29,6 +29,7 @@ than written empty, and a field keeps its type forever (1.x refuses a type chang
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -55,9 +56,15 @@ OPTIMIZER_FIELD_KEYS = (
 )
 
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": " ", "\r": " "})
+# A backslash that ends a tag value, or stands before a character we escape, would escape our
+# own escape or the delimiter after it, and every point of that series would be refused. Line
+# protocol has no way to write such a backslash, so it becomes a slash.
+_LONE_BACKSLASH = re.compile(r"\\+(?=[,= \n\r]|$)")
 
 
 def escape_tag(value: str) -> str:
+    if "\\" in value:
+        value = _LONE_BACKSLASH.sub(lambda match: "/" * len(match.group(0)), value)
     return value.translate(_TAG_ESCAPES)
 
 
