@@ -266,7 +266,14 @@ def test_sigterm_exits_promptly_and_keeps_unsent_readings(
         process = start_run(
             influx_database, db, "--source", sim(duration="6h", nodes=30, speed="200x"), "--archive-days", "0"
         )
-        time.sleep(5)
+        # Running (signal handlers in place) once readings reach the outbox; on a loaded machine
+        # that can take longer than a fixed few seconds, and SIGTERM before it would kill it.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(sqlite3.Error):
+                if len(outbox_rows(db)) > 100:
+                    break
+            time.sleep(0.2)
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)

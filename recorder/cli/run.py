@@ -48,7 +48,7 @@ def run(
         None, "--influx-url", help="InfluxDB URL (default: http://localhost:8086).", rich_help_panel=_OPTIONS
     ),
     influx_token: str | None = typer.Option(
-        None, "--influx-token", help="Token; for InfluxDB 1.8 use user:password.", rich_help_panel=_OPTIONS
+        None, "--influx-token", help="Token; for InfluxDB 1.x use user:password.", rich_help_panel=_OPTIONS
     ),
     influx_org: str | None = typer.Option(
         None, "--influx-org", help="Organisation (default: -).", rich_help_panel=_OPTIONS
@@ -56,7 +56,7 @@ def run(
     influx_bucket: str | None = typer.Option(
         None,
         "--influx-bucket",
-        help="Bucket; for InfluxDB 1.8 database/retention (default: tigo).",
+        help="Bucket; for InfluxDB 1.x database[/retention] (default: tigo).",
         rich_help_panel=_OPTIONS,
     ),
     influx_api: str | None = typer.Option(
