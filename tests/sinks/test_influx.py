@@ -8,6 +8,7 @@ InfluxDB 2.x/3.x) serves `/api/v2/write`. `--influx-api auto` must pick the righ
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -176,7 +177,14 @@ def test_usable_urls_and_the_version_rule() -> None:
     ]
 
 
-def test_the_api_setting_is_checked() -> None:
+def test_the_api_and_site_settings_come_from_flags_environment_and_file(tmp_path: Path) -> None:
+    config = tmp_path / "recorder.toml"
+    config.write_text('site = "farm-north"\n[influx]\napi = "v2"\n')
+    from_file = load_settings({}, config, environ={})
+    assert (from_file.influx_api, from_file.site) == ("v2", "farm-north")
+    assert load_settings({"influx_api": "v1"}, config, environ={"RECORDER_SITE": "x"}).influx_api == "v1"
+    assert load_settings({}, config, environ={"RECORDER_SITE": "south"}).site == "south"
+    assert load_settings({}, environ={}).influx_api == "auto" and load_settings({}, environ={}).site is None
     assert load_settings({}, environ={"RECORDER_INFLUX_API": "V1"}).influx_api == "v1"
     with pytest.raises(ConfigError, match="influx_api"):
         load_settings({"influx_api": "v3"}, environ={})
