@@ -182,6 +182,7 @@ def test_a_url_without_a_scheme_is_refused_before_anything_starts(archive: Path,
     assert code == 2 and took < 10
     line = one_line(stderr)
     assert "--influx-url" in line and "'localhost:8086'" in line and "http://" in line
+    assert not (tmp_path / "s.db").exists()  # refused before the state database was opened
 
 
 @pytest.mark.parametrize(("signal_number", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

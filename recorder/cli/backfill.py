@@ -116,16 +116,13 @@ def backfill(
     )
     from recorder.cli.nodes import open_store
 
+    # Made first: a malformed --influx-url is refused before anything is opened or created.
+    writer = _CountingWriter() if dry_run else InfluxWriter(settings, gzip=False)
     with tempfile.TemporaryDirectory(prefix="recorder-backfill-") as scratch:
         if dry_run and not settings.database_path.exists():
             store = StateStore.open(Path(scratch) / "state.db")  # nothing known, nothing saved
         else:
             store = open_store(settings.db)  # a dry run only reads it (persist_identity is off)
-        try:
-            writer = _CountingWriter() if dry_run else InfluxWriter(settings, gzip=False)
-        except BaseException:
-            store.close()
-            raise
         job = Backfill(settings, store, writer, options, terminal_progress(sys.stderr))
         try:
             with _stopped_by_signals(job):
