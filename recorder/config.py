@@ -10,10 +10,12 @@ uses the same names in lower case; the InfluxDB ones may also sit in an `[influx
 
     source = "/dev/ttyUSB0"
     archive_days = 60
+    site = "farm-north"          # a `site` tag on every point (many sites, one database)
     [influx]
     url = "http://localhost:8086"
     token = "recorder:secret"
     bucket = "tigo/autogen"
+    api = "auto"                 # or v1 (InfluxDB 1.x /write), v2 (/api/v2/write)
 
 `http` (the live face's HOST:PORT) is the one setting an empty value turns off, so an empty
 `RECORDER_HTTP=` counts rather than being skipped like other empty variables.
@@ -94,6 +96,8 @@ class Settings:
     influx_token: Secret = field(default_factory=lambda: Secret(""))
     influx_org: str = "-"
     influx_bucket: str = "tigo"
+    influx_api: str = "auto"
+    site: str | None = None
     batch_size: int = 5000
     flush_interval: float = 1.0
     identity_hold: timedelta = timedelta(hours=36)
@@ -155,6 +159,16 @@ def _convert(name: str, value: Any, origin: str) -> Any:
             text = str(value).lower()
             if text not in ("write", "drop"):
                 raise ValueError("must be write or drop")
+            return text
+        if name == "influx_api":
+            text = str(value).lower()
+            if text not in ("auto", "v1", "v2"):
+                raise ValueError("must be auto, v1 (InfluxDB 1.x /write) or v2 (/api/v2/write)")
+            return text
+        if name == "site":
+            text = str(value).strip()
+            if not text or any(ord(c) < 32 for c in text):
+                raise ValueError("must be a non-empty name without control characters")
             return text
         if name == "log_level":
             text = str(value).upper()

@@ -554,6 +554,18 @@ class FlakyFront:
         front = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # /ping: the writer asks which API the server speaks
+                request = urllib.request.Request(front.upstream + self.path, method="GET")
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    self.send_response(response.status)
+                    for name, value in response.headers.items():
+                        if name.lower().startswith("x-influxdb"):
+                            self.send_header(name, value)
+                    body = response.read()
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if front.rejected_single_line and not front.failed:

@@ -58,6 +58,15 @@ def test_the_quickstart_runs_end_to_end_in_a_clean_copy(tmp_path: Path) -> None:
         array = re.search(r"array power \(W\)\s+panels\s*\n(\d+\.\d)\s+135", completed.stdout)
         assert array and float(array.group(1)) > 10_000
         assert "0 waiting for a barcode" in output
+        # A plain influxd, nothing in front: the recorder wrote to the port InfluxQL reads from,
+        # through the 1.x API it chose itself (Debian's InfluxDB 1.6 has no v2 endpoint).
+        settings = dict(
+            line.split("=", 1)
+            for line in (copy / ".quickstart" / "influxdb" / "env").read_text().splitlines()
+        )
+        assert settings["INFLUX_URL"] == settings["INFLUX_QUERY_URL"]
+        assert not (copy / ".quickstart" / "influxdb" / "nginx.conf").exists()
+        assert "writing through the 1.x /write API" in completed.stderr
     finally:
         subprocess.run(
             [str(copy / "scripts" / "influxdb-local"), "stop"], cwd=copy, capture_output=True, timeout=60

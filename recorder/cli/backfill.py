@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
 import typer
 
-from recorder.backfill import Backfill, BackfillOptions, check_format, terminal_progress
+from recorder.backfill import Backfill, BackfillOptions, Interrupted, check_format, terminal_progress
 from recorder.cli.common import parse_datetime
 from recorder.config import load_settings
 from recorder.sinks.influx import InfluxWriter
@@ -66,6 +70,12 @@ def backfill(
     influx_bucket: str | None = typer.Option(
         None, "--influx-bucket", help="As for `recorder run`.", rich_help_panel=_INFLUX
     ),
+    influx_api: str | None = typer.Option(
+        None, "--influx-api", help="As for `recorder run`: auto, v1 or v2.", rich_help_panel=_INFLUX
+    ),
+    site: str | None = typer.Option(
+        None, "--site", help="As for `recorder run`: a site tag on every point.", show_default=False
+    ),
     batch_size: int = typer.Option(20_000, "--batch-size", min=1, help="Points per write."),
     read_ahead: bool | None = typer.Option(
         None,
@@ -88,6 +98,8 @@ def backfill(
         "influx_token": influx_token,
         "influx_org": influx_org,
         "influx_bucket": influx_bucket,
+        "influx_api": influx_api,
+        "site": site,
         "on_unresolved": on_unresolved,
     }
     settings = load_settings(flags, config)
@@ -105,14 +117,20 @@ def backfill(
     )
     from recorder.cli.nodes import open_store
 
+    # Made first: a malformed --influx-url is refused before anything is opened or created.
+    writer = _CountingWriter() if dry_run else InfluxWriter(settings, gzip=False)
     with tempfile.TemporaryDirectory(prefix="recorder-backfill-") as scratch:
         if dry_run:  # on a copy: the database is not created, migrated or written
             store = StateStore.open(scratch_copy(settings.database_path, Path(scratch)))
         else:
-            store = open_store(settings.db)
-        writer = _CountingWriter() if dry_run else InfluxWriter(settings, gzip=False)
+            store = open_store(settings.db)  # a dry run only reads it (persist_identity is off)
+        job = Backfill(settings, store, writer, options, terminal_progress(sys.stderr))
         try:
-            summary = Backfill(settings, store, writer, options, terminal_progress(sys.stderr)).run()
+            with _stopped_by_signals(job):
+                summary = job.run()
+        except Interrupted as interrupted:
+            print(f"recorder: {interrupted}", file=sys.stderr)
+            raise typer.Exit(interrupted.exit_code) from None
         finally:
             writer.close()
             store.close()
@@ -122,6 +140,23 @@ def backfill(
     print(text)
     if summary.skipped or summary.rejected:
         raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(job: Backfill) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the backfill to stop (exit 130/143 after saving what it learned);
+    a second one ends the process at once."""
+
+    def stop(number: int, _frame: FrameType | None) -> None:
+        job.stop(128 + number)
+        signal.signal(number, signal.SIG_DFL)
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def is_this_machine(url: str) -> bool:

@@ -58,7 +58,7 @@ def run(
         None, "--influx-url", help="InfluxDB URL (default: http://localhost:8086).", rich_help_panel=_OPTIONS
     ),
     influx_token: str | None = typer.Option(
-        None, "--influx-token", help="Token; for InfluxDB 1.8 use user:password.", rich_help_panel=_OPTIONS
+        None, "--influx-token", help="Token; for InfluxDB 1.x use user:password.", rich_help_panel=_OPTIONS
     ),
     influx_org: str | None = typer.Option(
         None, "--influx-org", help="Organisation (default: -).", rich_help_panel=_OPTIONS
@@ -66,8 +66,17 @@ def run(
     influx_bucket: str | None = typer.Option(
         None,
         "--influx-bucket",
-        help="Bucket; for InfluxDB 1.8 database/retention (default: tigo).",
+        help="Bucket; for InfluxDB 1.x database[/retention] (default: tigo).",
         rich_help_panel=_OPTIONS,
+    ),
+    influx_api: str | None = typer.Option(
+        None,
+        "--influx-api",
+        help="Write API: auto (asks the server), v1 (InfluxDB 1.x /write) or v2 (default: auto).",
+        rich_help_panel=_OPTIONS,
+    ),
+    site: str | None = typer.Option(
+        None, "--site", help="Tag every point with site=NAME (many sites, one database).", show_default=False
     ),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Points per write (default: 5000)."),
     flush_interval: float | None = typer.Option(
@@ -128,6 +137,8 @@ def run(
         "influx_token": influx_token,
         "influx_org": influx_org,
         "influx_bucket": influx_bucket,
+        "influx_api": influx_api,
+        "site": site,
         "batch_size": batch_size,
         "flush_interval": flush_interval,
         "identity_hold": identity_hold,

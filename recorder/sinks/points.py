@@ -3,7 +3,7 @@
 Measurement `tigo_optimizer`, one point per reading:
 
     tags    barcode (when known), gateway (the gateway ID, e.g. 4609), node_id,
-            name and string (the user's labels, when set)
+            name and string (the user's labels, when set), site (`--site`, when set)
 
 (The gateway tag is the numeric ID rather than the TAP's barcode: the barcode is only heard when
 the controller enumerates its gateways, perhaps months after the recorder starts, and a tag that
@@ -17,11 +17,19 @@ The same reading always produces the same series key and timestamp, so writing i
 leaves one point in InfluxDB. Values come from the raw wire integers with the same conversions
 the decoder uses.
 
-Measurement `tigo_recorder`, the recorder's own health: integer counters and gauges.
+Measurement `tigo_recorder`, the recorder's own health: integer counters and gauges, tagged
+`source` (and `site`).
+
+Rules every engine that speaks line protocol agrees on, which `TAG_KEYS`/`FIELD_KEYS` keep (and
+tests/sinks/test_points.py checks): a tag key is never also a field key of the same measurement
+(InfluxDB 3 refuses such a write; 1.x/2.x make queries ambiguous), no key is `time` or starts with
+`_` (reserved), names are plain lower-case identifiers, a tag with no value is left out rather
+than written empty, and a field keeps its type forever (1.x refuses a type change per shard).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,11 +38,33 @@ from recorder.timestamps import to_millis
 
 OPTIMIZER_MEASUREMENT = "tigo_optimizer"
 RECORDER_MEASUREMENT = "tigo_recorder"
+# Every tag key each measurement may carry, and the optimizer's field keys (the health fields
+# are the names `Ingest.health_values` produces).
+TAG_KEYS = {
+    OPTIMIZER_MEASUREMENT: ("barcode", "gateway", "name", "node_id", "site", "string"),
+    RECORDER_MEASUREMENT: ("site", "source"),
+}
+OPTIMIZER_FIELD_KEYS = (
+    "voltage_in",
+    "voltage_out",
+    "current_in",
+    "current_out",
+    "power",
+    "duty_cycle",
+    "temperature",
+    "rssi",
+)
 
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": " ", "\r": " "})
+# A backslash that ends a tag value, or stands before a character we escape, would escape our
+# own escape or the delimiter after it, and every point of that series would be refused. Line
+# protocol has no way to write such a backslash, so it becomes a slash.
+_LONE_BACKSLASH = re.compile(r"\\+(?=[,= \n\r]|$)")
 
 
 def escape_tag(value: str) -> str:
+    if "\\" in value:
+        value = _LONE_BACKSLASH.sub(lambda match: "/" * len(match.group(0)), value)
     return value.translate(_TAG_ESCAPES)
 
 
@@ -53,6 +83,7 @@ class PointIdentity:
     barcode: str | None = None
     name: str | None = None
     string: str | None = None
+    site: str | None = None
 
 
 def optimizer_tags(identity: PointIdentity) -> str:
@@ -64,6 +95,8 @@ def optimizer_tags(identity: PointIdentity) -> str:
     if identity.name:
         tags.append(f"name={escape_tag(identity.name)}")
     tags.append(f"node_id={identity.node_id}")
+    if identity.site:
+        tags.append(f"site={escape_tag(identity.site)}")
     if identity.string:
         tags.append(f"string={escape_tag(identity.string)}")
     return ",".join(tags)
@@ -123,7 +156,9 @@ def optimizer_line(identity: PointIdentity, report: PowerReport, measured_at: da
     return f"{optimizer_tags(identity)} {fields} {to_millis(measured_at)}"
 
 
-def recorder_line(source: str, values: dict[str, int | float | bool], at: datetime) -> str:
+def recorder_line(
+    source: str, values: dict[str, int | float | bool], at: datetime, site: str | None = None
+) -> str:
     fields = []
     for name, value in sorted(values.items()):
         if isinstance(value, bool):
@@ -132,4 +167,5 @@ def recorder_line(source: str, values: dict[str, int | float | bool], at: dateti
             fields.append(f"{name}={value}i")
         else:
             fields.append(f"{name}={_number(value)}")
-    return f"{RECORDER_MEASUREMENT},source={escape_tag(source)} {','.join(fields)} {to_millis(at)}"
+    tags = f"{RECORDER_MEASUREMENT},site={escape_tag(site)}" if site else RECORDER_MEASUREMENT
+    return f"{tags},source={escape_tag(source)} {','.join(fields)} {to_millis(at)}"

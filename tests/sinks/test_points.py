@@ -1,7 +1,18 @@
 from __future__ import annotations
 
+import re
+
 from recorder.protocol.events import PowerReport
-from recorder.sinks.points import PointIdentity, escape_tag, optimizer_line, recorder_line
+from recorder.sinks.points import (
+    OPTIMIZER_FIELD_KEYS,
+    OPTIMIZER_MEASUREMENT,
+    RECORDER_MEASUREMENT,
+    TAG_KEYS,
+    PointIdentity,
+    escape_tag,
+    optimizer_line,
+    recorder_line,
+)
 from tests.helpers import T0
 
 REPORT = PowerReport(905, 450, 255, 1233, 230, b"\x92\x00\x64", 0xDF40, 178)  # NOTES 3 values
@@ -43,3 +54,48 @@ def test_tag_escaping_and_recorder_line() -> None:
     assert (
         line == "tigo_recorder,source=tcp\\ host:7160 decode_stalled=false,frames=10i,ratio=0.5 1750507200000"
     )
+
+
+def _keys(line: str) -> tuple[list[str], list[str]]:
+    """Tag keys and field keys of a line (values here hold no escaped spaces or commas)."""
+    series, fields, _time = line.split(" ")
+    return [tag.split("=")[0] for tag in series.split(",")[1:]], [f.split("=")[0] for f in fields.split(",")]
+
+
+def test_site_is_a_tag_of_every_point_in_sorted_place() -> None:
+    identity = PointIdentity(
+        gateway="4609", node_id=116, barcode="4-9A57A2L", name="e3", string="A1", site="farm-north"
+    )
+    line = optimizer_line(identity, REPORT, T0)
+    assert line.startswith(
+        "tigo_optimizer,barcode=4-9A57A2L,gateway=4609,name=e3,node_id=116,site=farm-north,string=A1 "
+    )
+    assert recorder_line("sim", {"frames": 1}, T0, "farm north") == (
+        "tigo_recorder,site=farm\\ north,source=sim frames=1i 1750507200000"
+    )
+    assert recorder_line("sim", {"frames": 1}, T0) == "tigo_recorder,source=sim frames=1i 1750507200000"
+
+
+def test_schema_keys_follow_the_rules_every_engine_shares() -> None:
+    # InfluxDB 3 refuses a write whose tag and field share a name; `time` and names starting with
+    # `_` are reserved everywhere; plain lower-case names need no quoting in InfluxQL or SQL.
+    identity = PointIdentity(gateway="4609", node_id=1, barcode="4-9A57A2L", name="n", string="s", site="x")
+    tags, fields = _keys(optimizer_line(identity, REPORT, T0))
+    assert tags == sorted(TAG_KEYS[OPTIMIZER_MEASUREMENT]) and fields == list(OPTIMIZER_FIELD_KEYS)
+    health_tags, _ = _keys(recorder_line("sim", {"frames": 1}, T0, "x"))
+    assert health_tags == sorted(TAG_KEYS[RECORDER_MEASUREMENT])
+    for measurement, keys in TAG_KEYS.items():
+        field_keys = OPTIMIZER_FIELD_KEYS if measurement == OPTIMIZER_MEASUREMENT else ()
+        assert not set(keys) & set(field_keys)
+        for key in (*keys, *field_keys, measurement):
+            assert re.fullmatch(r"[a-z][a-z0-9_]*", key) and key != "time", key
+
+
+def test_a_label_cannot_break_the_line_protocol() -> None:
+    assert escape_tag("a b,c=d") == "a\\ b\\,c\\=d"
+    # A trailing backslash (or one before an escaped character) would swallow the delimiter.
+    assert escape_tag("roof\\") == "roof/"
+    assert escape_tag("a\\,b") == "a/\\,b"
+    assert escape_tag("C:\\panels\\east") == "C:\\panels\\east"  # harmless inside a value
+    line = optimizer_line(PointIdentity(gateway="g", node_id=1, name="east\\", string="A\\ 1"), REPORT, T0)
+    assert ",name=east/,node_id=1,string=A/\\ 1 " in line
