@@ -396,6 +396,7 @@ class Backfill:
         self.progress = progress or (lambda _summary, _final: None)
         self._labels: dict[bytes, Labels] = {}
         self.passes = 0
+        self.activity: dict[tuple[int, int], list[int]] = {}  # for `nodes list`'s LAST REPORT
 
     def run(self) -> Summary:
         started = time.monotonic()
@@ -421,6 +422,8 @@ class Backfill:
             self.summary.mappings_learned = sum(1 for o in learned if isinstance(o, MappingLearned))
             if self.options.persist_identity and learned:
                 self.store.record_outputs(learned)
+            if self.options.persist_identity and self.activity:
+                self.store.record_activity(self.activity)
             self.summary.seconds = time.monotonic() - started
             self.progress(self.summary, True)
         return self.summary
@@ -545,6 +548,7 @@ class Backfill:
     ) -> list[Output]:
         self.passes += 1
         application = self._application(identities, Observer(identities, gateways), emit=True)
+        self.activity = application.activity
         stack = line_stack(application)
         previous_format = None
         last_progress = time.monotonic()
@@ -609,7 +613,9 @@ class Backfill:
                 application.out_of_range += 1
                 continue
             values = report_values(report)
-            application.place((json_report.gateway_id, json_report.node_id), measured_ms, values)
+            key = (json_report.gateway_id, json_report.node_id)
+            application.count_report(key, measured_ms)
+            application.place(key, measured_ms, values)
 
 
 def terminal_progress(stream: TextIO) -> Callable[[Summary, bool], None]:

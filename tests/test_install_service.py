@@ -10,6 +10,7 @@ root, as on a Raspberry Pi.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -212,6 +213,13 @@ def test_a_member_of_group_recorder_reads_while_the_service_writes(installed: In
             counts.append(_outbox_rows(status.stdout))
             time.sleep(1)
         assert counts[-1] > counts[0], counts  # it saw the writer's new commits, not a stale copy
+        # Changing needs write access: a plain message about permissions, not about corruption.
+        barcode = json.loads(read(READER_UID, [installed.gid], "nodes", "list", "--json").stdout)[0][
+            "barcode"
+        ]
+        label = read(READER_UID, [installed.gid], "nodes", "label", barcode, "--name", "x")
+        assert label.returncode == 2 and "cannot write state database" in label.stderr, label.stderr
+        assert "restore a backup" not in label.stderr and len(label.stderr.strip().splitlines()) == 1
         assert service.poll() is None
         assert sorted(path.name for path in db.parent.iterdir()) == listing_before
 

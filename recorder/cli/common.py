@@ -31,18 +31,37 @@ if TYPE_CHECKING:
     from recorder.storage.state import StateStore
 
 
+_METAVARS: dict[type, str] = {str: "TEXT", int: "INTEGER", float: "NUMBER", Path: "PATH"}
+
+
+def _metavar(param: Any) -> str | None:
+    """A Unix-style metavar for a parameter declared without one (flags need none)."""
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return None
+    descriptor = getattr(param, "type_descriptor", None)
+    choices = getattr(descriptor, "choices", None)
+    if choices:
+        return "|".join(str(getattr(choice, "value", choice)) for choice in choices)
+    if isinstance(param, TyperArgument):
+        return str(param.name or "VALUE").upper()
+    return _METAVARS.get(getattr(descriptor, "annotation", None), "VALUE")  # type: ignore[arg-type]
+
+
 class Command(TyperCommand):
     """A typer command whose help reads like a Unix tool's.
 
-    Typer labels every argument with its Python type (`PATH... <list[Path]>`) and writes a required
-    one as `{PATH}...` in the usage line; an argument with a metavar shows just that (`PATH...`).
-    Options already show their metavar, and flags nothing. Register commands with `cls=Command`.
+    Typer labels every parameter with its Python type (`--name <str>`, `PATH... <list[Path]>`) and
+    writes a required argument as `{PATH}...` in the usage line. Here every parameter gets a
+    metavar (`TEXT`, `INTEGER`, `bytes|frames|activity`, or the one declared) and shows just that;
+    flags show nothing. Register commands with `cls=Command`.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for param in self.params:
             _plain_coercion(param)
+            if param.metavar is None:
+                param.metavar = _metavar(param)
             if isinstance(param, TyperArgument) and param.metavar is not None:
                 metavar = param.metavar
                 usage = metavar if param.required else f"[{metavar}]"
@@ -137,7 +156,10 @@ def _plain_coercion(param: Any) -> None:
         )
     )
     if descriptor.annotation in _PLAIN_TYPES and not constrained and descriptor.file_annotation is None:
-        param._runtime_param = _PlainRuntimeParam(parameter_info=info, annotation=descriptor.annotation)
+        try:
+            param._runtime_param = _PlainRuntimeParam(parameter_info=info, annotation=descriptor.annotation)
+        except TypeError:  # another typer's RuntimeParam: let typer convert it its own way
+            return
 
 
 SourceOption = typer.Option(

@@ -194,9 +194,13 @@ def _prepare(
         # Same code path on a scratch copy of the state database: nothing the user has changes.
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recorder-dry-run-")))
         copy = scratch / "state.db"
-        if path.exists():
-            with sqlite3.connect(path) as original, sqlite3.connect(copy) as target:
+        if path.exists():  # read like `status` does: never written, not even its -wal/-shm
+            from recorder.storage.readonly import open_read_only
+
+            original = open_read_only(path, settings.database.how, check_schema=False)  # copy migrates
+            with sqlite3.connect(copy) as target:
                 original.backup(target)
+            original.close()
         store = StateStore.open(copy)
         stack.callback(store.close)
         return store, StdoutWriter(sys.stdout), None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,7 +46,7 @@ from recorder.storage.models import (
 from recorder.storage.queries import NodeRow
 
 __all__ = ["ImportedGateway", "ImportedLabels", "ImportedMapping", "Labels", "NodeRow", "StateStore"]
-from recorder.timestamps import to_millis
+from recorder.timestamps import from_millis, to_millis
 
 
 @dataclass(frozen=True)
@@ -182,6 +182,18 @@ class StateStore:
                 )
             for (gateway_id, node_id), (count, first, last) in activity.items():
                 self._activity(session, gateway_id, node_id, count, first, last)
+
+    def record_activity(self, activity: Mapping[tuple[int, int], Sequence[int]]) -> None:
+        """Node activity counted elsewhere (a backfill): (gateway, node) -> (first ms, last ms, count).
+
+        Times merge (earliest first, latest last); counts add up, so a period replayed twice
+        counts twice, while its points land on themselves in InfluxDB.
+        """
+        if not activity:
+            return
+        with self.session() as session, session.begin():
+            for (gateway_id, node_id), (first, last, count) in activity.items():
+                self._activity(session, gateway_id, node_id, count, from_millis(first), from_millis(last))
 
     def _gateway(
         self, session: Session, gateway_id: int, long_address: bytes | None, version: str | None, at: datetime
