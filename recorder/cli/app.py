@@ -14,7 +14,7 @@ import typer
 
 from recorder import __version__
 from recorder.cli import backfill, db, diagnostics, nodes, run, simulate
-from recorder.cli.common import Command, Group
+from recorder.cli.framework import Command, Group
 from recorder.errors import RecorderError
 from recorder.logs import configure_logging
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from recorder.cli.common import Command, ConfigOption, DbOption, Group, settings_for, writable_store
+from recorder.cli.common import ConfigOption, DbOption, settings_for, writable_store
+from recorder.cli.framework import Command, Group
 
 app = typer.Typer(
     help="The state database's schema (upgraded automatically before every run).",

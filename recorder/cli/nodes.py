@@ -14,10 +14,8 @@ from typing import TYPE_CHECKING
 import typer
 
 from recorder.cli.common import (
-    Command,
     ConfigOption,
     DbOption,
-    Group,
     check_output_path,
     display_time,
     read_only_database,
@@ -25,6 +23,7 @@ from recorder.cli.common import (
     utc_now,
     writable_store,
 )
+from recorder.cli.framework import Command, Group
 from recorder.errors import UsageError
 
 if TYPE_CHECKING:
