@@ -3,7 +3,8 @@
     python benchmarks/startup.py [--before REV] [--rounds 9]
 
 Measures the wall-clock time from starting `recorder ...` (the virtual environment's console
-script, as a user runs it) to its exit, for this tree ("after") and for a base git revision
+script, as a user runs it) to its exit, and the CPU time the process used (user + system: on a
+machine shared with other work, the steadier of the two), for this tree ("after") and for a base git revision
 ("before", default: the merge-base with main), in the same run, alternating between the two
 each round so that a busy machine slows both alike. The base revision is checked out with
 `git worktree add` into a temporary directory and run with PYTHONPATH pointing there (same
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -91,11 +93,16 @@ def make_database(path: Path) -> None:
     )
 
 
-def time_command(tree: Path, arguments: Sequence[str], home: Path) -> float:
+def time_command(tree: Path, arguments: Sequence[str], home: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one run of `recorder ARGUMENTS` from `tree`."""
     environment = _environment(tree, home)
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run([str(RECORDER), *arguments], env=environment, cwd=home, capture_output=True, check=False)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    return wall, cpu
 
 
 def _which_recorder(tree: Path, home: Path) -> Path:
@@ -111,10 +118,13 @@ def _which_recorder(tree: Path, home: Path) -> Path:
     return Path(completed.stdout.strip()).parent.parent
 
 
-def startup_medians(
+Samples = dict[str, dict[str, list[tuple[float, float]]]]  # tree -> command -> [(wall, cpu)]
+
+
+def measure(
     before: str | None = None, rounds: int = 9, commands: dict[str, list[str]] | None = None
-) -> dict[str, dict[str, float]]:
-    """Median seconds per command: {"before": {...}, "after": {...}} (see the module docstring)."""
+) -> Samples:
+    """Every (wall, CPU) sample: {"before": {command: [...]}, "after": {...}}."""
     commands = commands or COMMANDS
     revision = before or merge_base()
     with (
@@ -129,9 +139,7 @@ def startup_medians(
             found = _which_recorder(tree, home)
             if found.resolve() != tree.resolve():
                 raise SystemExit(f"{name}: imports the recorder from {found}, not {tree}")
-        samples: dict[str, dict[str, list[float]]] = {
-            name: {label: [] for label in commands} for name in trees
-        }
+        samples: Samples = {name: {label: [] for label in commands} for name in trees}
         for tree in trees.values():  # warm the file cache (and write .pyc files) once
             for arguments in commands.values():
                 time_command(tree, [part.format(db=database) for part in arguments], home)
@@ -141,10 +149,29 @@ def startup_medians(
                     samples[name][label].append(
                         time_command(tree, [part.format(db=database) for part in arguments], home)
                     )
+    return samples
+
+
+def medians(samples: Samples, *, cpu: bool = False) -> dict[str, dict[str, float]]:
+    index = 1 if cpu else 0
     return {
-        name: {label: statistics.median(values) for label, values in by_label.items()}
+        name: {
+            label: statistics.median(value[index] for value in values) for label, values in by_label.items()
+        }
         for name, by_label in samples.items()
     }
+
+
+def startup_medians(
+    before: str | None = None,
+    rounds: int = 9,
+    commands: dict[str, list[str]] | None = None,
+    *,
+    cpu: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Median wall seconds (CPU seconds with `cpu=True`) per command:
+    {"before": {command: s}, "after": {command: s}} (see the module docstring)."""
+    return medians(measure(before, rounds, commands), cpu=cpu)
 
 
 def main() -> None:
@@ -157,12 +184,16 @@ def main() -> None:
     revision = arguments.before or merge_base()
     print(f"start-up, median of {arguments.rounds} runs each; before = {revision}, after = this tree")
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    medians = startup_medians(revision, arguments.rounds)
-    print(f"{'command':<22}{'before':>10}{'after':>10}{'target':>10}")
+    samples = measure(revision, arguments.rounds)
+    wall, cpu = medians(samples), medians(samples, cpu=True)
+    print(f"{'command':<22}{'wall before':>12}{'wall after':>12}{'cpu before':>12}{'cpu after':>12}  target")
     for label in COMMANDS:
-        before, after = medians["before"][label], medians["after"][label]
-        verdict = "ok" if after <= TARGET_SECONDS else "over"
-        print(f"{label:<22}{before:>9.3f}s{after:>9.3f}s{TARGET_SECONDS:>9.2f}s  {verdict}")
+        verdict = "ok" if wall["after"][label] <= TARGET_SECONDS else "over"
+        print(
+            f"{label:<22}{wall['before'][label]:>11.3f}s{wall['after'][label]:>11.3f}s"
+            f"{cpu['before'][label]:>11.3f}s{cpu['after'][label]:>11.3f}s"
+            f"  {TARGET_SECONDS:.2f} s wall: {verdict}"
+        )
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
