@@ -234,6 +234,7 @@ def test_a_member_of_group_recorder_reads_while_the_service_writes(installed: In
             service.wait(timeout=30)
         finally:
             service.kill()
+            shutil.rmtree(home, ignore_errors=True)
     assert service.returncode == 0, service.stderr.read() if service.stderr else ""
     # Stopped cleanly: no -wal or -shm left, and the directory is still not writable for the reader.
     assert sorted(path.name for path in db.parent.iterdir()) == ["recorder.db"]
