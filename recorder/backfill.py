@@ -392,6 +392,7 @@ class Backfill:
         self.progress = progress or (lambda _summary, _final: None)
         self._labels: dict[bytes, Labels] = {}
         self.passes = 0
+        self.activity: dict[tuple[int, int], list[int]] = {}  # for `nodes list`'s LAST REPORT
         self._stop = threading.Event()
         self._stop_exit_code = 130
         self._learned: list[Output] = []  # identity learned so far (saved however the run ends)
@@ -433,6 +434,8 @@ class Backfill:
             self.summary.mappings_learned = sum(1 for o in learned if isinstance(o, MappingLearned))
             if self.options.persist_identity and learned:
                 self.store.record_outputs(learned)
+            if self.options.persist_identity and self.activity:
+                self.store.record_activity(self.activity)
             self.summary.seconds = time.monotonic() - started
             self.progress(self.summary, True)
         if stopped:
@@ -601,6 +604,7 @@ class Backfill:
             ):
                 application.out_of_range += 1
                 continue
+            application.count_report(key, measured_ms)
             application.place(key, measured_ms, line.values)
         if not write:
             return
@@ -637,6 +641,7 @@ class Backfill:
         application = self._application = self._new_application(
             identities, Observer(identities, gateways), emit=True
         )
+        self.activity = application.activity
         stack = line_stack(application)
         previous_format = None
         last_progress = time.monotonic()

@@ -177,9 +177,10 @@ def test_taptap_json_lines_with_an_infrastructure_report_at_the_end(
     assert {(int(p["node_id"]), p["barcode"]) for p in points} == set(barcodes.items())
     first = min(p["time"] for p in points)
     assert first == int((start + timedelta(milliseconds=116)).timestamp() * 1000)  # before the report: tagged
-    # Values are quantised to the wire's steps, then converted as for bus data (612 × 1388 / 4000).
+    # Values are quantised to the wire's steps, then converted as for bus data (612 × 1388 / 4000
+    # = 212.364 W, written to 0.01 W).
     assert {(p["voltage_in"], p["current_in"], p["temperature"], p["power"]) for p in points} == {
-        (30.6, 6.94, -1.5, 212.364)
+        (30.6, 6.94, -1.5, 212.36)  # power to 0.01 W
     }
 
 

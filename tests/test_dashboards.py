@@ -31,6 +31,7 @@ import pytest
 from recorder.sim.bus import BusSimulation
 from recorder.sim.config import SimulationConfig
 from recorder.sim.truth import compare_points, load_truth, power_reports
+from recorder.sinks.points import current_out_text, power_text
 from tests.conftest import ROOT, run_recorder
 from tests.influx import LocalInfluxDB
 
@@ -544,8 +545,10 @@ def truth_rows(truth: list[dict[str, Any]], points: list[dict[str, Any]]) -> lis
         assert len(records) == len(times)
         for record, at in zip(records, times, strict=True):
             assert abs(ms(datetime.fromisoformat(record["measured_at"])) - at) < 1000
+            # The derived fields as the recorder writes them (rounded from the wire's integers).
+            vin_raw, iin_raw = round(record["voltage_in"] * 20), round(record["current_in"] * 200)
             values = {
-                "power": record["voltage_in"] * record["current_in"],
+                "power": _field(power_text(vin_raw, iin_raw)),
                 "voltage_in": record["voltage_in"],
                 "voltage_out": record["voltage_out"],
                 "current_in": record["current_in"],
@@ -553,7 +556,7 @@ def truth_rows(truth: list[dict[str, Any]], points: list[dict[str, Any]]) -> lis
                 "temperature": record["temperature"],
             }
             if record["duty_cycle"] > 0:
-                values["current_out"] = record["current_in"] / record["duty_cycle"]
+                values["current_out"] = _field(current_out_text(iin_raw, round(record["duty_cycle"] * 255)))
             panel = labels[barcode]
             tags = {"barcode": barcode, "string": panel.string, "name": panel.name, "site": SITE}
             rows.append(Row(at, tags, values))
@@ -591,6 +594,11 @@ def line_of(row: Row) -> str:
     tags = ",".join(f"{key}={value.replace(' ', chr(92) + ' ')}" for key, value in sorted(row.tags.items()))
     fields = ",".join(f"{key}={value!r}" for key, value in row.values.items())
     return f"tigo_optimizer,{tags} {fields} {row.time}"
+
+
+def _field(text: str) -> float:
+    """The value of one `name=value,` field text."""
+    return float(text.split("=", 1)[1].rstrip(","))
 
 
 @pytest.fixture(scope="module")

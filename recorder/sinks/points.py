@@ -11,6 +11,12 @@ changes value would split every series.)
     fields  voltage_in V, voltage_out V, current_in A, current_out A (omitted when the duty cycle
             is 0), power W (= voltage_in × current_in), duty_cycle 0..1, temperature °C,
             rssi (raw, integer)
+
+Measured values are written exactly as the wire's steps give them (50 mV, 5 mA, 0.1 °C). The two
+derived ones are rounded to a resolution well below what the measurements support: power to
+0.01 W (Vin × Iin is only good to about ±0.5 W) and current_out to 1 mA (Iin comes in 5 mA
+steps), instead of float noise like 6.904411764705882. `power_text` and `current_out_text` are
+the only place that formats them; the backfill fast lane (`recorder.replay`) caches their results.
     time    the measurement time, in milliseconds
 
 The same reading always produces the same series key and timestamp, so writing it twice
@@ -18,7 +24,9 @@ leaves one point in InfluxDB. Values come from the raw wire integers with the sa
 the decoder uses.
 
 Measurement `tigo_recorder`, the recorder's own health: integer counters and gauges, tagged
-`source` (and `site`).
+`source` (and `site`). `source` is the kind of source only (serial, tcp, capture, raw,
+simulator), so that its series key stays the same when a converter's address or port, a device
+name or a simulated duration changes (`source_tag`).
 
 Rules every engine that speaks line protocol agrees on, which `TAG_KEYS`/`FIELD_KEYS` keep (and
 tests/sinks/test_points.py checks): a tag key is never also a field key of the same measurement
@@ -115,6 +123,31 @@ DUTY_CYCLE = _field_texts("duty_cycle", range(0x100), 255)
 TEMPERATURE = _field_texts("temperature", range(-0x800, 0x800), 10)  # 0.1 °C steps
 
 
+POWER_DECIMALS = 2  # W
+CURRENT_OUT_DECIMALS = 3  # A
+
+
+def power_text(voltage_in_raw: int, current_in_raw: int) -> str:
+    """The power field: Vin × Iin, 50 mV × 5 mA steps (= raw product / 4000), to 0.01 W."""
+    return f"power={round(voltage_in_raw * current_in_raw / 4000, POWER_DECIMALS)!r},"
+
+
+def current_out_text(current_in_raw: int, duty_cycle_raw: int) -> str:
+    """The current_out field: Iin / duty (duty = raw / 255), to 1 mA; none without a duty cycle."""
+    if not duty_cycle_raw:
+        return ""  # no output current without a duty cycle
+    return f"current_out={round(current_in_raw * 255 / (200 * duty_cycle_raw), CURRENT_OUT_DECIMALS)!r},"
+
+
+def source_tag(description: str) -> str:
+    """The `source` tag of `tigo_recorder`: the kind of source, without what varies between runs.
+
+    `description` is `Source.describe()` ("tcp 192.168.1.50:502", "serial /dev/ttyUSB0",
+    "simulator (1 gateway(s) × 135 optimizers, 3:00:00)", "capture /path", "raw /path").
+    """
+    return description.split(" ", 1)[0] if description else "unknown"
+
+
 def optimizer_fields(
     voltage_in_raw: int,
     voltage_out_raw: int,
@@ -128,14 +161,10 @@ def optimizer_fields(
     Each value is one division of integers, so its float is exact-then-rounded and `repr` (the
     shortest text that reads back the same) is reproducible; every field stays a float field.
     """
-    if duty_cycle_raw:
-        current_out = f"current_out={current_in_raw * 255 / (200 * duty_cycle_raw)!r},"
-    else:
-        current_out = ""  # no output current without a duty cycle
     return (
-        f"{VOLTAGE_IN[voltage_in_raw]}{VOLTAGE_OUT[voltage_out_raw]}{CURRENT_IN[current_in_raw]}{current_out}"
-        f"power={voltage_in_raw * current_in_raw / 4000!r},{DUTY_CYCLE[duty_cycle_raw]}"
-        f"{TEMPERATURE[temperature_raw + 0x800]}rssi={rssi}i"
+        f"{VOLTAGE_IN[voltage_in_raw]}{VOLTAGE_OUT[voltage_out_raw]}{CURRENT_IN[current_in_raw]}"
+        f"{current_out_text(current_in_raw, duty_cycle_raw)}{power_text(voltage_in_raw, current_in_raw)}"
+        f"{DUTY_CYCLE[duty_cycle_raw]}{TEMPERATURE[temperature_raw + 0x800]}rssi={rssi}i"
     )
 
 
@@ -168,4 +197,4 @@ def recorder_line(
         else:
             fields.append(f"{name}={_number(value)}")
     tags = f"{RECORDER_MEASUREMENT},site={escape_tag(site)}" if site else RECORDER_MEASUREMENT
-    return f"{tags},source={escape_tag(source)} {','.join(fields)} {to_millis(at)}"
+    return f"{tags},source={escape_tag(source_tag(source))} {','.join(fields)} {to_millis(at)}"

@@ -9,8 +9,10 @@ from recorder.sinks.points import (
     RECORDER_MEASUREMENT,
     TAG_KEYS,
     PointIdentity,
+    current_out_text,
     escape_tag,
     optimizer_line,
+    power_text,
     recorder_line,
 )
 from tests.helpers import T0
@@ -25,7 +27,7 @@ def test_optimizer_line_protocol() -> None:
     line = optimizer_line(identity, REPORT, T0)
     assert line == (
         "tigo_optimizer,barcode=4-9A57A2L,gateway=3-2BE16Y,name=east\\ 3,node_id=116,string=A\\,1 "
-        "voltage_in=45.25,voltage_out=45.0,current_in=6.165,current_out=6.165,power=278.96625,"
+        "voltage_in=45.25,voltage_out=45.0,current_in=6.165,current_out=6.165,power=278.97,"
         "duty_cycle=1.0,temperature=23.0,rssi=178i 1750507200000"
     )
 
@@ -51,9 +53,39 @@ def test_fields_keep_their_types_for_round_numbers() -> None:
 def test_tag_escaping_and_recorder_line() -> None:
     assert escape_tag("a b,c=d") == "a\\ b\\,c\\=d"
     line = recorder_line("tcp host:7160", {"frames": 10, "decode_stalled": False, "ratio": 0.5}, T0)
-    assert (
-        line == "tigo_recorder,source=tcp\\ host:7160 decode_stalled=false,frames=10i,ratio=0.5 1750507200000"
+    assert line == "tigo_recorder,source=tcp decode_stalled=false,frames=10i,ratio=0.5 1750507200000"
+
+
+def test_the_health_series_key_does_not_change_with_a_port_or_a_duration() -> None:
+    """A dashboard's series must not split when the converter moves or a replay is longer."""
+
+    def key(description: str) -> str:
+        return recorder_line(description, {"frames": 1}, T0).split(" ", 1)[0]
+
+    assert key("tcp 192.168.1.50:7160") == key("tcp 192.168.1.50:502") == key("tcp [fe80::1]:7160")
+    assert key("simulator (1 gateway(s) × 135 optimizers, 3:00:00)") == key(
+        "simulator (2 gateway(s) × 12 optimizers, 7 days, 0:00:00)"
     )
+    assert key("serial /dev/ttyUSB0") == key("serial /dev/ttyUSB1") == "tigo_recorder,source=serial"
+    assert len({key("tcp h:1"), key("serial /dev/x"), key("capture a.cap"), key("raw b.bin")}) == 4
+
+
+def test_derived_values_are_rounded_to_a_sensible_resolution() -> None:
+    """power to 0.01 W, current_out to 1 mA; measured values keep their wire steps."""
+    bucking = REPORT._replace(duty_cycle_raw=194)  # duty 0.761: Iin / duty = 8.10348 A
+    line = optimizer_line(PointIdentity(gateway="g", node_id=1), bucking, T0)
+    fields = dict(field.split("=") for field in line.split(" ")[1].split(","))
+    assert fields["current_out"] == "8.103" and fields["power"] == "278.97"
+    assert fields["current_in"] == "6.165" and fields["voltage_in"] == "45.25"
+    for voltage_in in range(0, 0x1000, 37):
+        for current_in in range(0, 0x1000, 41):
+            power = float(power_text(voltage_in, current_in).split("=")[1].rstrip(","))
+            assert abs(power - voltage_in * 0.05 * current_in * 0.005) <= 0.005 + 1e-9
+            assert len(repr(power).split(".")[1]) <= 2
+            for duty in (1, 97, 255):
+                text = current_out_text(current_in, duty).split("=")[1].rstrip(",")
+                assert len(text.split(".")[1]) <= 3
+                assert abs(float(text) - current_in * 0.005 / (duty / 255)) <= 0.0005 + 1e-9
 
 
 def _keys(line: str) -> tuple[list[str], list[str]]:
