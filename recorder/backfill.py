@@ -70,7 +70,7 @@ from recorder.readahead import (
     read_frames,
     read_frames_in_child,
 )
-from recorder.reading import MEASURED_MS, Reading
+from recorder.reading import MEASURED_MS, Activity, Reading, count_activity
 from recorder.sinks.influx import BadData, LineWriter, RetryLater, send_batch
 from recorder.sinks.points import PointFormatter, PointIdentity, point_identity
 from recorder.sources import describe_size, nothing_decoded
@@ -258,24 +258,52 @@ def _first_record_ms(path: Path) -> int:
 # Writing
 
 
-class _WriterThread(threading.Thread):
-    """Sends queued batches; decoding continues meanwhile. Waits out InfluxDB outages (bounded)."""
+class Interrupted(RecorderError):
+    """SIGINT/SIGTERM stopped the backfill; says how far it got. Exit 130 or 143."""
 
-    def __init__(self, writer: LineWriter, summary: Summary, give_up_after: float = 600.0) -> None:
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _Stopped(Exception):
+    """Raised inside the run when a stop was asked for; `Backfill.run` turns it into Interrupted."""
+
+
+class _WriterThread(threading.Thread):
+    """Sends queued batches through the `LineWriter`; decoding continues meanwhile.
+
+    Waits out an unavailable InfluxDB (bounded by `give_up_after`), but not a configuration
+    problem (credentials, database): that ends the backfill at once, since nobody is there to
+    fix it while it waits. A stop request ends every wait within a fraction of a second.
+    """
+
+    def __init__(
+        self, writer: LineWriter, summary: Summary, stop: threading.Event, give_up_after: float = 600.0
+    ) -> None:
         super().__init__(name="backfill-writer", daemon=True)
         self.writer = writer
         self.summary = summary
+        self.stop = stop
         self.queue: queue.Queue[list[str] | None] = queue.Queue(maxsize=4)
         self.give_up_after = give_up_after
         self.error: str | None = None
+        self._closed = threading.Event()
 
     def run(self) -> None:
-        while True:
-            batch = self.queue.get()
-            if batch is None:
-                return
-            if self.error is None:
-                self._send(batch)
+        try:
+            while not self._closed.is_set():
+                try:
+                    batch = self.queue.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if batch is None:
+                    return
+                if self.error is None and not self.stop.is_set():
+                    self._send(batch)
+        except Exception as error:  # a bug must end the backfill with a message, not hang it
+            log.exception("the backfill's writer failed")
+            self.error = f"writing to InfluxDB failed: {error}"
 
     def _send(self, lines: list[str]) -> None:
         started = time.monotonic()
@@ -302,6 +330,9 @@ class _WriterThread(threading.Thread):
                 self.summary.rejected += len(rejected)
                 return
             except RetryLater as error:
+                if error.configuration:
+                    self.error = str(error)
+                    return
                 # Re-sending lines that already went in is harmless: points are idempotent.
                 if time.monotonic() - started > self.give_up_after:
                     self.summary.rejected += len(rejected)
@@ -310,19 +341,38 @@ class _WriterThread(threading.Thread):
                     )
                     return
                 log.warning("%s; retrying in %.0f s", error, delay)
-                time.sleep(delay)
+                if self.stop.wait(delay):
+                    return
                 delay = min(delay * 2, 30.0)
 
-    def submit(self, lines: list[str]) -> None:
-        if self.error is not None:
-            raise RecorderError(self.error)
-        self.queue.put(lines)
+    def submit(self, lines: list[str] | None) -> None:
+        """Queue a batch (None: the end). Raises RecorderError after a write error, _Stopped on a stop."""
+        while True:
+            if self.error is not None:
+                raise RecorderError(self.error)
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                self.queue.put(lines, timeout=0.2)
+                return
+            except queue.Full:
+                if not self.is_alive():
+                    raise RecorderError("the backfill's writer ended unexpectedly") from None
 
     def finish(self) -> None:
-        self.queue.put(None)
-        self.join()
+        """Wait until everything queued is written (or a stop is asked for)."""
+        self.submit(None)
+        while self.is_alive():
+            self.join(0.2)
+            if self.stop.is_set():
+                raise _Stopped
         if self.error is not None:
             raise RecorderError(self.error)
+
+    def close(self, wait: float = 1.0) -> None:
+        """End the thread without waiting for queued batches (after an error or a stop)."""
+        self._closed.set()
+        self.join(wait)  # a request in flight may outlast this; the thread is a daemon
 
 
 # ----------------------------------------------------------------------------------------------
@@ -375,6 +425,19 @@ class Backfill:
         self.progress = progress or (lambda _summary, _final: None)
         self._labels: dict[bytes, Labels] = {}
         self.passes = 0
+        self.activity: Activity = {}  # for `nodes list`'s LAST REPORT (the writing pass's)
+        self._stop = threading.Event()
+        self._stop_exit_code = 130
+        self._learned: list[Output] = []  # identity learned so far (saved however the run ends)
+        # The writing pass in progress, for counting what it has done when it is stopped.
+        self._out: _Readings | None = None
+        self._pipelines: list[DecodePipeline] = []
+
+    def stop(self, exit_code: int = 130) -> None:
+        """Ask the run to end soon (signal handlers call this): it raises `Interrupted`, having
+        saved the identity learned so far. 130 for SIGINT, 143 for SIGTERM."""
+        self._stop_exit_code = exit_code
+        self._stop.set()
 
     def run(self) -> Summary:
         started = time.monotonic()
@@ -385,24 +448,52 @@ class Backfill:
         identities = self.store.identity_map()
         gateways = self.store.gateway_addresses()
         self._labels = self.store.labels()
-        learned: list[Output] = []
+        self._check_destination()
         two_pass = self.options.two_pass
         if two_pass is None:
             two_pass = self._needs_first_pass(files)
-        if two_pass:
-            learned += self._learn_identity(files, identities, gateways)
-        writer = _WriterThread(self.writer, self.summary)
+        writer = _WriterThread(self.writer, self.summary, self._stop)
         writer.start()
+        stopped = False
         try:
-            learned += self._write_points(files, identities, gateways, writer)
-        finally:
+            if two_pass:
+                self._learn_identity(files, identities, gateways)
+            self._write_points(files, identities, gateways, writer)
             writer.finish()
+        except _Stopped:
+            stopped = True
+        finally:
+            writer.close()
+            learned = self._learned
             self.summary.mappings_learned = sum(1 for o in learned if isinstance(o, MappingLearned))
             if self.options.persist_identity and learned:
                 self.store.record_outputs(learned)
+            if self.options.persist_identity and self.activity:
+                self.store.record_activity(self.activity)
             self.summary.seconds = time.monotonic() - started
             self.progress(self.summary, True)
+        if stopped:
+            raise Interrupted(
+                f"interrupted: {self.summary.points} points written of {self.summary.readings} read; "
+                "run the same command again to finish (nothing is doubled)",
+                self._stop_exit_code,
+            )
         return self.summary
+
+    def _check_destination(self) -> None:
+        """Fail fast on what only a person can fix (credentials, database, retention policy):
+        an empty write checks them before hours of decoding. An unreachable server is waited for."""
+        try:
+            self.writer.write([])
+        except RetryLater as error:
+            if error.configuration:
+                raise RecorderError(str(error)) from None
+            log.warning("%s; the backfill starts anyway and waits for it while writing", error)
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            self._count()
+            raise _Stopped
 
     def _needs_first_pass(self, files: list[InputFile]) -> bool:
         """One pass suffices when identity evidence in the files can only *add* to history.
@@ -421,7 +512,7 @@ class Backfill:
         return latest_known >= earliest
 
     def _tags(self, gateway_id: int, node_id: int, address: bytes | None) -> PointIdentity:
-        return point_identity(gateway_id, node_id, address, self._labels)
+        return point_identity(gateway_id, node_id, address, self._labels, self.settings.site)
 
     def _readings(self, identities: IdentityMap) -> _Readings:
         options = self.options
@@ -429,6 +520,7 @@ class Backfill:
             identities,
             PointFormatter(self._tags),
             HeldReadings(options.scratch_directory),
+            self._learned,
             since_ms=to_millis(options.since) if options.since else None,
             until_ms=to_millis(options.until) if options.until else None,
         )
@@ -448,9 +540,9 @@ class Backfill:
 
     def _learn_identity(
         self, files: list[InputFile], identities: IdentityMap, gateways: dict[int, bytes]
-    ) -> list[Output]:
+    ) -> None:
         self.passes += 1
-        learned: list[Output] = []
+        learned = self._learned  # saved however the run ends
         pipeline = DecodePipeline(Observer(identities, gateways, readings=False))
         previous_format = None
         with self._frames(files) as frames:
@@ -460,7 +552,6 @@ class Backfill:
                     # (What cannot be read is reported by the second pass; what came before counts.)
                     with contextlib.suppress(OSError, EOFError, zlib.error):
                         self._json_file(item, out, write=False)
-                    learned.extend(out.learned)
                     continue
                 if item.format == "raw" or previous_format == "raw":
                     # Capture files continue each other (the archive rotates mid-stream); raw dumps do not.
@@ -469,7 +560,7 @@ class Backfill:
                 # (Unreadable parts are reported by the second pass; what came before counts.)
                 for batch in _until_done(frames):
                     learned.extend(pipeline.feed_frames(batch.bodies, batch.times).learned)
-        return learned
+                    self._check_stop()
 
     @staticmethod
     def _learn_json(out: _Readings, key: NodeKey, address: bytes, at: datetime) -> None:
@@ -494,6 +585,7 @@ class Backfill:
         first_unrecognised: tuple[int, str] | None = None
         readings: list[Reading] = []
         for number, line in taptap_json.read_lines(item.path):
+            self._check_stop()
             lines += 1
             if isinstance(line, taptap_json.Unrecognised):
                 unrecognised += 1
@@ -561,11 +653,12 @@ class Backfill:
         identities: IdentityMap,
         gateways: dict[int, bytes],
         writer: _WriterThread,
-    ) -> list[Output]:
+    ) -> None:
         self.passes += 1
         options = self.options
-        out = self._readings(identities)
-        pipelines = [DecodePipeline(Observer(identities, gateways))]
+        out = self._out = self._readings(identities)
+        self.activity = out.activity
+        pipelines = self._pipelines = [DecodePipeline(Observer(identities, gateways))]
         previous_format = None
         last_progress = time.monotonic()
         try:
@@ -589,13 +682,14 @@ class Backfill:
                         for batch in _until_done(frames, done):
                             bodies += len(batch.bodies)
                             out.take(*pipeline.feed_frames(batch.bodies, batch.times))
+                            self._check_stop()
                             if len(out.lines) >= options.batch_size:
                                 writer.submit(out.lines)
                                 out.lines = []
                                 now = time.monotonic()
                                 if now - last_progress >= 0.5:
                                     last_progress = now
-                                    self._count(out, pipelines)
+                                    self._count()
                                     self.progress(self.summary, False)
                         if done.truncated:
                             log.warning(
@@ -621,12 +715,14 @@ class Backfill:
         if out.lines:
             writer.submit(out.lines)
             out.lines = []
-        self._count(out, pipelines)
-        return out.learned
+        self._count()
 
-    def _count(self, out: _Readings, pipelines: list[DecodePipeline]) -> None:
+    def _count(self) -> None:
+        out = self._out
+        if out is None:
+            return  # the first pass counts nothing
         totals: dict[str, int] = {}
-        for pipeline in pipelines:
+        for pipeline in self._pipelines:
             for name, value in pipeline.counters.as_dict().items():
                 totals[name] = totals.get(name, 0) + value
         self.summary.counters = totals
@@ -643,6 +739,7 @@ class _Readings:
         identities: IdentityMap,
         formatter: PointFormatter,
         held: HeldReadings,
+        learned: list[Output],
         *,
         since_ms: int | None,
         until_ms: int | None,
@@ -653,7 +750,8 @@ class _Readings:
         self.since_ms = since_ms
         self.until_ms = until_ms
         self.lines: list[str] = []
-        self.learned: list[Output] = []
+        self.learned = learned  # the backfill's own list: saved however the run ends
+        self.activity: Activity = {}  # of the readings in range, as `run` counts them
         self.out_of_range = 0
         self.json_readings = 0
 
@@ -661,6 +759,7 @@ class _Readings:
         """Readings (and what was learned while they were placed)."""
         if self.since_ms is not None or self.until_ms is not None:
             readings = self._in_range(readings)
+        count_activity(self.activity, readings)
         unresolved: list[Reading] = []
         self.lines += self.formatter.lines(readings, unresolved)
         for reading in unresolved:

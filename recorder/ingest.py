@@ -257,7 +257,8 @@ class Sender(threading.Thread):
             return
         values = dict(health.values)
         values.update(points_written=self.written, points_parked=self.parked, write_errors=self.write_errors)
-        self.writer.write([recorder_line(str(values.pop("source_name", "")), values, health.at)])
+        source = str(values.pop("source_name", ""))
+        self.writer.write([recorder_line(source, values, health.at, self.settings.site)])
 
     def _failed(self, error: RetryLater) -> None:
         self.write_errors += 1
@@ -286,7 +287,7 @@ class Sender(threading.Thread):
             self._points.forget_tags()
 
     def _tags(self, gateway_id: int, node_id: int, long_address: bytes | None) -> PointIdentity:
-        return point_identity(gateway_id, node_id, long_address, self._labels)
+        return point_identity(gateway_id, node_id, long_address, self._labels, self.settings.site)
 
 
 def _utc_now_for_parking() -> datetime:

@@ -19,6 +19,7 @@ tenth of a dataclass); `ReadingFields` names the fields where speed does not mat
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final, NamedTuple
 
 Reading = tuple[int, int, int, int, int, int, int, int, int, int, int, bytes | None]
@@ -52,3 +53,23 @@ class ReadingFields(NamedTuple):
 def with_address(reading: Reading, long_address: bytes | None) -> Reading:
     """The same reading resolved to `long_address` (a held reading whose node became known)."""
     return (*reading[:LONG_ADDRESS], long_address)
+
+
+Activity = dict[tuple[int, int], list[int]]  # (gateway, node) -> [first measured ms, last, count]
+
+
+def count_activity(activity: Activity, readings: Iterable[Reading]) -> None:
+    """Add `readings` to each node's activity (what `recorder nodes list` shows as LAST REPORT and
+    REPORTS): the one rule `run` (`StateStore.record_outputs`) and `backfill` count by."""
+    for reading in readings:
+        key = (reading[0], reading[1])
+        measured_ms = reading[2]
+        seen = activity.get(key)
+        if seen is None:
+            activity[key] = [measured_ms, measured_ms, 1]
+            continue
+        seen[2] += 1
+        if measured_ms < seen[0]:
+            seen[0] = measured_ms
+        elif measured_ms > seen[1]:
+            seen[1] = measured_ms

@@ -10,7 +10,11 @@ and `backfill` into a real InfluxDB, and must agree on:
 * the barcodes: `run` and `backfill` the same for every reading (both wait for a node's
   identity); `observe` prints a reading at once, so its barcode is the same where the node was
   already known and null where it was not yet;
-* the counters of what was dropped, and why.
+* the counters of what was dropped, and why;
+* the node activity `recorder nodes list` shows (first and last report, count), in `run`'s and
+  `backfill`'s state databases.
+
+Power is compared at the 0.01 W the points carry (`observe` prints it unrounded).
 
 A reading whose node is never identified stays in `run`'s outbox (its identity hold lasts 36 h)
 while `backfill` writes it without a barcode when its input ends: those are the same readings.
@@ -173,7 +177,7 @@ def row(gateway: Any, node: Any, ms: int, fields: dict[str, Any]) -> Row:
         fields["voltage_in"],
         fields["voltage_out"],
         fields["current_in"],
-        fields["power"],
+        round(fields["power"], 2),
         fields["duty_cycle"],
         fields["temperature"],
         int(fields["rssi"]),
@@ -204,7 +208,7 @@ def held_readings(state: Path) -> Counter[tuple[Row, str | None]]:
                 units.voltage_in(vin),
                 units.voltage_out(vout),
                 units.current_in(iin),
-                units.power(vin, iin),
+                round(units.power(vin, iin), 2),
                 units.duty_cycle(duty),
                 units.temperature(temperature),
                 rssi,
@@ -213,6 +217,14 @@ def held_readings(state: Path) -> Counter[tuple[Row, str | None]]:
         )
         for _, gateway, node, ms, vin, vout, duty, iin, temperature, rssi in rows
     )
+
+
+def node_activity(state: Path) -> dict[tuple[int, int], tuple[int, int, int]]:
+    with sqlite3.connect(state) as connection:
+        rows = connection.execute(
+            "SELECT gateway_id, node_id, first_report_at, last_report_at, report_count FROM node_activity"
+        ).fetchall()
+    return {(gateway, node): (first, last, count) for gateway, node, first, last, count in rows}
 
 
 def run_health(state: Path) -> dict[str, Any]:
@@ -289,12 +301,9 @@ def test_observe_run_and_backfill_make_the_same_readings(
     run_readings = influx_readings(server, run_database) + held_readings(run_state)
     run_counters = run_health(run_state)
 
+    backfill_state = tmp_path / "backfill.db"
     backfilled = run_recorder(
-        "backfill",
-        str(capture),
-        "--db",
-        str(tmp_path / "backfill.db"),
-        env=environment(server, backfill_database),
+        "backfill", str(capture), "--db", str(backfill_state), env=environment(server, backfill_database)
     )
     backfill_readings = influx_readings(server, backfill_database)
 
@@ -316,6 +325,10 @@ def test_observe_run_and_backfill_make_the_same_readings(
     assert backfill_dropped == {name: expected[name] for name in (*DROPPED, "readings")}
     assert expected["readings"] == len(readings)
     assert expected["readings"] + sum(expected[name] for name in DROPPED[:3]) == expected["power_reports"]
+    # ... and the same node activity (what `nodes list` shows as LAST REPORT and REPORTS).
+    activity = node_activity(backfill_state)
+    assert node_activity(run_state) == activity
+    assert sum(count for _, _, count in activity.values()) == len(readings)
 
     # What each scenario is about happened.
     if scenario == "noise":

@@ -3,7 +3,7 @@
 Measurement `tigo_optimizer`, one point per reading:
 
     tags    barcode (when known), gateway (the gateway ID, e.g. 4609), node_id,
-            name and string (the user's labels, when set)
+            name and string (the user's labels, when set), site (`--site`, when set)
 
 (The gateway tag is the numeric ID rather than the TAP's barcode: the barcode is only heard when
 the controller enumerates its gateways, perhaps months after the recorder starts, and a tag that
@@ -11,6 +11,12 @@ changes value would split every series.)
     fields  voltage_in V, voltage_out V, current_in A, current_out A (omitted when the duty cycle
             is 0), power W (= voltage_in × current_in), duty_cycle 0..1, temperature °C,
             rssi (raw, integer)
+
+Measured values are written exactly as the wire's steps give them (50 mV, 5 mA, 0.1 °C). The two
+derived ones are rounded to a resolution well below what the measurements support: power to
+0.01 W (Vin × Iin is only good to about ±0.5 W) and current_out to 1 mA (Iin comes in 5 mA
+steps), instead of float noise like 6.904411764705882. `power_text` and `current_out_text` are
+the only place that formats them; `PointFormatter` caches their results.
     time    the measurement time, in milliseconds
 
 The same reading always produces the same series key and timestamp, so writing it twice
@@ -25,11 +31,21 @@ backfill formats millions and formatting floats is the costliest part of a line:
 the measured fields for every raw value are built once (module tables), the texts of the two
 computed fields are cached by the raw integers that decide them, and the tags by node.
 
-Measurement `tigo_recorder`, the recorder's own health: integer counters and gauges.
+Measurement `tigo_recorder`, the recorder's own health: integer counters and gauges, tagged
+`source` (and `site`). `source` is the kind of source only (serial, tcp, capture, raw,
+simulator), so that its series key stays the same when a converter's address or port, a device
+name or a simulated duration changes (`source_tag`).
+
+Rules every engine that speaks line protocol agrees on, which `TAG_KEYS`/`FIELD_KEYS` keep (and
+tests/sinks/test_points.py checks): a tag key is never also a field key of the same measurement
+(InfluxDB 3 refuses such a write; 1.x/2.x make queries ambiguous), no key is `time` or starts with
+`_` (reserved), names are plain lower-case identifiers, a tag with no value is left out rather
+than written empty, and a field keeps its type forever (1.x refuses a type change per shard).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,11 +58,33 @@ from recorder.timestamps import to_millis
 
 OPTIMIZER_MEASUREMENT = "tigo_optimizer"
 RECORDER_MEASUREMENT = "tigo_recorder"
+# Every tag key each measurement may carry, and the optimizer's field keys (the health fields
+# are the names `Ingest.health_values` produces).
+TAG_KEYS = {
+    OPTIMIZER_MEASUREMENT: ("barcode", "gateway", "name", "node_id", "site", "string"),
+    RECORDER_MEASUREMENT: ("site", "source"),
+}
+OPTIMIZER_FIELD_KEYS = (
+    "voltage_in",
+    "voltage_out",
+    "current_in",
+    "current_out",
+    "power",
+    "duty_cycle",
+    "temperature",
+    "rssi",
+)
 
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": " ", "\r": " "})
+# A backslash that ends a tag value, or stands before a character we escape, would escape our
+# own escape or the delimiter after it, and every point of that series would be refused. Line
+# protocol has no way to write such a backslash, so it becomes a slash.
+_LONE_BACKSLASH = re.compile(r"\\+(?=[,= \n\r]|$)")
 
 
 def escape_tag(value: str) -> str:
+    if "\\" in value:
+        value = _LONE_BACKSLASH.sub(lambda match: "/" * len(match.group(0)), value)
     return value.translate(_TAG_ESCAPES)
 
 
@@ -65,6 +103,7 @@ class PointIdentity:
     barcode: str | None = None
     name: str | None = None
     string: str | None = None
+    site: str | None = None
 
 
 class Labelled(Protocol):
@@ -78,11 +117,16 @@ class Labelled(Protocol):
 
 
 def point_identity(
-    gateway_id: int, node_id: int, long_address: bytes | None, labels: Mapping[bytes, Labelled]
+    gateway_id: int,
+    node_id: int,
+    long_address: bytes | None,
+    labels: Mapping[bytes, Labelled],
+    site: str | None = None,
 ) -> PointIdentity:
-    """The tags of a reading: its node, and when the optimizer is known its barcode and labels."""
+    """The tags of a reading: its node and site, and when the optimizer is known its barcode and
+    labels."""
     if long_address is None:
-        return PointIdentity(gateway=str(gateway_id), node_id=node_id)
+        return PointIdentity(gateway=str(gateway_id), node_id=node_id, site=site)
     found = labels.get(long_address)
     return PointIdentity(
         gateway=str(gateway_id),
@@ -90,6 +134,7 @@ def point_identity(
         barcode=barcode_from_address(long_address),
         name=found.name if found else None,
         string=found.string if found else None,
+        site=site,
     )
 
 
@@ -102,6 +147,8 @@ def optimizer_tags(identity: PointIdentity) -> str:
     if identity.name:
         tags.append(f"name={escape_tag(identity.name)}")
     tags.append(f"node_id={identity.node_id}")
+    if identity.site:
+        tags.append(f"site={escape_tag(identity.site)}")
     if identity.string:
         tags.append(f"string={escape_tag(identity.string)}")
     return ",".join(tags)
@@ -121,6 +168,32 @@ TEMPERATURE = _field_texts("temperature", units.temperature, range(-0x800, 0x800
 TEXT_CACHE_SIZE = 1 << 16  # entries per computed-field cache (under 10 MB each), then cleared
 
 TagsOf = Callable[[int, int, bytes | None], PointIdentity]  # (gateway, node, address) -> tags
+
+
+POWER_DECIMALS = 2  # W
+CURRENT_OUT_DECIMALS = 3  # A
+
+
+def power_text(voltage_in_raw: int, current_in_raw: int) -> str:
+    """The power field: `units.power` (Vin × Iin), to 0.01 W."""
+    return f"power={round(units.power(voltage_in_raw, current_in_raw), POWER_DECIMALS)!r},"
+
+
+def current_out_text(current_in_raw: int, duty_cycle_raw: int) -> str:
+    """The current_out field: `units.current_out` (Iin / duty), to 1 mA; none without a duty cycle."""
+    value = units.current_out(current_in_raw, duty_cycle_raw)
+    if value is None:
+        return ""  # no output current without a duty cycle: the field is left out
+    return f"current_out={round(value, CURRENT_OUT_DECIMALS)!r},"
+
+
+def source_tag(description: str) -> str:
+    """The `source` tag of `tigo_recorder`: the kind of source, without what varies between runs.
+
+    `description` is `Source.describe()` ("tcp 192.168.1.50:502", "serial /dev/ttyUSB0",
+    "simulator (1 gateway(s) × 135 optimizers, 3:00:00)", "capture /path", "raw /path").
+    """
+    return description.split(" ", 1)[0] if description else "unknown"
 
 
 class PointFormatter:
@@ -170,15 +243,11 @@ class PointFormatter:
             current_key = (current_in << 8) | duty_cycle
             current_out = current_out_texts.get(current_key)
             if current_out is None:
-                value = units.current_out(current_in, duty_cycle)
-                # No output current without a duty cycle: the field is left out.
-                current_out = current_out_texts[current_key] = (
-                    "" if value is None else f"current_out={value!r},"
-                )
+                current_out = current_out_texts[current_key] = current_out_text(current_in, duty_cycle)
             product = voltage_in * current_in  # power depends on nothing else
             power = power_texts.get(product)
             if power is None:
-                power = power_texts[product] = f"power={units.power(voltage_in, current_in)!r},"
+                power = power_texts[product] = power_text(voltage_in, current_in)
             append(
                 f"{prefix} {voltage_in_texts[voltage_in]}{voltage_out_texts[voltage_out]}"
                 f"{current_in_texts[current_in]}{current_out}{power}{duty_cycle_texts[duty_cycle]}"
@@ -192,7 +261,9 @@ def optimizer_line(identity: PointIdentity, reading: Reading) -> str:
     return PointFormatter(lambda _gateway, _node, _address: identity).lines([reading])[0]
 
 
-def recorder_line(source: str, values: dict[str, int | float | bool], at: datetime) -> str:
+def recorder_line(
+    source: str, values: dict[str, int | float | bool], at: datetime, site: str | None = None
+) -> str:
     fields = []
     for name, value in sorted(values.items()):
         if isinstance(value, bool):
@@ -201,4 +272,5 @@ def recorder_line(source: str, values: dict[str, int | float | bool], at: dateti
             fields.append(f"{name}={value}i")
         else:
             fields.append(f"{name}={_number(value)}")
-    return f"{RECORDER_MEASUREMENT},source={escape_tag(source)} {','.join(fields)} {to_millis(at)}"
+    tags = f"{RECORDER_MEASUREMENT},site={escape_tag(site)}" if site else RECORDER_MEASUREMENT
+    return f"{tags},source={escape_tag(source_tag(source))} {','.join(fields)} {to_millis(at)}"

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from recorder.counters import Counters
-from recorder.protocol.barcode import format_long_address
+from recorder.protocol.barcode import describe_address
 from recorder.protocol.events import (
     CommandExchanged,
     EnumerationEnded,
@@ -284,7 +284,7 @@ class TransportDecoder:
             if len(payload) >= 8 and from_gateway:
                 self.counters.identity_responses += 1
                 long_address = payload[:8]
-                summary = format_long_address(long_address)
+                summary = describe_address(long_address)
                 out.append(
                     GatewayIdentityObserved(
                         gateway_id, long_address, frame_type == ENUMERATION_RESPONSE, received_at
@@ -296,7 +296,7 @@ class TransportDecoder:
             if from_gateway and payload:
                 self.counters.version_responses += 1
                 version = payload.decode("ascii", errors="replace")
-                summary = repr(version)
+                summary = '"' + " ".join(version.split()) + '"'  # CR-separated lines, as one
                 out.append(GatewayVersionObserved(gateway_id, version, received_at))
             else:
                 self.counters.misdirected_frames += 1
@@ -310,7 +310,7 @@ class TransportDecoder:
             self.counters.enumeration_frames += 1
             if len(payload) >= 14:
                 new_id = ((payload[12] << 8) | payload[13]) & 0x7FFF
-                summary = f"{format_long_address(payload[4:12])} -> {new_id}"
+                summary = f"{describe_address(payload[4:12])} -> {new_id}"
                 out.append(GatewayIdAssigned(gateway_id, payload[4:12], new_id, received_at))
         elif frame_type == ENUMERATION_END_REQUEST:
             self.counters.enumeration_frames += 1
