@@ -46,6 +46,9 @@ class HeldReadings:
         self._memory: dict[NodeKey, list[Reading]] = {}
         self._in_memory = 0
         self._spilled = 0
+        # Readings not kept because one of the same node and measurement millisecond was already
+        # waiting in the scratch file (the outbox keeps one: they are the same point).
+        self.same_point = 0
         self._scratch: Outbox | None = None
         self._scratch_directory: str | None = None
 
@@ -111,7 +114,9 @@ class HeldReadings:
             cast(Table, OutboxEntry.__table__).create(engine)
             self._scratch = Outbox(engine)
         readings = [reading for readings in self._memory.values() for reading in readings]
-        self._spilled += self._scratch.add(readings, _EPOCH)
+        added = self._scratch.add(readings, _EPOCH)
+        self._spilled += added
+        self.same_point += len(readings) - added
         self._memory.clear()
         self._in_memory = 0
 

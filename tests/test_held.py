@@ -71,3 +71,15 @@ def test_few_readings_never_touch_the_disk(tmp_path: Path) -> None:
     identities.learn((GATEWAY, 2), OLD, "node_table", T0_MS)
     assert len(held.release((GATEWAY, 2), identities)) == 100 and len(held) == 0
     held.close()
+
+
+def test_readings_of_one_node_and_millisecond_are_counted_as_one_point(tmp_path: Path) -> None:
+    """The scratch file keeps one reading per node and measurement millisecond, as `run`'s outbox
+    does (they are one point in InfluxDB); the others are counted, not lost in silence."""
+    held = HeldReadings(tmp_path, memory_limit=5)
+    for second in (1, 2, 2, 3, 3, 3):  # the sixth moves all six to the scratch file
+        held.add(reading(5, second))
+    assert held.same_point == 3
+    drained = [r for batch in held.drain() for r in batch]
+    assert sorted(r[2] for r in drained) == [T0_MS + 1000, T0_MS + 2000, T0_MS + 3000]
+    held.close()
