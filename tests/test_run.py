@@ -119,7 +119,17 @@ def test_influxdb_outage_loses_nothing(influx_database: InfluxDatabase, tmp_path
         start="2025-06-21T10:00:00%2B00:00", duration="2h", nodes=40, seed=3, speed="400x", truth=truth_file
     )
     db = tmp_path / "state.db"
-    process = start_run(influx_database, db, "--source", source, "--exit-at-end", "--archive-days", "0")
+    process = start_run(
+        influx_database,
+        db,
+        "--source",
+        source,
+        "--exit-at-end",
+        "--archive-days",
+        "0",
+        "--commit-interval",  # what InfluxDB has not taken after 2 s is committed
+        "2",
+    )
     server = influx_database.server
     try:
         time.sleep(4)
@@ -151,7 +161,9 @@ def test_kill_9_then_restart_loses_and_doubles_nothing_that_reached_the_outbox(
     server = influx_database.server
     server.stop_front()  # nothing can be sent: everything decoded waits in the outbox
     try:
-        process = start_run(influx_database, db, "--source", source, "--archive", str(archive))
+        process = start_run(
+            influx_database, db, "--source", source, "--archive", str(archive), "--commit-interval", "2"
+        )
         time.sleep(8)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)

@@ -61,7 +61,13 @@ def run(
     ),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Points per write (default: 5000)."),
     flush_interval: float | None = typer.Option(
-        None, "--flush-interval", help="Seconds between commits and writes (default: 1)."
+        None, "--flush-interval", help="Seconds between writes to InfluxDB (default: 1)."
+    ),
+    commit_interval: float | None = typer.Option(
+        None,
+        "--commit-interval",
+        help="Readings InfluxDB has not acknowledged are committed to disk within this many seconds: "
+        "the most a power cut can lose (default: 60).",
     ),
     identity_hold: str | None = typer.Option(
         None, "--identity-hold", help="How long readings wait for their barcode, e.g. 36h (default: 36h)."
@@ -107,6 +113,7 @@ def run(
         "influx_bucket": influx_bucket,
         "batch_size": batch_size,
         "flush_interval": flush_interval,
+        "commit_interval": commit_interval,
         "identity_hold": identity_hold,
         "on_unresolved": on_unresolved,
         "archive": archive,
@@ -151,7 +158,8 @@ def _prepare(
         store = StateStore.open(copy)
         stack.callback(store.close)
         return store, StdoutWriter(sys.stdout), None
-    store = StateStore.open(path, create_directory=is_default)
+    # FULL: a commit is on the disk when it returns, which the stated loss bound relies on.
+    store = StateStore.open(path, create_directory=is_default, synchronous="FULL")
     stack.callback(store.close)
     writer = InfluxWriter(settings)
     archive_writer = None

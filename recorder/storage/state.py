@@ -32,7 +32,7 @@ from recorder.protocol.barcode import (
     format_long_address,
     parse_long_address,
 )
-from recorder.storage.db import open_database
+from recorder.storage.db import Synchronous, open_database
 from recorder.storage.models import (
     OUTBOX_HELD,
     Gateway,
@@ -87,6 +87,27 @@ class NodeRow:
             "report_count": self.report_count,
             "waiting": self.waiting,
         }
+
+
+class ActivityTally:
+    """Power reports per (gateway, node) not saved yet: [count, first, last measurement time]."""
+
+    __slots__ = ("nodes",)
+
+    def __init__(self) -> None:
+        self.nodes: dict[tuple[int, int], list[Any]] = {}
+
+    def add(self, reading: Reading) -> None:
+        entry = self.nodes.get((reading.gateway_id, reading.node_id))
+        if entry is None:
+            self.nodes[(reading.gateway_id, reading.node_id)] = [1, reading.measured_at, reading.measured_at]
+        else:
+            entry[0] += 1
+            entry[1] = min(entry[1], reading.measured_at)
+            entry[2] = max(entry[2], reading.measured_at)
+
+    def __bool__(self) -> bool:
+        return bool(self.nodes)
 
 
 @dataclass(frozen=True)
@@ -145,8 +166,17 @@ class StateStore:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, path: Path, *, create_directory: bool = False, migrate: bool = True) -> StateStore:
-        return cls(open_database(path, migrate=migrate, create_directory=create_directory))
+    def open(
+        cls,
+        path: Path,
+        *,
+        create_directory: bool = False,
+        migrate: bool = True,
+        synchronous: Synchronous = "NORMAL",
+    ) -> StateStore:
+        return cls(
+            open_database(path, migrate=migrate, create_directory=create_directory, synchronous=synchronous)
+        )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -212,29 +242,23 @@ class StateStore:
     # ----------------------------------------------------------------------------------------
     # Writing what the observer learned
 
-    def record_outputs(self, outputs: Iterable[Output]) -> None:
-        """Persist identity changes and node activity from one batch of observer outputs."""
+    def record_outputs(self, outputs: Iterable[Output], activity: ActivityTally | None = None) -> None:
+        """Persist identity changes and node activity from observer outputs, in one transaction.
+
+        `activity` adds reports tallied earlier (`recorder run` saves activity once a minute).
+        """
         mappings: list[MappingLearned] = []
         gateways: list[GatewayLearned] = []
-        activity: dict[tuple[int, int], list[Any]] = {}
+        tally = ActivityTally() if activity is None else activity
         for output in outputs:
             if isinstance(output, Reading):
-                entry = activity.get((output.gateway_id, output.node_id))
-                if entry is None:
-                    activity[(output.gateway_id, output.node_id)] = [
-                        1,
-                        output.measured_at,
-                        output.measured_at,
-                    ]
-                else:
-                    entry[0] += 1
-                    entry[1] = min(entry[1], output.measured_at)
-                    entry[2] = max(entry[2], output.measured_at)
+                tally.add(output)
             elif isinstance(output, MappingLearned):
                 mappings.append(output)
             elif isinstance(output, GatewayLearned):
                 gateways.append(output)
-        if not (mappings or gateways or activity):
+        activity_rows = tally.nodes
+        if not (mappings or gateways or activity_rows):
             return
         with self.session() as session, session.begin():
             for learned in gateways:
@@ -250,7 +274,7 @@ class StateStore:
                     mapping.source,
                     mapping.observed_at,
                 )
-            for (gateway_id, node_id), (count, first, last) in activity.items():
+            for (gateway_id, node_id), (count, first, last) in activity_rows.items():
                 self._activity(session, gateway_id, node_id, count, first, last)
 
     def _gateway(
