@@ -61,7 +61,8 @@ from recorder.timestamps import to_millis
 log = logging.getLogger(__name__)
 
 HEALTH_EVERY = 10.0  # seconds (wall clock) between health points sent to InfluxDB
-STATE_SAVE_EVERY = 60.0  # seconds between saves of node activity and the `recorder status` snapshot
+STATE_SAVE_EVERY = 60.0  # seconds between saves of the snapshot `recorder status` shows
+ACTIVITY_SAVE_EVERY = 300.0  # seconds between saves of node activity (`nodes list`: last report)
 HOLD_CHECK_EVERY = 60.0
 LABEL_REFRESH_EVERY = 60.0
 SHUTDOWN_GRACE = 5.0
@@ -445,7 +446,8 @@ class Ingest:
         )
         self._save_state(source)  # `recorder status` can tell at once that we are running
         commit_every = settings.commit_interval / 2
-        last_commit = last_health = last_hold_check = last_save = time.monotonic()
+        last_commit = last_archive_flush = last_health = last_hold_check = time.monotonic()
+        last_save = last_activity_save = last_commit
         health_minute: datetime | None = None
         finished = False
         try:
@@ -464,6 +466,11 @@ class Ingest:
                 elif now - last_commit >= commit_every:
                     self._commit(at, cutoff=now - commit_every)
                     last_commit = now
+                if self.archive is not None and now - last_archive_flush >= settings.commit_interval:
+                    # Raw bytes reach the disk within the same bound. Not at every commit: each
+                    # flush rewrites the file's last, incomplete page once more.
+                    self.archive.flush()
+                    last_archive_flush = now
                 # Housekeeping every so often live, and once per minute of source time in replays.
                 minute = at.replace(second=0, microsecond=0)
                 new_minute = health_minute is not None and minute != health_minute
@@ -475,8 +482,11 @@ class Ingest:
                     self._health(source)
                     last_health = now
                 if now - last_save >= STATE_SAVE_EVERY:
-                    self._save_state(source)
+                    with_activity = now - last_activity_save >= ACTIVITY_SAVE_EVERY
+                    self._save_state(source, activity=with_activity)
                     last_save = now
+                    if with_activity:
+                        last_activity_save = now
                 self.notifier.watchdog()
                 if self.stop_requested.is_set():
                     break
@@ -518,7 +528,7 @@ class Ingest:
         self.sender.refresh_labels.set()
 
     def _commit(self, at: datetime, *, cutoff: float | None, held_only: bool = False) -> None:
-        """Make durable what must be: readings older than `cutoff` (None: all), identity, raw bytes.
+        """Make durable what must be: readings that arrived before `cutoff` (None: all), identity.
 
         Readings first (safe from here on), then the identity learned since the last commit.
         """
@@ -531,8 +541,6 @@ class Ingest:
         if self._identity:
             identity, self._identity = self._identity, []
             self.store.record_outputs(identity)
-        if self.archive is not None:
-            self.archive.flush()
 
     def _outbox_changed(self) -> None:
         self.sender.outbox_ready.set()
@@ -658,15 +666,16 @@ class Ingest:
             f"{values['outbox_held']} held, source {source.status.state}"
         )
 
-    def _save_state(self, source: Source) -> None:
-        """Node activity since the last save, and the snapshot `recorder status` shows.
+    def _save_state(self, source: Source, *, activity: bool = True) -> None:
+        """The snapshot `recorder status` shows, with node activity since the last save if asked.
 
-        The snapshot is stamped with the wall clock: whether the recorder is alive is a
-        wall-clock question, whatever time the data carries.
+        One transaction: each commit costs the SD card a few pages whatever it holds. The
+        snapshot is stamped with the wall clock: whether the recorder is alive is a wall-clock
+        question, whatever time the data carries.
         """
-        if self._activity:
-            activity, self._activity = self._activity, ActivityTally()
-            self.store.record_outputs((), activity)
+        tally = None
+        if activity and self._activity:
+            tally, self._activity = self._activity, ActivityTally()
         values = self.health_values(source)
         snapshot = {
             **values,
@@ -680,4 +689,4 @@ class Ingest:
             "influx_url": self.settings.influx_url,
             "influx_bucket": self.settings.influx_bucket,
         }
-        self.store.put_state("health", snapshot, datetime.now(UTC))
+        self.store.put_state("health", snapshot, datetime.now(UTC), activity=tally)

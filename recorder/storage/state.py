@@ -242,23 +242,19 @@ class StateStore:
     # ----------------------------------------------------------------------------------------
     # Writing what the observer learned
 
-    def record_outputs(self, outputs: Iterable[Output], activity: ActivityTally | None = None) -> None:
-        """Persist identity changes and node activity from observer outputs, in one transaction.
-
-        `activity` adds reports tallied earlier (`recorder run` saves activity once a minute).
-        """
+    def record_outputs(self, outputs: Iterable[Output]) -> None:
+        """Persist identity changes and node activity from one batch of observer outputs."""
         mappings: list[MappingLearned] = []
         gateways: list[GatewayLearned] = []
-        tally = ActivityTally() if activity is None else activity
+        activity = ActivityTally()
         for output in outputs:
             if isinstance(output, Reading):
-                tally.add(output)
+                activity.add(output)
             elif isinstance(output, MappingLearned):
                 mappings.append(output)
             elif isinstance(output, GatewayLearned):
                 gateways.append(output)
-        activity_rows = tally.nodes
-        if not (mappings or gateways or activity_rows):
+        if not (mappings or gateways or activity):
             return
         with self.session() as session, session.begin():
             for learned in gateways:
@@ -274,8 +270,11 @@ class StateStore:
                     mapping.source,
                     mapping.observed_at,
                 )
-            for (gateway_id, node_id), (count, first, last) in activity_rows.items():
-                self._activity(session, gateway_id, node_id, count, first, last)
+            self._save_activity(session, activity)
+
+    def _save_activity(self, session: Session, activity: ActivityTally) -> None:
+        for (gateway_id, node_id), (count, first, last) in activity.nodes.items():
+            self._activity(session, gateway_id, node_id, count, first, last)
 
     def _gateway(
         self, session: Session, gateway_id: int, long_address: bytes | None, version: str | None, at: datetime
@@ -607,8 +606,15 @@ class StateStore:
     # ----------------------------------------------------------------------------------------
     # Health
 
-    def put_state(self, key: str, value: dict[str, Any], at: datetime) -> None:
+    def put_state(
+        self, key: str, value: dict[str, Any], at: datetime, *, activity: ActivityTally | None = None
+    ) -> None:
+        """Save a small JSON value; with `activity`, also the node activity tallied since the last
+        save, in the same transaction (on an SD card each commit costs a few pages whatever it
+        holds, so `recorder run` saves both at once)."""
         with self.session() as session, session.begin():
+            if activity:
+                self._save_activity(session, activity)
             row = session.get(RecorderState, key)
             text = json.dumps(value, default=str)
             if row is None:
