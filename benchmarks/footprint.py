@@ -1,6 +1,6 @@
 """`recorder run` on a Raspberry Pi's budget: disk writes and memory, before and after, side by side.
 
-    python benchmarks/footprint.py [--minutes 5] [--warm-up 90] [--nodes 135] [--base b421991]
+    python benchmarks/footprint.py [--minutes 10] [--warm-up 90] [--nodes 135] [--base b421991]
 
 Two recorders run at the same time, each reading its own simulator over TCP at real time
 (`recorder simulate --listen`, the same array and bytes, at midday so every optimizer reports)
@@ -16,10 +16,10 @@ Figures per recorder, from /proc for its process alone:
 * disk writes per day: `write_bytes` (bytes the process caused to be written to the disk,
   counted when a page of the page cache becomes dirty) over a real-time window after the
   warm-up, scaled to a day, without the raw archive's own bytes, which are reported apart;
-  midday traffic all day long, so an upper bound for a real day. The default window, five
-  minutes, holds what a day repeats: five status snapshots (one a minute), one save of node
-  activity (every five minutes) and five archive flushes. A window of minutes sees no
-  WAL checkpoint (every 1000 frames, hours apart after the change): a checkpoint copies the few
+  midday traffic all day long, so an upper bound for a real day. The default window, ten
+  minutes, holds what a day repeats: five status snapshots (every two minutes), one save of
+  node activity (every ten minutes) and ten archive flushes (every minute). It sees no WAL
+  checkpoint (every 1000 frames, hours apart after the change): a checkpoint copies the few
   distinct pages the WAL holds, a few tens of kB.
 * raw archive bytes per day: the archive files' size after a clean stop over the run's time;
 * peak RSS: VmHWM at the end of the window.
@@ -191,7 +191,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--minutes", type=float, default=5.0, help="measured real-time window")
+    parser.add_argument("--minutes", type=float, default=10.0, help="measured real-time window")
     parser.add_argument("--warm-up", type=float, default=90.0, help="seconds before the window opens")
     parser.add_argument("--nodes", type=int, default=135)
     parser.add_argument("--base", default="b421991", help="the revision measured as 'before'")

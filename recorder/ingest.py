@@ -61,8 +61,11 @@ from recorder.timestamps import to_millis
 log = logging.getLogger(__name__)
 
 HEALTH_EVERY = 10.0  # seconds (wall clock) between health points sent to InfluxDB
-STATE_SAVE_EVERY = 60.0  # seconds between saves of the snapshot `recorder status` shows
-ACTIVITY_SAVE_EVERY = 300.0  # seconds between saves of node activity (`nodes list`: last report)
+# Seconds between saves of the snapshot `recorder status` shows (which calls a snapshot older than
+# 2.5 saves "not running?"), and of node activity (`nodes list`: last report, count). Each save is
+# one commit, and each commit costs the SD card about 20 kB, whatever it holds.
+STATE_SAVE_EVERY = 120.0
+ACTIVITY_SAVE_EVERY = 600.0
 HOLD_CHECK_EVERY = 60.0
 LABEL_REFRESH_EVERY = 60.0
 SHUTDOWN_GRACE = 5.0

@@ -199,7 +199,7 @@ def status(db: Path | None = DbOption) -> None:
     h, updated_at = saved
     age = (utc_now() - updated_at).total_seconds()
     last_data = datetime.fromisoformat(h["last_data_at"]) if h.get("last_data_at") else None
-    stale = "  <- not running?" if age > 120 else ""
+    stale = "  <- not running?" if age > 300 else ""  # a running recorder saves it every 2 minutes
     rows = [
         ("state database", str(path)),
         ("health saved", f"{display_time(updated_at)} ({_ago(age)}){stale}"),
