@@ -11,12 +11,13 @@ Two threads:
 Durability (the guarantee the README states): every `commit_interval / 2` seconds the reader
 commits to the outbox (SQLite, synced to the disk) the readings that have waited in memory for
 more than `commit_interval / 2` seconds without being acknowledged, and the identity learned
-since the last commit, and flushes the raw archive. No reading stays in memory longer than
-`commit_interval` seconds: that is the most a crash or a power cut can lose. With InfluxDB up,
-readings are acknowledged within a second or two and never touch the disk; with InfluxDB down
-the outbox grows and later drains, as before. Node activity and the health snapshot that
-`recorder status` shows are saved once a minute. Together that is what keeps an SD card alive:
-tens of MB a day instead of about 2 GB.
+since the last commit; every `commit_interval` it flushes and syncs the raw archive. No reading
+stays in memory longer than `commit_interval` seconds: that is the most a crash or a power cut
+can lose. With InfluxDB up, readings are acknowledged within a second or two and never touch
+the disk; with InfluxDB down the outbox grows and later drains, as before. The snapshot that
+`recorder status` shows is saved every two minutes, node activity every ten. Each commit costs
+the disk a few pages (WAL frame, -shm index) whatever it holds, so fewer commits is what keeps
+an SD card alive: tens of MB a day instead of about 2 GB.
 
 The sender never blocks the reader: a serial port's buffer holds about a second of bus
 traffic, so a slow database must not stall reading.
