@@ -42,7 +42,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import groupby
+from itertools import groupby, islice
 from typing import Any
 
 from recorder.archive import Archive
@@ -101,9 +101,14 @@ class LatencyProbe:
             for reading in readings:
                 self._arrivals[(reading.gateway_id, reading.node_id, to_millis(reading.measured_at))] = at
             excess = len(self._arrivals) - self.MAX_REMEMBERED
-            if excess > 0:
-                for key in list(self._arrivals)[:excess]:
+            if excess > 0:  # forget the oldest
+                for key in list(islice(self._arrivals, excess)):
                     del self._arrivals[key]
+
+    @property
+    def remembered(self) -> int:
+        with self._lock:
+            return len(self._arrivals)
 
     def acknowledged(self, pending: list[PendingReading], at: float) -> None:
         """InfluxDB acknowledged these outbox rows at `at`."""
