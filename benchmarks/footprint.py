@@ -61,7 +61,7 @@ class Figures:
     write_bytes_per_day: float  # everything the process wrote, archive included
     archive_bytes_per_day: float
     peak_rss_mb: float
-    readings: int
+    points_per_minute: float  # both recorders recorded the same traffic
 
     @property
     def database_bytes_per_day(self) -> float:
@@ -183,7 +183,7 @@ def finish(variant: Variant, influx: LocalInfluxDB, window: tuple[float, int], r
         write_bytes_per_day=written * DAY / seconds,
         archive_bytes_per_day=archive_per_day,
         peak_rss_mb=rss,
-        readings=points[0]["values"][0][1] if points else 0,
+        points_per_minute=(points[0]["values"][0][1] if points else 0) * 60 / ran,
     )
 
 
@@ -259,7 +259,8 @@ def report(figures: dict[str, Figures], args: argparse.Namespace, seconds: float
     # read-only commands' start-up; the lead joins it here, with the same two code trees
     # (`base` and ROOT above), so that all four figures print side by side in one run.
     # ----------------------------------------------------------------------------------------------
-    print(f"{'points in InfluxDB during the run':42}{before.readings:>20}{after.readings:>12}")
+    rates = f"{before.points_per_minute:>20.1f}{after.points_per_minute:>12.1f}"
+    print(f"{'points written per minute':42}{rates}")
 
 
 if __name__ == "__main__":
