@@ -10,14 +10,14 @@ Two threads:
 
 Durability (the guarantee the README states): every `commit_interval / 2` seconds the reader
 commits to the outbox (SQLite, synced to the disk) the readings that have waited in memory for
-more than `commit_interval / 2` seconds without being acknowledged, and the identity learned
-since the last commit; every `commit_interval` it flushes and syncs the raw archive. No reading
-stays in memory longer than `commit_interval` seconds: that is the most a crash or a power cut
-can lose. With InfluxDB up, readings are acknowledged within a second or two and never touch
-the disk; with InfluxDB down the outbox grows and later drains, as before. The snapshot that
-`recorder status` shows is saved every two minutes, node activity every ten. Each commit costs
-the disk a few pages (WAL frame, -shm index) whatever it holds, so fewer commits is what keeps
-an SD card alive: tens of MB a day instead of about 2 GB.
+more than `commit_interval / 2` seconds without being acknowledged; every `commit_interval` it
+flushes and syncs the raw archive; identity changes, which are rare, are committed when they
+happen. No reading stays in memory longer than `commit_interval` seconds: that is the most a
+crash or a power cut can lose. With InfluxDB up, readings are acknowledged within a second or
+two and never touch the disk; with InfluxDB down the outbox grows and later drains, as before.
+The snapshot that `recorder status` shows is saved every two minutes, node activity every ten.
+Each commit costs the disk a few pages (WAL frame, -shm index) whatever it holds, so fewer
+commits is what keeps an SD card alive: tens of MB a day instead of about 2 GB.
 
 The sender never blocks the reader: a serial port's buffer holds about a second of bus
 traffic, so a slow database must not stall reading.
@@ -28,8 +28,8 @@ measurement time, as soon as the mapping is learned, or after `identity_hold` ar
 without a barcode (or dropped), as configured. Times that decide this are source times, so a
 replay behaves like the live run it recorded.
 
-Shutdown (SIGTERM/SIGINT or a finite source's end): the reader commits held readings and
-identity, the sender gets a few seconds to write, and whatever is still unsent is committed to
+Shutdown (SIGTERM/SIGINT or a finite source's end): the reader commits held readings, the
+sender gets a few seconds to write, and whatever is still unsent is committed to
 the outbox for next time: a clean stop loses nothing.
 """
 
@@ -422,7 +422,6 @@ class Ingest:
         self.decode_watch = DecodeWatch(settings.no_report_warning)
         self.latest_at: datetime | None = None
         self._mapping_version = store.mapping_version()
-        self._identity: list[Output] = []  # learned since the last commit
         self._activity = ActivityTally()  # reports since the last save
         self.readings = 0
         self.dropped_unresolved = 0
@@ -503,7 +502,7 @@ class Ingest:
                 finished = True
         finally:
             at = self.latest_at or datetime.now(UTC)
-            # Held readings and identity first, so that the hold's expiry sees every held reading.
+            # Held readings first, so that the hold's expiry sees every one of them.
             self._commit(at, cutoff=None, held_only=True)
             if self.latest_at is not None:
                 self._expire_held(self.latest_at)
@@ -517,7 +516,11 @@ class Ingest:
             self._save_state(source)
 
     def _accept(self, outputs: list[Output], now: float) -> None:
-        """New observer outputs: readings into memory, identity kept for the next commit."""
+        """New observer outputs: readings into memory, identity changes into the state store.
+
+        Identity is committed at once: changes are rare (a new or replaced optimizer), and the
+        observer's memory is reloaded from the database when its mappings change.
+        """
         readings = [output for output in outputs if isinstance(output, Reading)]
         self.inflight.add(readings, now)
         for reading in readings:
@@ -526,7 +529,7 @@ class Ingest:
         identity = [output for output in outputs if isinstance(output, (MappingLearned, GatewayLearned))]
         if not identity:
             return
-        self._identity.extend(identity)
+        self.store.record_outputs(identity)
         learned = {(o.gateway_id, o.node_id) for o in identity if isinstance(o, MappingLearned)}
         if learned:
             self.inflight.resolve(self.observer.identities, learned)
@@ -537,19 +540,13 @@ class Ingest:
         self.sender.refresh_labels.set()
 
     def _commit(self, at: datetime, *, cutoff: float | None, held_only: bool = False) -> None:
-        """Make durable what must be: readings that arrived before `cutoff` (None: all), identity.
-
-        Readings first (safe from here on), then the identity learned since the last commit.
-        """
+        """Commit readings that arrived before `cutoff` (None: all; or only the held ones)."""
         committed = self.inflight.commit(cutoff, at, held_only=held_only)
         if committed:
             ready = [entry for entry in committed if entry.reading.long_address is not None]
             for arrived, group in groupby(ready, key=lambda entry: entry.arrived):
                 self.probe.arrived([entry.reading for entry in group], arrived)
             self._outbox_changed()
-        if self._identity:
-            identity, self._identity = self._identity, []
-            self.store.record_outputs(identity)
 
     def _outbox_changed(self) -> None:
         self.sender.outbox_ready.set()
