@@ -2,7 +2,8 @@
 
 Inputs are files or directories (walked; the run archive's `YYYY/MM/DD/...cap.gz` layout works
 as is), optionally gzip-compressed, in one of three formats, detected from the content unless
-given: capture files, raw byte dumps, and the JSON lines `taptap observe` prints.
+given: capture files, raw byte dumps, and the JSON lines `taptap observe` prints (every shape
+taptap's versions print, recognised line by line: `recorder.taptap_json`).
 
 Identity: every reading is tagged with the barcode valid at its *measurement* time, from the
 state database's history plus everything the files themselves reveal (a node table at the end
@@ -20,44 +21,50 @@ Speed: power reports take the fast lane in `recorder.replay`; a writer thread se
 batches while decoding goes on; and for large inputs a child process reads the files and
 delimits frames ahead of the decoder when a core is spare for it (`recorder.readahead`).
 A file that cannot be read is reported with its name and the offset where it failed, skipped,
-and the run goes on; the exit code says something was skipped.
+and the run goes on; the exit code says something was skipped. So is a file with bytes and
+nothing in them for us: a bus file without a single frame (`sources.nothing_decoded`, the rule
+`observe` and `run` apply to a finite source too), a JSON file without a single line of a
+taptap shape. A file of frames and no reading is not an error (a night's traffic is polls).
+taptap JSON lines of no known shape inside a file that has others are left out, counted, and
+the summary names the first (a log cut short mid-line ends in one); they do not change the
+exit code.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
-import json
 import logging
 import os
 import queue
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
+from recorder import taptap_json
 from recorder.archive import archive_files
 from recorder.capture import CaptureReader
 from recorder.config import Settings
 from recorder.errors import CaptureFormatError, RecorderError, SourceError
 from recorder.identity import IdentityMap
-from recorder.observer import MappingLearned, Observer, Output
-from recorder.protocol.barcode import address_from_barcode, barcode_from_address, parse_long_address
-from recorder.protocol.events import PowerReport
+from recorder.observer import SOURCE_IMPORT, MappingLearned, Observer, Output
+from recorder.protocol.barcode import barcode_from_address
 from recorder.readahead import (
     FileDone,
     Frames,
     FrameStream,
-    open_maybe_gzip,
     read_frames,
     read_frames_in_child,
 )
 from recorder.replay import LineApplication, line_stack
 from recorder.sinks.influx import BadData, LineWriter, RetryLater, send_batch
-from recorder.sinks.points import PointIdentity, report_values
+from recorder.sinks.points import PointIdentity
+from recorder.sources import describe_size, nothing_decoded
 from recorder.storage.state import Labels, StateStore
 from recorder.timestamps import to_millis
 
@@ -82,7 +89,6 @@ def read_ahead_pays(bus_bytes: int, cores: int, database_here: bool) -> bool:
 
 
 _SUFFIXES = (".cap.gz", ".cap", ".bin", ".raw", ".dump", ".json", ".jsonl", ".log", ".gz")
-_NO_UNKNOWN = b"\x00\x00\x00"
 
 
 class SkippedFile(RecorderError):
@@ -111,6 +117,8 @@ class Summary:
     out_of_range: int = 0
     rejected: int = 0
     mappings_learned: int = 0
+    unrecognised_lines: int = 0  # taptap JSON lines of no shape we know, left out
+    first_unrecognised: str | None = None  # where the first one is, and why
     seconds: float = 0.0
 
     def text(self) -> str:
@@ -127,6 +135,12 @@ class Summary:
             lines.append(f"  {self.out_of_range} readings outside --since/--until")
         if self.rejected:
             lines.append(f"  {self.rejected} points rejected by InfluxDB (see the log)")
+        if self.unrecognised_lines:
+            lines.append(
+                f"  {self.unrecognised_lines} line{'s' if self.unrecognised_lines > 1 else ''} "
+                "not recognised as taptap JSON, left out "
+                f"(the first: {self.first_unrecognised})"
+            )
         for path, reason in self.skipped:
             lines.append(f"  skipped {path}: {reason}")
         return "\n".join(lines)
@@ -212,142 +226,124 @@ def _first_record_ms(path: Path) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# Reading the formats
-
-
-@dataclass(frozen=True)
-class JsonReport:
-    gateway_id: int
-    node_id: int
-    measured_at: datetime
-    report: PowerReport
-    long_address: bytes | None
-
-
-def _identity_of(value: Any) -> tuple[int, bytes | None, str | None]:
-    """taptap writes `"gateway": 4609` or `"gateway": {"id": 4609, "address": ...}` (same for node)."""
-    if isinstance(value, dict):
-        address = value.get("address") or value.get("long_address")
-        return (
-            int(value["id"]),
-            parse_long_address(address) if isinstance(address, str) else None,
-            value.get("barcode"),
-        )
-    return int(value), None, None
-
-
-def _json_lines(item: InputFile) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open_maybe_gzip(item.path) as stream:
-        for number, raw in enumerate(stream, 1):
-            line = raw.strip()
-            if not line:
-                continue
-            try:
-                yield number, json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise SkippedFile(f"line {number}: not JSON ({error})") from None
-
-
-def _json_report(record: dict[str, Any], number: int) -> JsonReport:
-    try:
-        gateway_id, _gateway_address, _ = _identity_of(record["gateway"])
-        node_id, node_address, node_barcode = _identity_of(record["node"])
-        measured_at = datetime.fromisoformat(str(record["timestamp"]))
-        if measured_at.tzinfo is None:
-            raise ValueError("timestamp without a UTC offset")
-        duty = float(record.get("dc_dc_duty_cycle", record.get("duty_cycle", 1.0)))
-        current = record["current"] if "current" in record else record["current_in"]
-        report = PowerReport(
-            voltage_in_raw=round(float(record["voltage_in"]) * 20),
-            voltage_out_raw=round(float(record["voltage_out"]) * 10),
-            duty_cycle_raw=round(duty * 255),
-            current_in_raw=round(float(current) * 200),
-            temperature_raw=round(float(record["temperature"]) * 10),
-            unknown=_NO_UNKNOWN,
-            slot_counter=0,
-            rssi=int(record.get("rssi", 0)),
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise SkippedFile(f"line {number}: not a taptap power report ({error})") from None
-    address = node_address
-    if address is None and node_barcode:
-        try:
-            address = address_from_barcode(str(node_barcode))
-        except ValueError:
-            address = None
-    return JsonReport(gateway_id, node_id, measured_at, report, address)
-
-
-def _infrastructure_mappings(record: dict[str, Any], number: int) -> list[tuple[int, int, bytes]]:
-    mappings = []
-    try:
-        for gateway_key, nodes in (record.get("nodes") or {}).items():
-            for node_key, node in nodes.items():
-                mappings.append((int(gateway_key), int(node_key), parse_long_address(node["address"])))
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise SkippedFile(f"line {number}: malformed infrastructure_report ({error})") from None
-    return mappings
-
-
-# ----------------------------------------------------------------------------------------------
 # Writing
 
 
-class _WriterThread(threading.Thread):
-    """Sends queued batches; decoding continues meanwhile. Waits out InfluxDB outages (bounded)."""
+class Interrupted(RecorderError):
+    """SIGINT/SIGTERM stopped the backfill; says how far it got. Exit 130 or 143."""
 
-    def __init__(self, writer: LineWriter, summary: Summary, give_up_after: float = 600.0) -> None:
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _Stopped(Exception):
+    """Raised inside the run when a stop was asked for; `Backfill.run` turns it into Interrupted."""
+
+
+class _WriterThread(threading.Thread):
+    """Sends queued batches through the `LineWriter`; decoding continues meanwhile.
+
+    Waits out an unavailable InfluxDB (bounded by `give_up_after`), but not a configuration
+    problem (credentials, database): that ends the backfill at once, since nobody is there to
+    fix it while it waits. A stop request ends every wait within a fraction of a second.
+    """
+
+    def __init__(
+        self, writer: LineWriter, summary: Summary, stop: threading.Event, give_up_after: float = 600.0
+    ) -> None:
         super().__init__(name="backfill-writer", daemon=True)
         self.writer = writer
         self.summary = summary
+        self.stop = stop
         self.queue: queue.Queue[list[str] | None] = queue.Queue(maxsize=4)
         self.give_up_after = give_up_after
         self.error: str | None = None
+        self._closed = threading.Event()
 
     def run(self) -> None:
-        while True:
-            batch = self.queue.get()
-            if batch is None:
-                return
-            if self.error is None:
-                self._send(batch)
+        try:
+            while not self._closed.is_set():
+                try:
+                    batch = self.queue.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if batch is None:
+                    return
+                if self.error is None and not self.stop.is_set():
+                    self._send(batch)
+        except Exception as error:  # a bug must end the backfill with a message, not hang it
+            log.exception("the backfill's writer failed")
+            self.error = f"writing to InfluxDB failed: {error}"
 
     def _send(self, lines: list[str]) -> None:
         started = time.monotonic()
         delay = 1.0
+        # Lines InfluxDB refused (send_batch has logged each with the reason), by index: a retry
+        # that interrupts the bisection sends the batch again without them, and each is counted
+        # once, when the batch is done.
+        rejected: set[int] = set()
+
+        def reject(index: int, _line: str, _error: str) -> None:
+            rejected.add(index)
+
         while True:
             try:
-                try:
-                    self.writer.write(lines)
-                    written = len(lines)
-                except BadData:  # find the offending lines: send_batch bisects and parks them
-                    written = len(send_batch(self.writer, list(enumerate(lines)), self._reject).written)
+                written = None
+                if not rejected:
+                    with contextlib.suppress(BadData):
+                        self.writer.write(lines)
+                        written = len(lines)
+                if written is None:  # bad lines in there: send_batch bisects and parks them
+                    remaining = [(index, line) for index, line in enumerate(lines) if index not in rejected]
+                    written = len(send_batch(self.writer, remaining, reject).written)
                 self.summary.points += written
+                self.summary.rejected += len(rejected)
                 return
             except RetryLater as error:
+                if error.configuration:
+                    self.error = str(error)
+                    return
                 # Re-sending lines that already went in is harmless: points are idempotent.
                 if time.monotonic() - started > self.give_up_after:
+                    self.summary.rejected += len(rejected)
                     self.error = (
                         f"{error}; gave up after {self.give_up_after:.0f} s (backfill is safe to re-run)"
                     )
                     return
                 log.warning("%s; retrying in %.0f s", error, delay)
-                time.sleep(delay)
+                if self.stop.wait(delay):
+                    return
                 delay = min(delay * 2, 30.0)
 
-    def _reject(self, _index: int, _line: str, _error: str) -> None:
-        self.summary.rejected += 1  # send_batch has logged the line and the reason
-
-    def submit(self, lines: list[str]) -> None:
-        if self.error is not None:
-            raise RecorderError(self.error)
-        self.queue.put(lines)
+    def submit(self, lines: list[str] | None) -> None:
+        """Queue a batch (None: the end). Raises RecorderError after a write error, _Stopped on a stop."""
+        while True:
+            if self.error is not None:
+                raise RecorderError(self.error)
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                self.queue.put(lines, timeout=0.2)
+                return
+            except queue.Full:
+                if not self.is_alive():
+                    raise RecorderError("the backfill's writer ended unexpectedly") from None
 
     def finish(self) -> None:
-        self.queue.put(None)
-        self.join()
+        """Wait until everything queued is written (or a stop is asked for)."""
+        self.submit(None)
+        while self.is_alive():
+            self.join(0.2)
+            if self.stop.is_set():
+                raise _Stopped
         if self.error is not None:
             raise RecorderError(self.error)
+
+    def close(self, wait: float = 1.0) -> None:
+        """End the thread without waiting for queued batches (after an error or a stop)."""
+        self._closed.set()
+        self.join(wait)  # a request in flight may outlast this; the thread is a daemon
 
 
 # ----------------------------------------------------------------------------------------------
@@ -374,7 +370,7 @@ def _until_done(frames: Iterator[Frames | FileDone], done: FileDone | None = Non
     for item in frames:
         if isinstance(item, FileDone):
             if done is not None:
-                done.error, done.truncated = item.error, item.truncated
+                done.error, done.truncated, done.bus_bytes = item.error, item.truncated, item.bus_bytes
             return
         yield item
 
@@ -396,6 +392,17 @@ class Backfill:
         self.progress = progress or (lambda _summary, _final: None)
         self._labels: dict[bytes, Labels] = {}
         self.passes = 0
+        self.activity: dict[tuple[int, int], list[int]] = {}  # for `nodes list`'s LAST REPORT
+        self._stop = threading.Event()
+        self._stop_exit_code = 130
+        self._learned: list[Output] = []  # identity learned so far (saved however the run ends)
+        self._application: LineApplication | None = None  # the pass in progress
+
+    def stop(self, exit_code: int = 130) -> None:
+        """Ask the run to end soon (signal handlers call this): it raises `Interrupted`, having
+        saved the identity learned so far. 130 for SIGINT, 143 for SIGTERM."""
+        self._stop_exit_code = exit_code
+        self._stop.set()
 
     def run(self) -> Summary:
         started = time.monotonic()
@@ -406,24 +413,59 @@ class Backfill:
         identities = self.store.identity_map()
         gateways = self.store.gateway_addresses()
         self._labels = self.store.labels()
-        learned: list[Output] = []
+        self._check_destination()
         two_pass = self.options.two_pass
         if two_pass is None:
             two_pass = self._needs_first_pass(files)
-        if two_pass:
-            learned += self._learn_identity(files, identities, gateways)
-        writer = _WriterThread(self.writer, self.summary)
+        writer = _WriterThread(self.writer, self.summary, self._stop)
         writer.start()
+        stopped = False
         try:
-            learned += self._write_points(files, identities, gateways, writer)
-        finally:
+            if two_pass:
+                self._learn_identity(files, identities, gateways)
+            self._write_points(files, identities, gateways, writer)
             writer.finish()
+        except _Stopped:
+            stopped = True
+        finally:
+            writer.close()
+            self._harvest()
+            learned = self._learned
             self.summary.mappings_learned = sum(1 for o in learned if isinstance(o, MappingLearned))
             if self.options.persist_identity and learned:
                 self.store.record_outputs(learned)
+            if self.options.persist_identity and self.activity:
+                self.store.record_activity(self.activity)
             self.summary.seconds = time.monotonic() - started
             self.progress(self.summary, True)
+        if stopped:
+            raise Interrupted(
+                f"interrupted: {self.summary.points} points written of {self.summary.readings} read; "
+                "run the same command again to finish (nothing is doubled)",
+                self._stop_exit_code,
+            )
         return self.summary
+
+    def _check_destination(self) -> None:
+        """Fail fast on what only a person can fix (credentials, database, retention policy):
+        an empty write checks them before hours of decoding. An unreachable server is waited for."""
+        try:
+            self.writer.write([])
+        except RetryLater as error:
+            if error.configuration:
+                raise RecorderError(str(error)) from None
+            log.warning("%s; the backfill starts anyway and waits for it while writing", error)
+
+    def _check_stop(self, application: LineApplication) -> None:
+        if self._stop.is_set():
+            self._count(application)
+            raise _Stopped
+
+    def _harvest(self) -> None:
+        """Move the identity the pass in progress has learned into `_learned`."""
+        if self._application is not None:
+            self._learned.extend(self._application.learned)
+            self._application.learned = []
 
     def _needs_first_pass(self, files: list[InputFile]) -> bool:
         """One pass suffices when identity evidence in the files can only *add* to history.
@@ -449,9 +491,10 @@ class Backfill:
             barcode=barcode_from_address(address) if address else None,
             name=labels.name if labels else None,
             string=labels.string if labels else None,
+            site=self.settings.site,
         )
 
-    def _application(self, identities: IdentityMap, observer: Observer, *, emit: bool) -> LineApplication:
+    def _new_application(self, identities: IdentityMap, observer: Observer, *, emit: bool) -> LineApplication:
         options = self.options
         return LineApplication(
             identities,
@@ -477,62 +520,113 @@ class Backfill:
 
     def _learn_identity(
         self, files: list[InputFile], identities: IdentityMap, gateways: dict[int, bytes]
-    ) -> list[Output]:
+    ) -> None:
         self.passes += 1
-        learned: list[Output] = []
-        application = self._application(identities, Observer(identities, gateways), emit=False)
+        learned = self._learned
+        application = self._application = self._new_application(
+            identities, Observer(identities, gateways), emit=False
+        )
         stack = line_stack(application)
         previous_format = None
         with self._frames(files) as frames:
             for item in files:
                 if item.format == "taptap-json":
-                    with contextlib.suppress(SkippedFile):  # reported by the second pass
-                        learned.extend(self._json_identity(item, identities))
+                    # (What cannot be read is reported by the second pass; what came before counts.)
+                    with contextlib.suppress(OSError, EOFError, zlib.error):
+                        self._json_file(item, application, write=False)
+                    learned.extend(application.learned)
+                    application.learned = []
                     continue
                 if item.format == "raw" or previous_format == "raw":
                     # Capture files continue each other (the archive rotates mid-stream); raw dumps do not.
-                    application = self._application(identities, Observer(identities, gateways), emit=False)
+                    self._harvest()
+                    application = self._application = self._new_application(
+                        identities, Observer(identities, gateways), emit=False
+                    )
                     stack = line_stack(application)
                 previous_format = item.format
                 # (Unreadable parts are reported by the second pass; what came before counts.)
                 for batch in _until_done(frames):
                     application.observe(stack.feed_frames(batch.bodies, batch.times))
-                learned.extend(application.learned)
-                application.learned = []
-        return learned
-
-    def _json_identity(self, item: InputFile, identities: IdentityMap) -> list[Output]:
-        learned: list[Output] = []
-        last_time: datetime | None = None
-        waiting: list[tuple[int, int, bytes]] = []  # mappings seen before any timestamp
-        for number, record in _json_lines(item):
-            kind = record.get("event_type") or record.get("type")
-            if kind == "infrastructure_report":
-                for gateway_id, node_id, address in _infrastructure_mappings(record, number):
-                    if last_time is None:
-                        waiting.append((gateway_id, node_id, address))
-                    else:
-                        learned.extend(self._learn(identities, gateway_id, node_id, address, last_time))
-            elif kind == "power_report":
-                report = _json_report(record, number)
-                last_time = report.measured_at
-                for gateway_id, node_id, address in waiting:
-                    learned.extend(self._learn(identities, gateway_id, node_id, address, last_time))
-                waiting = []
-                if report.long_address is not None:
-                    learned.extend(
-                        self._learn(
-                            identities, report.gateway_id, report.node_id, report.long_address, last_time
-                        )
-                    )
-        return learned
+                    self._check_stop(application)
+                self._harvest()
+        self._application = None
 
     @staticmethod
-    def _learn(
-        identities: IdentityMap, gateway_id: int, node_id: int, address: bytes, at: datetime
-    ) -> list[Output]:
-        changed, previous = identities.learn((gateway_id, node_id), address, "import", at)
-        return [MappingLearned(gateway_id, node_id, address, "import", at, previous)] if changed else []
+    def _learn_json(application: LineApplication, key: tuple[int, int], address: bytes, at: datetime) -> None:
+        """A mapping a taptap line revealed; the readings of that node held so far go out."""
+        changed, previous = application.identities.learn(key, address, SOURCE_IMPORT, at)
+        if changed:
+            application.learned.append(MappingLearned(key[0], key[1], address, SOURCE_IMPORT, at, previous))
+            application.release(key)
+
+    def _json_file(self, item: InputFile, application: LineApplication, *, write: bool) -> None:
+        """One file of taptap JSON lines (see `recorder.taptap_json`): identity, then readings.
+
+        An infrastructure report has no time of its own: its mappings count from the reading
+        before it (or, at the top of a file, the first one after it). Raises SkippedFile when
+        not one line was recognised; OSError, EOFError or zlib.error when the file cannot be
+        read further.
+        """
+        since_ms, until_ms = application.since_ms, application.until_ms
+        last_at: datetime | None = None
+        waiting: list[tuple[int, int, bytes]] = []  # mappings seen before any reading
+        lines = recognised = unrecognised = 0
+        first_unrecognised: tuple[int, str] | None = None
+        for number, line in taptap_json.read_lines(item.path):
+            self._check_stop(application)
+            lines += 1
+            if isinstance(line, taptap_json.Unrecognised):
+                unrecognised += 1
+                first_unrecognised = first_unrecognised or (number, line.reason)
+                continue
+            recognised += 1
+            if isinstance(line, taptap_json.InfrastructureLine):
+                for gateway_id, node_id, address in line.nodes:
+                    if last_at is None:
+                        waiting.append((gateway_id, node_id, address))
+                    else:
+                        self._learn_json(application, (gateway_id, node_id), address, last_at)
+                continue
+            key = (line.gateway_id, line.node_id)
+            last_at = line.measured_at
+            for gateway_id, node_id, address in waiting:
+                self._learn_json(application, (gateway_id, node_id), address, last_at)
+            waiting = []
+            if line.node_address is not None:
+                self._learn_json(application, key, line.node_address, last_at)
+            if not write:
+                continue
+            application.readings += 1
+            measured_ms = line.measured_ms
+            if (since_ms is not None and measured_ms < since_ms) or (
+                until_ms is not None and measured_ms >= until_ms
+            ):
+                application.out_of_range += 1
+                continue
+            application.count_report(key, measured_ms)
+            application.place(key, measured_ms, line.values)
+        if not write:
+            return
+        if lines and not recognised:
+            assert first_unrecognised is not None
+            raise SkippedFile(
+                f"no taptap JSON line recognised in {lines} line{'s' if lines > 1 else ''} "
+                f"({describe_size(item.size)}; line "
+                f"{first_unrecognised[0]}: {first_unrecognised[1]}): is this the output of `taptap observe`?"
+            )
+        if unrecognised:
+            assert first_unrecognised is not None
+            self.summary.unrecognised_lines += unrecognised
+            if self.summary.first_unrecognised is None:
+                number, reason = first_unrecognised
+                self.summary.first_unrecognised = f"{item.path} line {number}: {reason}"
+            log.warning(
+                "%s: %d lines not recognised as taptap JSON (the first, line %d: %s)",
+                item.path,
+                unrecognised,
+                *first_unrecognised,
+            )
 
     # The pass that writes --------------------------------------------------------------------
 
@@ -542,9 +636,12 @@ class Backfill:
         identities: IdentityMap,
         gateways: dict[int, bytes],
         writer: _WriterThread,
-    ) -> list[Output]:
+    ) -> None:
         self.passes += 1
-        application = self._application(identities, Observer(identities, gateways), emit=True)
+        application = self._application = self._new_application(
+            identities, Observer(identities, gateways), emit=True
+        )
+        self.activity = application.activity
         stack = line_stack(application)
         previous_format = None
         last_progress = time.monotonic()
@@ -552,9 +649,11 @@ class Backfill:
             for item in files:
                 if item.format == "taptap-json":
                     try:
-                        self._json_points(item, application)
-                    except (SkippedFile, OSError, EOFError) as error:
+                        self._json_file(item, application, write=True)
+                    except SkippedFile as error:
                         self.summary.skipped.append((item.path, str(error)))
+                    except (OSError, EOFError, zlib.error) as error:
+                        self.summary.skipped.append((item.path, f"cannot be read to its end ({error})"))
                 else:
                     if item.format == "raw" or previous_format == "raw":
                         # A new stream: fresh decoder state; the application's caches carry on.
@@ -562,8 +661,11 @@ class Backfill:
                         stack = line_stack(application)
                     previous_format = item.format
                     done = FileDone(None)
+                    bodies = 0
                     for batch in _until_done(frames, done):
+                        bodies += len(batch.bodies)
                         application.observe(stack.feed_frames(batch.bodies, batch.times))
+                        self._check_stop(application)
                         if len(application.lines) >= self.options.batch_size:
                             writer.submit(application.lines)
                             application.lines = []
@@ -579,6 +681,8 @@ class Backfill:
                         )
                     if done.error is not None:
                         self.summary.skipped.append((item.path, done.error))
+                    elif reason := nothing_decoded(done.bus_bytes, bodies, item.format):
+                        self.summary.skipped.append((item.path, reason))
                 self.summary.files_done += 1
                 self.summary.bytes_done += item.size
         written, dropped = application.flush_unresolved(self.options.on_unresolved == "write")
@@ -588,28 +692,10 @@ class Backfill:
             writer.submit(application.lines)
             application.lines = []
         self._count(application)
-        return application.learned
 
     def _count(self, application: LineApplication) -> None:
         self.summary.readings = application.readings
         self.summary.out_of_range = application.out_of_range
-
-    def _json_points(self, item: InputFile, application: LineApplication) -> None:
-        for number, record in _json_lines(item):
-            if (record.get("event_type") or record.get("type")) != "power_report":
-                continue
-            json_report = _json_report(record, number)
-            report = json_report.report
-            measured_ms = to_millis(json_report.measured_at)
-            application.readings += 1
-            options = self.options
-            if (options.since and json_report.measured_at < options.since) or (
-                options.until and json_report.measured_at >= options.until
-            ):
-                application.out_of_range += 1
-                continue
-            values = report_values(report)
-            application.place((json_report.gateway_id, json_report.node_id), measured_ms, values)
 
 
 def terminal_progress(stream: TextIO) -> Callable[[Summary, bool], None]:

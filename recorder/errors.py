@@ -40,3 +40,10 @@ class ImportFormatError(RecorderError):
 
 class NotFoundError(RecorderError):
     """Something the user named (a barcode, a node) is not known."""
+
+
+class NothingDecodedError(RecorderError):
+    """An input held bytes but not one thing the recorder could decode from them (see
+    `sources.nothing_decoded`). Exit 1, as for a file a backfill had to skip."""
+
+    exit_code = 1

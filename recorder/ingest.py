@@ -47,6 +47,7 @@ from typing import Any
 
 from recorder.archive import Archive
 from recorder.config import Settings, redact
+from recorder.live.latest import LatestReadings
 from recorder.observer import GatewayLearned, MappingLearned, Observer, Output, Reading
 from recorder.pipeline import DecodePipeline
 from recorder.protocol.barcode import barcode_from_address
@@ -350,7 +351,8 @@ class Sender(threading.Thread):
             return
         values = dict(health.values)
         values.update(points_written=self.written, points_parked=self.parked, write_errors=self.write_errors)
-        self.writer.write([recorder_line(str(values.pop("source_name", "")), values, health.at)])
+        source = str(values.pop("source_name", ""))
+        self.writer.write([recorder_line(source, values, health.at, self.settings.site)])
 
     def _failed(self, error: RetryLater) -> None:
         self.write_errors += 1
@@ -388,6 +390,7 @@ class Sender(threading.Thread):
             barcode=barcode,
             name=labels.name if labels else None,
             string=labels.string if labels else None,
+            site=self.settings.site,
         )
         return optimizer_line(identity, item.report, item.measured_at)
 
@@ -406,8 +409,10 @@ class Ingest:
         *,
         archive: Archive | None = None,
         notifier: Notifier | None = None,
+        latest: LatestReadings | None = None,
     ) -> None:
         self.settings = settings
+        self.latest = latest  # live outputs' view of the newest readings (None: no live output)
         self.store = store
         self.outbox = Outbox(store.engine)
         self.inflight = InFlight(self.outbox)
@@ -467,6 +472,8 @@ class Ingest:
                         self.archive.write(data, at)
                     _events, outputs = self.pipeline.feed(data, at)
                     if outputs:
+                        if self.latest is not None:  # first: identity learned below updates it
+                            self.latest.observe(outputs, at)
                         self._accept(outputs, now)
                 if self.inflight.full:  # faster than InfluxDB takes it: memory stays bounded
                     self._commit(at, cutoff=None)
@@ -534,6 +541,8 @@ class Ingest:
         if learned:
             self.inflight.resolve(self.observer.identities, learned)
             released = self.outbox.release(self.observer.identities, learned)
+            if self.latest is not None:
+                self.latest.identify(self.observer.identities, learned)
             if released:
                 log.info("identity learned for %d node(s): released %d held readings", len(learned), released)
                 self._outbox_changed()
@@ -568,7 +577,12 @@ class Ingest:
         if released:
             log.info("released %d held readings whose barcode is now known", released)
             self._outbox_changed()
-        expired = self.outbox.expire(at, self.settings.identity_hold, self.settings.on_unresolved)
+        written_unresolved: set[tuple[int, int]] = set()
+        expired = self.outbox.expire(
+            at, self.settings.identity_hold, self.settings.on_unresolved, written_unresolved
+        )
+        if self.latest is not None:
+            self.latest.identify(self.observer.identities, hold_expired=written_unresolved)
         if expired:
             if self.settings.on_unresolved == "drop":
                 self.dropped_unresolved += expired
@@ -682,8 +696,14 @@ class Ingest:
         tally = None
         if activity and self._activity:
             tally, self._activity = self._activity, ActivityTally()
-        values = self.health_values(source)
-        snapshot = {
+        self.store.put_state("health", self.status_snapshot(source), datetime.now(UTC), activity=tally)
+
+    def status_snapshot(self, source: Source, values: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Health as `recorder status` and the live face show it (it only reads: any thread)."""
+        values = values if values is not None else self.health_values(source)
+        sender = self.sender
+        tried = sender.last_write_at is not None or sender.write_errors > 0
+        return {
             **values,
             "source": source.describe(),
             "source_state": source.status.state,
@@ -692,7 +712,7 @@ class Ingest:
             "points_written": self.sender.written,
             "write_errors": self.sender.write_errors,
             "last_write_error": self.sender.last_error,
+            "influx_reachable": (sender.last_error is None) if tried else None,
             "influx_url": self.settings.influx_url,
             "influx_bucket": self.settings.influx_bucket,
         }
-        self.store.put_state("health", snapshot, datetime.now(UTC), activity=tally)

@@ -4,7 +4,8 @@ The observer consumes `recorder.protocol` events and produces:
 
 * `Reading` for every power report seen for the first time, with its measurement time (from the
   gateway's slot clock) and, when known, the optimizer's long address and barcode;
-* `NodeTableAssembled` when all pages of a gateway's node table have been seen in order;
+* `NodeTableAssembled` when a gateway's node table has been read to its end (see "Node table
+  paging" below);
 * `MappingLearned` when a (gateway, node ID) -> long address mapping is new or changed, whether
   from a node table, a topology report or gateway enumeration;
 * `GatewayLearned` when a gateway's long address or firmware version is new or changed.
@@ -17,6 +18,30 @@ mapped like any other ID and flagged as aliases.
 
 A node absent from a later node table keeps its mapping: absence is not evidence of
 replacement, and a partial view (a missed page) must never erase what we know.
+
+Node table paging and bit-15 aliases
+------------------------------------
+The controller reads a table page by page: it asks for a start index (PV 0x26), the gateway
+answers with up to a dozen entries from that index on (0x27, possibly starting later: gaps
+are normal) and the controller asks next for the index after the page. What we know of alias
+IDs (an ID with bit 15 set naming the same long address as the ID without it, seen after an
+optimizer was replaced or re-commissioned):
+
+* an alias is listed beside the plain IDs, not in numeric order of the raw 16 bits: a gateway
+  may list `0x800A` right after `0x000A`, or its page's aliases after its plain entries;
+* the controller then continues from the plain ID: after a page ending `0x000A, 0x800A` it
+  asks for `0x000B`, not `0x800B`.
+
+So a page follows on from the previous one when it is asked for (or, when we did not see the
+request, starts at or after) the last entry's ID + 1 or the highest ID + 1, each with or
+without bit 15. When we saw the controller's request and it asks for somewhere else, the
+controller is still right: it received every page, and we may have missed one in the noise.
+The table is kept and the jump counted (`node_table_jumps`): the entries we did see are true,
+and an entry we missed keeps its mapping (see above), whereas discarding the whole table would
+leave a replacement it announces unapplied, every reading of the new unit under the old
+barcode, until the next table a day later. Only a page that goes backwards without a request
+we saw (part of another table, whose start we missed) ends the table in progress as
+incomplete.
 
 De-duplication: the same report can arrive twice (gateway retransmission the transport did not
 catch, a restart overlap). A report is a duplicate when the same (gateway, node, slot counter)
@@ -152,7 +177,8 @@ Output = Reading | NodeTableAssembled | MappingLearned | GatewayLearned
 @dataclass(slots=True)
 class _TableInProgress:
     entries: dict[int, bytes] = field(default_factory=dict)
-    expected_next: int = 0
+    # Where the next page may start, bit 15 cleared (see "Node table paging" above).
+    continuations: frozenset[int] = frozenset({0})
 
 
 class Observer:
@@ -163,6 +189,7 @@ class Observer:
         "node_tables",
         "incomplete_node_tables",
         "ignored_node_table_pages",
+        "node_table_jumps",
         "mapping_changes",
         "topology_node_id_mismatches",
     )
@@ -185,6 +212,7 @@ class Observer:
         self.node_tables = 0
         self.incomplete_node_tables = 0
         self.ignored_node_table_pages = 0
+        self.node_table_jumps = 0
         self.mapping_changes = 0
         self.topology_node_id_mismatches = 0
 
@@ -311,34 +339,39 @@ class Observer:
             )
 
     @staticmethod
-    def _follows_on(page: NodeTablePage, table: _TableInProgress) -> bool:
-        """Whether `page` continues `table` with no page lost in between."""
-        if page.requested_index is not None:
-            return page.requested_index == table.expected_next
-        # The request was not seen: at least the page must not go backwards.
-        return page.start_index >= table.expected_next
+    def _continuations(entries: tuple[NodeTableEntry, ...]) -> frozenset[int]:
+        """Indexes (bit 15 cleared) at which the page after one holding `entries` may start."""
+        last = entries[-1].node_id & ~ALIAS_BIT
+        highest = max(entry.node_id & ~ALIAS_BIT for entry in entries)
+        return frozenset({last + 1, highest + 1})
 
     def _node_table_page(self, page: NodeTablePage, outputs: list[Output]) -> None:
         """Assemble pages: a table starts with a request for index 0 and ends with an empty page.
 
-        The controller asks for the index after the last node it received; a page whose request
-        does not follow on means one was lost, so that table is dropped rather than trusted.
+        How pages follow on, and why a table is not dropped when the controller's request
+        differs from what we expected: see "Node table paging" in the module docstring.
         """
         gateway_id = page.gateway_id
         table = self._tables.get(gateway_id)
         if page.requested_index == 0:
+            if table is not None:
+                self.incomplete_node_tables += 1  # the controller started over
             table = self._tables[gateway_id] = _TableInProgress()
         elif table is None:
             self.ignored_node_table_pages += 1  # joined in the middle of a table
             return
-        elif not self._follows_on(page, table):
+        elif page.requested_index is not None:
+            if page.requested_index & ~ALIAS_BIT not in table.continuations:
+                self.node_table_jumps += 1  # a page we missed, or a controller that skips
+        elif (page.start_index & ~ALIAS_BIT) < min(table.continuations):
+            # The request was not seen and the page goes backwards: another table's page.
             self.incomplete_node_tables += 1
             del self._tables[gateway_id]
             return
         if page.entries:
             for entry in page.entries:
                 table.entries[entry.node_id] = entry.long_address
-            table.expected_next = max(entry.node_id for entry in page.entries) + 1
+            table.continuations = self._continuations(page.entries)
             return
         del self._tables[gateway_id]
         self.node_tables += 1

@@ -33,9 +33,9 @@ the consumer stops early. If it dies, the consumer gets a RecorderError, not a h
 
 from __future__ import annotations
 
-import gzip
 import multiprocessing
 import queue
+import signal
 import traceback
 import zlib
 from collections.abc import Generator, Iterator, Sequence
@@ -49,7 +49,7 @@ from recorder.errors import CaptureFormatError, RecorderError
 from recorder.protocol.gateway.link import LinkDecoder
 from recorder.protocol.gateway.transport import RECEIVE_REQUEST
 from recorder.protocol.stack import delimit_chunks
-from recorder.sources import RAW_CHUNK_BYTES, RawSource, line_rate_time
+from recorder.sources import RAW_CHUNK_BYTES, RawSource, line_rate_time, open_dump
 
 RECORDS_PER_BATCH = 512
 _QUEUE_DEPTH = 16  # batches in flight: enough to ride out a slow write, little memory
@@ -75,23 +75,19 @@ class Frames:
 class FileDone:
     error: str | None  # why the rest of the file was skipped (what came before was delivered)
     truncated: bool = False  # a capture file cut short while it was being written
+    bus_bytes: int = 0  # the bus bytes the file held (capture record data, a dump's content)
 
 
 FrameStream = Generator[Frames | FileDone, None, None]
 
 
-def open_maybe_gzip(path: Path) -> Any:
-    with path.open("rb") as probe:
-        magic = probe.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
-
-
 def _raw_batches(path: Path, start: datetime | None) -> Iterator[tuple[list[bytes], list[datetime]]]:
     """A raw dump in line-rate chunks, each stamped with the time its last byte arrived, in
-    groups as `CaptureReader.batches` gives them."""
+    groups as `CaptureReader.batches` gives them. Times as `RawSource` gives them: from the
+    uncompressed length when the dump is gzip-compressed."""
     origin = start or RawSource(f"raw:{path}", path).start_time()  # default: ends at its mtime
     offset = 0
-    with open_maybe_gzip(path) as stream:
+    with open_dump(path) as stream:
         while data := stream.read(RAW_CHUNK_BYTES * RECORDS_PER_BATCH):
             chunks = [data[at : at + RAW_CHUNK_BYTES] for at in range(0, len(data), RAW_CHUNK_BYTES)]
             times = []
@@ -112,17 +108,21 @@ def read_frames(files: Sequence[BusFile], raw_start: datetime | None) -> FrameSt
         reader = CaptureReader(item.path) if item.format == "capture" else None
         batches = reader.batches(RECORDS_PER_BATCH) if reader else _raw_batches(item.path, raw_start)
         error = None
+        bus_bytes = 0
         try:
             for chunks, times in batches:
+                bus_bytes += sum(map(len, chunks))
                 bodies, body_times = delimit_chunks(link, chunks, times)
                 if bodies:
                     yield Frames(bodies, body_times)
         except (CaptureFormatError, OSError, EOFError, zlib.error) as failure:
             error = str(failure)
-        yield FileDone(error, bool(reader and reader.truncated))
+        yield FileDone(error, bool(reader and reader.truncated), bus_bytes)
 
 
 def _child(files: Sequence[BusFile], raw_start: datetime | None, out: Any) -> None:
+    # Ctrl-C reaches the whole process group: the parent decides what it means and ends us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         for item in read_frames(files, raw_start):
             out.put(item)

@@ -11,7 +11,7 @@ URLs:
     /dev/ttyUSB0, serial:///dev/ttyUSB0   RS-485 adapter, 38400 8N1 (pyserial)
     tcp://HOST[:PORT]                      transparent RS-485-to-Ethernet converter, default 7160
     capture:PATH                           capture file (recorder.capture), replayed with its times
-    raw:PATH                               plain byte dump; times synthesised at line rate
+    raw:PATH                               plain byte dump (or gzip of one); times at line rate
     sim:?nodes=135&duration=2h&...         the built-in simulator (see recorder.sim.source)
 
 Nothing in this module ever writes to a serial port or a socket: the recorder must be invisible
@@ -22,11 +22,14 @@ reopens a connection that has gone silent (converters leave half-open sessions, 
 from __future__ import annotations
 
 import contextlib
+import gzip
+import io
 import logging
 import os
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -322,9 +325,13 @@ class CaptureSource(Source):
 
 
 class RawSource(Source):
-    """A plain byte dump. Times are synthesised at line rate (3840 bytes/s) from `start`, which
-    defaults to the file's modification time minus the dump's duration, so that the last byte
-    lands at the moment the file was last written."""
+    """A plain byte dump, or a gzip of one (`dump.bin.gz`, recognised by its magic bytes).
+
+    Times are synthesised at line rate (3840 bytes/s) from `start`, which defaults to the file's
+    modification time minus the dump's duration, so that the last byte lands at the moment the
+    file was last written. The duration is that of the bus bytes, so a compressed dump is
+    measured by its uncompressed length (`dump_length`).
+    """
 
     def __init__(self, url: str, path: Path, start: datetime | None = None) -> None:
         super().__init__(url)
@@ -340,18 +347,22 @@ class RawSource(Source):
     def start_time(self) -> datetime:
         if self.start is not None:
             return self.start
-        stat = self.path.stat()
-        end = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
-        return end - timedelta(seconds=stat.st_size / LINE_RATE_BYTES_PER_SECOND)
+        end = datetime.fromtimestamp(self.path.stat().st_mtime, tz=UTC)
+        return end - timedelta(seconds=dump_length(self.path) / LINE_RATE_BYTES_PER_SECOND)
 
     def chunks(self) -> Iterator[Chunk]:
         self.check()
         start = self.start_time()
         offset = 0
         self.status.state = "connected"
-        with self.path.open("rb") as stream:
+        with open_dump(self.path) as stream:
             while not self.stop_event.is_set():
-                data = stream.read(RAW_CHUNK_BYTES)
+                try:
+                    data = stream.read(RAW_CHUNK_BYTES)
+                except (OSError, EOFError, zlib.error) as error:
+                    raise SourceError(
+                        f"raw dump {self.path}: corrupt gzip data after {offset} bytes ({error})"
+                    ) from None
                 if not data:
                     break
                 offset += len(data)
@@ -363,9 +374,79 @@ class RawSource(Source):
         self.status.state = "finished"
 
 
+def is_gzip(path: Path) -> bool:
+    with path.open("rb") as probe:
+        return probe.read(2) == b"\x1f\x8b"
+
+
+def open_dump(path: Path) -> io.BufferedIOBase:
+    """A raw dump's bus bytes: the file itself, or its content if it is gzip-compressed."""
+    if is_gzip(path):
+        return gzip.open(path, "rb")  # reads every member of a multi-member file
+    return path.open("rb")
+
+
+def dump_length(path: Path) -> int:
+    """How many bus bytes a raw dump holds: its size, or for a gzip file its content's length.
+
+    The gzip trailer's ISIZE cannot be trusted for this: it is the length of the *last* member
+    only (files concatenated with `cat a.gz b.gz`, or written in pieces, have several), and only
+    modulo 4 GiB. So the content is streamed and counted (~0.3 s per 100 MB here), which is also
+    what reading it costs anyway. A corrupt file counts up to where it fails (reading it reports
+    that failure).
+    """
+    if not is_gzip(path):
+        return path.stat().st_size
+    length = 0
+    with gzip.open(path, "rb") as stream:
+        try:
+            while block := stream.read(1 << 20):
+                length += len(block)
+        except (OSError, EOFError, zlib.error):
+            pass
+    return length
+
+
 def line_rate_time(start: datetime, offset: int) -> datetime:
     """When the first `offset` bytes of a raw dump that began at `start` had arrived (line rate)."""
     return start + timedelta(microseconds=offset * 1_000_000 // LINE_RATE_BYTES_PER_SECOND)
+
+
+def nothing_decoded(size: int, frames: int, kind: str) -> str | None:
+    """Why an input of `size` bytes from which `frames` link frames were decoded is an error,
+    or None when it is not. `kind`: "raw" or "capture".
+
+    One rule for every command that reads finite input (`backfill` per file; `observe` and
+    `run` on a capture or raw source): bytes without a single valid frame mean the input is not
+    what it was taken for, and the user must hear it. Frames without a power report are not an
+    error: at night a bus carries polls and nothing else.
+    """
+    if size == 0 or frames:
+        return None
+    hint = (
+        "is this a raw dump of the bus at 38400 8N1?"
+        if kind == "raw"
+        else "is this a capture of the bus (taptap or recorder format)?"
+    )
+    return f"no TAP frames in {describe_size(size)}: {hint}"
+
+
+def nothing_decoded_from(source: Source, frames: int) -> str | None:
+    """`nothing_decoded` for a finite source that has been read to its end, naming it."""
+    if source.live or isinstance(source, LiveSource):
+        return None
+    reason = nothing_decoded(
+        source.status.bytes, frames, "raw" if isinstance(source, RawSource) else "capture"
+    )
+    return f"{source.describe()}: {reason}" if reason else None
+
+
+def describe_size(size: int) -> str:
+    if size >= 1_000_000:
+        return f"{size / 1e6:.1f} MB"
+    if size >= 1000:
+        return f"{size / 1e3:.1f} kB"
+    return f"{size} bytes"
 
 
 def _check_readable(path: Path, what: str) -> None:

@@ -11,6 +11,12 @@ ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.influx"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Every `recorder run` a test starts serves its live face (on by default) on a free port of
+    # its own, not on the default 9595 that parallel runs and other people's tests would share.
+    os.environ.setdefault("RECORDER_HTTP", "127.0.0.1:0")
+
+
 def run_recorder(
     *arguments: str, check: bool = True, timeout: float = 600, **kwargs: object
 ) -> subprocess.CompletedProcess[str]:

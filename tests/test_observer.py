@@ -53,11 +53,62 @@ def test_a_table_joined_midway_is_ignored_until_the_next_one() -> None:
     assert observer.counters()["ignored_node_table_pages"] == 2
 
 
-def test_a_lost_page_drops_that_table() -> None:
+def test_a_lost_page_costs_only_its_own_entries() -> None:
+    # The page for index 4 was lost in the noise; the controller, which got it, asks for 8 next.
     observer = Observer()
-    outputs = observer.handle([page(0, 2, [2, 3]), page(8, 8, [8]), page(9, 9, [])])  # page for index 4 lost
+    outputs = observer.handle([page(0, 2, [2, 3]), page(8, 8, [8]), page(9, 9, [])])
+    (table,) = only(outputs, NodeTableAssembled)
+    assert [entry.node_id for entry in table.entries] == [2, 3, 8]
+    assert [m.node_id for m in only(outputs, MappingLearned)] == [2, 3, 8]
+    assert observer.counters()["node_table_jumps"] == 1
+    assert observer.counters()["incomplete_node_tables"] == 0
+
+
+def test_a_page_going_backwards_without_its_request_ends_the_table() -> None:
+    observer = Observer()
+    outputs = observer.handle([page(0, 2, [2, 3, 4]), page(None, 3, [3]), page(5, 5, [])])
     assert not only(outputs, NodeTableAssembled)
     assert observer.counters()["incomplete_node_tables"] == 1
+
+
+def alias_page(requested: int | None, entries: list[tuple[int, int]]) -> NodeTablePage:
+    """A page of (node ID, address index) entries in the order the gateway lists them."""
+    table = tuple(NodeTableEntry(ADDRESSES[n], node_id) for node_id, n in entries)
+    return NodeTablePage(GATEWAY, requested, entries[0][0] if entries else requested or 0, table, T0)
+
+
+def test_bit_15_alias_listed_after_its_plain_id_and_the_controller_continuing_from_it() -> None:
+    """The gateway lists 0x800A right after 0x000A; the controller asks next for 0x000B."""
+    observer = Observer()
+    first = [(n, n) for n in range(2, 11)] + [(0x800A, 30)]
+    outputs = observer.handle(
+        [alias_page(0, first), alias_page(0x000B, [(0x000B, 11), (0x000C, 12)]), alias_page(0x000D, [])]
+    )
+    (table,) = only(outputs, NodeTableAssembled)
+    assert {entry.node_id for entry in table.entries} == {*range(2, 13), 0x800A}
+    assert observer.resolve(GATEWAY, 0x800A, T0)[0] == ADDRESSES[30]
+    counters = observer.counters()
+    assert counters["incomplete_node_tables"] == counters["node_table_jumps"] == 0
+
+
+def test_a_page_listing_its_aliases_last_is_followed_from_its_highest_plain_id() -> None:
+    observer = Observer()
+    first = [(n, n) for n in range(2, 14)] + [(0x8005, 31)]  # alias of 5, after the page's plain IDs
+    outputs = observer.handle(
+        [alias_page(0, first), alias_page(0x000E, [(0x000E, 14)]), alias_page(0x000F, [])]
+    )
+    assert only(outputs, NodeTableAssembled)
+    assert observer.counters()["node_table_jumps"] == 0
+
+
+def test_an_alias_page_whose_request_was_not_seen_follows_on_by_its_start() -> None:
+    observer = Observer()
+    first = [(n, n) for n in range(2, 11)] + [(0x800A, 30)]
+    outputs = observer.handle(
+        [alias_page(0, first), alias_page(None, [(0x000B, 11)]), alias_page(0x000C, [])]
+    )
+    assert only(outputs, NodeTableAssembled)
+    assert observer.counters()["incomplete_node_tables"] == 0
 
 
 def test_bit_15_alias_is_mapped_to_the_same_long_address() -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gzip
 import os
 import socket
 import threading
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from recorder import sources
 from recorder.errors import SourceError
 from recorder.sources import (
     CaptureSource,
@@ -85,6 +87,30 @@ def test_raw_source_synthesises_line_rate_times(tmp_path: Path) -> None:
     os.utime(path, (0, T0.timestamp()))
     default = open_source(f"raw:{path}")
     assert list(default.chunks())[-1][1] == T0  # by default the dump ends at its modification time
+
+
+def test_a_gzip_raw_dump_is_read_uncompressed_and_timed_by_its_uncompressed_length(tmp_path: Path) -> None:
+    content = bytes(range(256)) * 60  # 15360 bytes: 4 s at 3840 bytes/s
+    path = tmp_path / "dump.bin.gz"
+    # Two members, as `cat a.gz b.gz` makes: the trailer's ISIZE only knows the second one.
+    path.write_bytes(gzip.compress(content[:10000]) + gzip.compress(content[10000:]))
+    assert path.stat().st_size < len(content)
+    os.utime(path, (0, T0.timestamp()))
+    chunks = list(open_source(f"raw:{path}").chunks())
+    assert b"".join(data for data, _ in chunks) == content
+    assert chunks[-1][1] == T0  # the last byte at the modification time...
+    assert chunks[0][1] == T0 - timedelta(seconds=4, microseconds=-66666)  # ...the first 4 s before
+    assert sources.dump_length(path) == len(content)
+    started = open_source(f"raw:{path}", SourceOptions(raw_start=T0))
+    assert list(started.chunks())[-1][1] == T0 + timedelta(seconds=4)
+
+
+def test_a_corrupt_gzip_raw_dump_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "dump.bin.gz"
+    whole = gzip.compress(os.urandom(100_000))
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(SourceError, match=r"raw dump .*dump.bin.gz: corrupt gzip data after \d+ bytes"):
+        list(open_source(f"raw:{path}").chunks())
 
 
 def collect(source: TcpSource | SerialSource, want: int, timeout: float = 10) -> tuple[bytes, list[datetime]]:
@@ -169,3 +195,15 @@ def test_serial_source_reads_a_pseudo_terminal_with_real_tty_semantics() -> None
     assert all(at.tzinfo is UTC for at in times)
     os.close(master)
     os.close(slave)
+
+
+def test_nothing_decoded_is_bytes_without_a_single_frame() -> None:
+    assert sources.nothing_decoded(0, 0, "capture") is None  # nothing from nothing: no complaint
+    assert sources.nothing_decoded(8_200_000, 3, "raw") is None  # a quiet night: polls, no reports
+    assert (
+        sources.nothing_decoded(8_200_000, 0, "raw")
+        == "no TAP frames in 8.2 MB: is this a raw dump of the bus at 38400 8N1?"
+    )
+    assert sources.nothing_decoded(512, 0, "capture") == (
+        "no TAP frames in 512 bytes: is this a capture of the bus (taptap or recorder format)?"
+    )

@@ -364,11 +364,13 @@ class BusSimulation:
             gateway.model.gateway_id, old.node_id | ALIAS_BIT, new_address, now, old.string_name
         )
         # The new unit joins the mesh: it announces itself at once if it has power, and again
-        # shortly after, as a node that just joined does.
-        if self.model.is_awake(now):
+        # shortly after, as a node that just joined does (unless `quiet_replacement`).
+        if self.model.is_awake(now) and not self.config.quiet_replacement:
             self._topology_report(node, now)
             self._topology_report(node, now + 40)
         node.awake = self.model.is_awake(now)
+        # Commissioning the new unit: the controller reads the gateway's node table again.
+        self._schedule(now + 60, partial(self._node_table, gateway))
         return now
 
     # ---------------------------------------------------------------------------------------
@@ -599,13 +601,32 @@ class BusSimulation:
         )
 
     def _node_table(self, state: _GatewayState, now: float) -> float:
-        """Read the gateway's node table page by page; an empty page ends it."""
+        """Read the gateway's node table page by page; an empty page ends it.
+
+        With `aliases_last`, a page lists its plain IDs, then the bit-15 aliases of those IDs,
+        and the controller asks next for the highest plain ID + 1 (see `SimulationConfig`).
+        """
         entries = sorted(state.table.items())
         index = 0
         while True:
-            page = [NodeTableEntry(address, node_id) for node_id, address in entries if node_id >= index][
-                :NODE_TABLE_PAGE
-            ]
+            if self.config.aliases_last:
+                plain = [
+                    NodeTableEntry(address, node_id)
+                    for node_id, address in entries
+                    if node_id >= index and not node_id & ALIAS_BIT
+                ][:NODE_TABLE_PAGE]
+                aliases = [
+                    NodeTableEntry(state.table[entry.node_id | ALIAS_BIT], entry.node_id | ALIAS_BIT)
+                    for entry in plain
+                    if entry.node_id | ALIAS_BIT in state.table
+                ]
+                page = plain + aliases
+                next_index = plain[-1].node_id + 1 if plain else index
+            else:
+                page = [NodeTableEntry(address, node_id) for node_id, address in entries if node_id >= index][
+                    :NODE_TABLE_PAGE
+                ]
+                next_index = page[-1].node_id + 1 if page else index
             start = page[0].node_id if page else index
             now = self._command(
                 state,
@@ -618,7 +639,7 @@ class BusSimulation:
             now += 0.05
             if not page:
                 return now
-            index = page[-1].node_id + 1
+            index = next_index
 
     def _radio_configuration(self, state: _GatewayState, now: float) -> float:
         rest = (

@@ -24,6 +24,13 @@ class SimulationConfig:
     reassign: bool = False
     reassign_at: datetime | None = None  # default: the middle of the run
     controller_restart: bool = True  # enumeration and a node table at the start
+    # Node table order: False lists entries by raw ID (bit-15 aliases at the end of the table);
+    # True lists each page's plain IDs, then their aliases (`..., 0x000A, 0x800A`), and the
+    # controller asks next for the highest plain ID + 1 (`0x000B`), as some gateways do.
+    aliases_last: bool = False
+    # The replacement never announces itself with topology reports (it joined while nobody
+    # listened): the node table the controller reads after commissioning it is the only news.
+    quiet_replacement: bool = False
     report_period_slots: int = 4000  # 20 s at 5 ms per slot
     poll_interval: float = 0.3  # seconds between polls of one gateway
 

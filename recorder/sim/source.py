@@ -2,7 +2,8 @@
 
 Options (all optional): gateways, nodes, start (ISO-8601), duration (90m, 3h, 7d), seed,
 firmware (legacy|4x), noise (probability per frame), reassign (0|1), controller_restart (0|1),
-speed (max, realtime, 60x; default max), truth (write the ground truth there).
+aliases_last (0|1), quiet_replacement (0|1) (see `SimulationConfig`), speed (max, realtime, 60x;
+default max), truth (write the ground truth there).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ _KNOWN = {
     "noise",
     "reassign",
     "controller_restart",
+    "aliases_last",
+    "quiet_replacement",
     "speed",
     "truth",
 }
@@ -58,7 +61,7 @@ def config_from_settings(settings: dict[str, str]) -> tuple[SimulationConfig, fl
         changes["duration"] = parse_duration(settings["duration"])
     if "firmware" in settings:
         changes["firmware"] = settings["firmware"]
-    for flag in ("reassign", "controller_restart"):
+    for flag in ("reassign", "controller_restart", "aliases_last", "quiet_replacement"):
         if flag in settings:
             changes[flag] = settings[flag].lower() in ("1", "true", "yes", "on")
     speed = parse_speed(settings.get("speed", "max"))

@@ -227,18 +227,15 @@ def _persistent_state(document: dict[str, Any], path: Path, at: datetime) -> Imp
 
 
 def _infrastructure_report(document: dict[str, Any], path: Path, at: datetime) -> ImportPlan:
+    from recorder.taptap_json import infrastructure_report  # the one reader of this shape
+
+    try:
+        report = infrastructure_report(document)
+    except ValueError as error:
+        raise ImportFormatError(f"{path}: {error}") from None
     plan = ImportPlan("taptap infrastructure report")
-    for gateway_key, gateway in (document.get("gateways") or {}).items():
-        where = f"{path}: gateways[{gateway_key}]"
-        address = _address(gateway["address"], where) if gateway.get("address") else None
-        plan.gateways.append(
-            ImportedGateway(_gateway_id(gateway_key, where), address, gateway.get("version") or None)
-        )
-    for gateway_key, nodes in (document.get("nodes") or {}).items():
-        gateway_id = _gateway_id(gateway_key, f"{path}: nodes key")
-        for node_key, node in nodes.items():
-            where = f"{path}: nodes[{gateway_key}][{node_key}]"
-            address = _address(node.get("address"), where)
-            _check_barcode(address, node.get("barcode"), where)
-            plan.mappings.append(ImportedMapping(gateway_id, _node_id(node_key, where), address, at))
+    plan.gateways = [
+        ImportedGateway(gateway, address, version) for gateway, address, version in report.gateways
+    ]
+    plan.mappings = [ImportedMapping(gateway, node, address, at) for gateway, node, address in report.nodes]
     return plan

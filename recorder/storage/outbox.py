@@ -101,11 +101,20 @@ class Outbox:
                 released = len(updates)
         return released
 
-    def expire(self, now: datetime, hold: timedelta, policy: str) -> int:
-        """Held rows measured longer than `hold` ago: send without a barcode, or drop them."""
+    def expire(
+        self, now: datetime, hold: timedelta, policy: str, released: set[tuple[int, int]] | None = None
+    ) -> int:
+        """Held rows measured longer than `hold` ago: send without a barcode, or drop them.
+
+        `released`, when given, receives the (gateway, node) of rows made ready without a
+        barcode (none under the drop policy): live views show those nodes from then on.
+        """
         table = self._table
         condition = (table.c.state == OUTBOX_HELD) & (table.c.measured_at < now - hold)
         with self.engine.begin() as connection:
+            if released is not None and policy != "drop":
+                nodes = select(table.c.gateway_id, table.c.node_id).where(condition).distinct()
+                released.update((gateway_id, node_id) for gateway_id, node_id in connection.execute(nodes))
             if policy == "drop":
                 result = connection.execute(delete(table).where(condition))
             else:

@@ -8,14 +8,16 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
 import serial
 
-from recorder.observer import Reading
+from recorder.observer import NodeTableAssembled, Reading
 from recorder.pipeline import DecodePipeline
+from recorder.protocol.events import NodeTablePage
 from recorder.sim.bus import BusSimulation
 from recorder.sim.config import SimulationConfig
 from recorder.sim.truth import compare, load_truth
@@ -187,6 +189,50 @@ def test_reassignment_moves_readings_to_the_new_barcode() -> None:
     after = {line["barcode"] for line in mine if datetime.fromisoformat(line["measured_at"]) >= changed_at}
     assert before == {old_barcode} and after == {new_barcode}
     assert counters["mapping_changes"] >= 1
+
+
+def test_a_replacement_announced_in_a_table_paged_aliases_last_retags_every_later_reading() -> None:
+    """The gateway lists 0x80NN after its page's plain IDs and the controller continues from the
+    plain ID; the replacement sends no topology report, so that table is the only news of it."""
+    config = SimulationConfig(
+        start=datetime(2025, 6, 21, 10, tzinfo=UTC),
+        duration=timedelta(hours=1),
+        nodes=9,  # node IDs 2-10: one page, which then ends with the alias
+        reassign=True,
+        aliases_last=True,
+        quiet_replacement=True,
+        seed=5,
+    )
+    truth: list[dict[str, Any]] = []
+    pipeline = DecodePipeline()
+    readings: list[Reading] = []
+    pages: list[NodeTablePage] = []
+    tables: list[NodeTableAssembled] = []
+    for data, seconds in BusSimulation(config).run(truth.append):
+        events, outputs = pipeline.feed(data, config.start + timedelta(seconds=seconds))
+        pages += [event for event in events if isinstance(event, NodeTablePage)]
+        readings += [output for output in outputs if isinstance(output, Reading)]
+        tables += [output for output in outputs if isinstance(output, NodeTableAssembled)]
+    alias, plain = [r for r in truth if r["type"] == "mapping" and r["valid_from"] != truth[1]["valid_from"]][
+        ::-1
+    ]
+    assert alias["node_id"] == plain["node_id"] | 0x8000
+    # The traffic is the one the issue describes: a page ending with the alias, then a request
+    # for the plain ID after the page's highest.
+    after_alias = [
+        later
+        for page, later in pairwise(pages)
+        if page.entries[-1:] and page.entries[-1].node_id == alias["node_id"]
+    ]
+    assert after_alias and all(later.requested_index == 11 for later in after_alias)
+    changed_at = datetime.fromisoformat(plain["valid_from"])
+    read_at = next(page.received_at for page in pages if page.is_end and page.received_at > changed_at)
+    mine = [r for r in readings if r.node_id == plain["node_id"] and r.measured_at >= read_at]
+    assert len(mine) > 50
+    assert {r.barcode for r in mine} == {plain["barcode"]}  # every one, from the first on
+    table = next(table for table in tables if table.completed_at == read_at)
+    assert any(entry.node_id == alias["node_id"] for entry in table.entries)
+    assert pipeline.counters()["incomplete_node_tables"] == 0
 
 
 def _start_simulator(*arguments: str) -> tuple[subprocess.Popen[str], str]:

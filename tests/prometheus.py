@@ -1,0 +1,130 @@
+"""A real, throwaway Prometheus for tests (Debian `prometheus`), scraping targets on loopback.
+
+`LocalPrometheus(directory, targets).start()` writes a configuration that scrapes each target
+every second, keeps its TSDB in `directory`, listens on a free loopback port, and waits until
+it is ready. `query(promql)` runs an instant query through the HTTP API. `stop()` ends the
+process we started, by its pid (never by name: other people's Prometheus may be running).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import signal
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.influx import free_ports
+
+CONFIG = """\
+global:
+  scrape_interval: {interval}
+  scrape_timeout: {interval}
+  evaluation_interval: 1m
+scrape_configs:
+  - job_name: recorder
+    static_configs:
+      - targets: [{targets}]
+"""
+
+
+class PrometheusUnavailable(RuntimeError):
+    """prometheus is not installed, or did not come up."""
+
+
+def find_prometheus() -> str:
+    path = shutil.which("prometheus", path="/usr/bin:/usr/local/bin:/usr/sbin:/bin")
+    if path is None:
+        raise PrometheusUnavailable(
+            "prometheus not found: the live-face tests need a real one. Install it with: "
+            "apt-get install prometheus"
+        )
+    return path
+
+
+class LocalPrometheus:
+    def __init__(self, directory: Path, targets: list[str], *, interval: str = "1s") -> None:
+        self.directory = directory
+        self.targets = targets
+        self.interval = interval
+        self.port = free_ports(1)[0]
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        program = find_prometheus()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config = self.directory / "prometheus.yml"
+        config.write_text(
+            CONFIG.format(interval=self.interval, targets=", ".join(f"'{t}'" for t in self.targets))
+        )
+        log = self.directory / "prometheus.log"
+        with log.open("ab") as output:
+            self._process = subprocess.Popen(
+                [
+                    program,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={self.directory / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--storage.tsdb.retention.time=1d",
+                    "--log.level=warn",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            if self._ready():
+                return
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+                self.stop()
+                raise PrometheusUnavailable(f"prometheus did not become ready:\n{tail}")
+            time.sleep(0.1)
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
+                return int(response.status) == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+    def api(self, path: str, **parameters: str) -> Any:
+        url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(parameters)}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            answer = json.load(response)
+        if answer.get("status") != "success":
+            raise AssertionError(f"Prometheus answered {answer}")
+        return answer["data"]
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """An instant query: [{"metric": {labels}, "value": float}, ...]."""
+        data = self.api("query", query=promql)
+        if data["resultType"] == "scalar":
+            return [{"metric": {}, "value": float(data["result"][1])}]
+        return [{"metric": item["metric"], "value": float(item["value"][1])} for item in data["result"]]
+
+    def targets_health(self) -> list[dict[str, Any]]:
+        return list(self.api("targets")["activeTargets"])
