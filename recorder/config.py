@@ -99,6 +99,8 @@ class Settings:
     no_report_warning: timedelta = timedelta(minutes=30)
     watchdog_seconds: float = 90.0
     log_level: str = "INFO"
+    timezone: str | None = None  # the site's IANA zone for daily energy; None: the machine's
+    energy_max_gap: timedelta = timedelta(minutes=10)
 
     @property
     def database_path(self) -> Path:
@@ -138,6 +140,19 @@ def _convert(name: str, value: Any, origin: str) -> Any:
             return seconds
         if name in ("identity_hold", "no_report_warning"):
             return value if isinstance(value, timedelta) else parse_duration(str(value))
+        if name == "energy_max_gap":
+            gap = value if isinstance(value, timedelta) else parse_duration(str(value))
+            if gap <= timedelta(0):
+                raise ValueError("must be positive")
+            return gap
+        if name == "timezone":
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(str(value))
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError("expected an IANA time zone name such as Europe/Berlin") from None
+            return str(value)
         if name == "on_unresolved":
             text = str(value).lower()
             if text not in ("write", "drop"):

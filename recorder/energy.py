@@ -266,6 +266,7 @@ class EnergyAccumulator:
         self.max_gap_ms = int(max_gap.total_seconds() * 1000)
         self.window_ms = window_ms
         self.newest_ms: int | None = None
+        self.integrated_through: int | None = None  # every reading measured up to here is integrated
         self.late = 0  # readings at or before their series' last integrated one (or repeats)
         self._series: dict[SeriesKey, _Series] = {}
         self._waiting: set[SeriesKey] = set()  # series with a non-empty reorder buffer
@@ -298,12 +299,19 @@ class EnergyAccumulator:
     def feed_readings(self, readings: Iterable[ReadyReading]) -> None:
         self.feed(Sample.of(reading) for reading in readings)
 
+    def advance(self, limit_ms: int) -> None:
+        """Integrate what was measured up to `limit_ms` (the source's clock less the window):
+        a quiet night closes the window on the evening's last readings."""
+        self._integrate_through(limit_ms)
+
     def close(self) -> None:
         """Integrate everything buffered: a clean stop closes the reorder window."""
         if self._waiting:
             self._integrate_through(None)
 
     def _integrate_through(self, limit: int | None) -> None:
+        if limit is not None and (self.integrated_through is None or limit > self.integrated_through):
+            self.integrated_through = limit
         done = []
         for key in self._waiting:
             series = self._series[key]

@@ -87,6 +87,16 @@ def run(
         "--watchdog-seconds",
         help="Reconnect a live source that sent nothing for this long (default: 90).",
     ),
+    timezone: str | None = typer.Option(
+        None,
+        "--timezone",
+        help="The site's time zone for daily energy, e.g. Europe/Berlin (default: the machine's).",
+    ),
+    energy_max_gap: str | None = typer.Option(
+        None,
+        "--energy-max-gap",
+        help="Readings further apart add no energy and count as uncovered time (default: 10m).",
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the line protocol instead of writing it (no changes saved)."
     ),
@@ -113,6 +123,8 @@ def run(
         "archive_days": archive_days,
         "no_report_warning": no_report_warning,
         "watchdog_seconds": watchdog_seconds,
+        "timezone": timezone,
+        "energy_max_gap": energy_max_gap,
     }
     settings = load_settings(flags, config)
     configure_logging(

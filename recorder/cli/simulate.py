@@ -19,7 +19,7 @@ from recorder.errors import UsageError
 
 if TYPE_CHECKING:
     from recorder.sim.outputs import TcpBroadcastServer
-from recorder.sim.config import DEFAULT_START, SimulationConfig, parse_duration, parse_speed
+from recorder.sim.config import DEFAULT_START, SimulationConfig, parse_duration, parse_silence, parse_speed
 
 
 def simulate(
@@ -50,6 +50,9 @@ def simulate(
     controller_restart: bool = typer.Option(
         True, "--controller-restart/--no-controller-restart", help="Begin with enumeration and a node table."
     ),
+    silence: str = typer.Option(
+        "", "--silence", help="NODE@TIME[,...]: that optimizer (first gateway) stops reporting then."
+    ),
     speed: str = typer.Option(
         "", "--speed", help="realtime, 60x or max. Default: max for files, realtime for --listen/--pty."
     ),
@@ -74,6 +77,7 @@ def simulate(
         reassign=reassign or reassign_at is not None,
         reassign_at=parse_datetime(reassign_at, "--reassign-at") if reassign_at else None,
         controller_restart=controller_restart,
+        silence=parse_silence(silence),
     ).validate()
     live = bool(listen or pty)
     pace = parse_speed(speed) if speed else (1.0 if live else None)

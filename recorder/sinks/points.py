@@ -17,6 +17,11 @@ The same reading always produces the same series key and timestamp, so writing i
 leaves one point in InfluxDB. Values come from the raw wire integers with the same conversions
 the decoder uses.
 
+Measurement `tigo_energy`, one point per optimizer and local day (`recorder.energy`): the same
+tags as `tigo_optimizer` (built by the same function), fields `energy_wh` (float) and
+`uncovered_seconds` (integer), time = the day's local midnight; rewritten during the day, so the
+point holds the day's latest total.
+
 Measurement `tigo_recorder`, the recorder's own health: integer counters and gauges.
 """
 
@@ -29,6 +34,7 @@ from recorder.protocol.events import PowerReport
 from recorder.timestamps import to_millis
 
 OPTIMIZER_MEASUREMENT = "tigo_optimizer"
+ENERGY_MEASUREMENT = "tigo_energy"
 RECORDER_MEASUREMENT = "tigo_recorder"
 
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": " ", "\r": " "})
@@ -55,9 +61,10 @@ class PointIdentity:
     string: str | None = None
 
 
-def optimizer_tags(identity: PointIdentity) -> str:
-    """Measurement and tags: the series key of a reading's point (tags in sorted order)."""
-    tags = [OPTIMIZER_MEASUREMENT]
+def optimizer_tags(identity: PointIdentity, measurement: str = OPTIMIZER_MEASUREMENT) -> str:
+    """Measurement and tags: the series key of a reading's point (tags in sorted order), and of
+    its optimizer's daily energy point."""
+    tags = [measurement]
     if identity.barcode:
         tags.append(f"barcode={escape_tag(identity.barcode)}")
     tags.append(f"gateway={escape_tag(identity.gateway)}")
@@ -121,6 +128,11 @@ def report_values(report: PowerReport) -> tuple[int, int, int, int, int, int]:
 def optimizer_line(identity: PointIdentity, report: PowerReport, measured_at: datetime) -> str:
     fields = optimizer_fields(*report_values(report))
     return f"{optimizer_tags(identity)} {fields} {to_millis(measured_at)}"
+
+
+def energy_line(identity: PointIdentity, day_start_ms: int, energy_wh: float, uncovered_seconds: int) -> str:
+    tags = optimizer_tags(identity, ENERGY_MEASUREMENT)
+    return f"{tags} energy_wh={_number(energy_wh)},uncovered_seconds={int(uncovered_seconds)}i {day_start_ms}"
 
 
 def recorder_line(source: str, values: dict[str, int | float | bool], at: datetime) -> str:

@@ -1,28 +1,36 @@
 """The outbox: readings committed to SQLite before they are sent, deleted once acknowledged.
 
-Rows are `ready` (identity known, or given up on) or `held` (waiting for the node's barcode:
-the identity hold). The reader thread adds rows and releases held ones when a mapping is
-learned; the sender thread takes ready rows in insertion order, writes them, and deletes them
-after InfluxDB acknowledged the write. A crash at any point leaves every unacknowledged reading
-in the table; re-sending one that InfluxDB already had is harmless (same series and timestamp).
+Rows are `ready` (identity known, or given up on), `held` (waiting for the node's barcode:
+the identity hold) or `sent` (InfluxDB acknowledged them). The reader thread adds rows and
+releases held ones when a mapping is learned; the sender thread takes ready rows in insertion
+order, writes them, and marks them sent after InfluxDB acknowledged the write. Sent rows are
+deleted by the energy checkpoint that covers them (`forget_sent`, in the same transaction), so a
+reading leaves the outbox only once its energy is persisted. A crash at any point leaves every
+unacknowledged reading in the table; re-sending one that InfluxDB already had is harmless (same
+series and timestamp).
+
+`on_ready` (optional) is called, after the commit, with every reading that becomes ready, with
+the identity it is sent with: added with a barcode, released when its barcode is learned, or
+given up on after the hold (`long_address` None). Readings dropped after the hold never become
+ready. This is the identity hold's one decision; the energy accumulator follows it.
 
 (gateway, node, measurement time) is unique, so a reading seen twice is stored once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Engine, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, insert, select, update
 
 from recorder.identity import IdentityMap
 from recorder.observer import Reading
 from recorder.protocol.barcode import format_long_address, parse_long_address
 from recorder.protocol.events import PowerReport
-from recorder.storage.models import OUTBOX_HELD, OUTBOX_READY, OutboxEntry, ParkedPoint
+from recorder.storage.models import OUTBOX_HELD, OUTBOX_READY, OUTBOX_SENT, OutboxEntry, ParkedPoint
 
 _UNKNOWN = b"\x00\x00\x00"
 
@@ -37,14 +45,21 @@ class PendingReading:
     long_address: bytes | None
 
 
+ReadyCallback = Callable[[Sequence[Reading | PendingReading]], None]
+
+
 class Outbox:
-    def __init__(self, engine: Engine) -> None:
+    """Readings between the decoder and InfluxDB, in SQLite (see the module docstring)."""
+
+    def __init__(self, engine: Engine, on_ready: ReadyCallback | None = None) -> None:
         self.engine = engine
+        self.on_ready = on_ready
         self._table = cast(Table, OutboxEntry.__table__)
         self._parked = cast(Table, ParkedPoint.__table__)
 
     def add(self, readings: Iterable[Reading], enqueued_at: datetime) -> int:
         """Commit readings; unresolved ones are held. Returns how many were new."""
+        readings = list(readings)
         rows = [
             {
                 "state": OUTBOX_READY if reading.long_address is not None else OUTBOX_HELD,
@@ -68,24 +83,27 @@ class Outbox:
             return 0
         with self.engine.begin() as connection:
             result = connection.execute(insert(self._table).prefix_with("OR IGNORE"), rows)
-            return int(result.rowcount or 0)
+        if self.on_ready is not None:
+            ready = [reading for reading in readings if reading.long_address is not None]
+            if ready:
+                self.on_ready(ready)
+        return int(result.rowcount or 0)
 
     def release(self, identities: IdentityMap, keys: Iterable[tuple[int, int]] | None = None) -> int:
         """Resolve held rows whose node is now known (by each row's measurement time)."""
         table = self._table
-        query = select(table.c.id, table.c.gateway_id, table.c.node_id, table.c.measured_at).where(
-            table.c.state == OUTBOX_HELD
-        )
+        query = select(table).where(table.c.state == OUTBOX_HELD)
         wanted = set(keys) if keys is not None else None
-        released = 0
+        released: list[PendingReading] = []
         with self.engine.begin() as connection:
             updates = []
-            for row_id, gateway_id, node_id, measured_at in connection.execute(query):
-                if wanted is not None and (gateway_id, node_id) not in wanted:
+            for row in connection.execute(query):
+                if wanted is not None and (row.gateway_id, row.node_id) not in wanted:
                     continue
-                address = identities.resolve((gateway_id, node_id), measured_at)
+                address = identities.resolve((row.gateway_id, row.node_id), row.measured_at)
                 if address is not None:
-                    updates.append({"row_id": row_id, "address": format_long_address(address)})
+                    updates.append({"row_id": row.id, "address": format_long_address(address)})
+                    released.append(replace(_pending(row), long_address=address))
             if updates:
                 statement = (
                     update(table)
@@ -93,52 +111,69 @@ class Outbox:
                     .values(state=OUTBOX_READY, long_address=bindparam("address"))
                 )
                 connection.execute(statement, updates)
-                released = len(updates)
-        return released
+        if released and self.on_ready is not None:
+            self.on_ready(released)
+        return len(released)
 
     def expire(self, now: datetime, hold: timedelta, policy: str) -> int:
         """Held rows measured longer than `hold` ago: send without a barcode, or drop them."""
         table = self._table
         condition = (table.c.state == OUTBOX_HELD) & (table.c.measured_at < now - hold)
+        given_up: list[PendingReading] = []
         with self.engine.begin() as connection:
             if policy == "drop":
                 result = connection.execute(delete(table).where(condition))
             else:
+                if self.on_ready is not None:
+                    given_up = [_pending(row) for row in connection.execute(select(table).where(condition))]
                 result = connection.execute(update(table).where(condition).values(state=OUTBOX_READY))
-            return int(result.rowcount or 0)
+        if given_up and self.on_ready is not None:
+            self.on_ready(given_up)
+        return int(result.rowcount or 0)
 
     def next_batch(self, limit: int) -> list[PendingReading]:
         table = self._table
         query = select(table).where(table.c.state == OUTBOX_READY).order_by(table.c.id).limit(limit)
         with self.engine.connect() as connection:
-            return [
-                PendingReading(
-                    id=row.id,
-                    gateway_id=row.gateway_id,
-                    node_id=row.node_id,
-                    measured_at=row.measured_at,
-                    report=PowerReport(
-                        voltage_in_raw=row.voltage_in_raw,
-                        voltage_out_raw=row.voltage_out_raw,
-                        duty_cycle_raw=row.duty_cycle_raw,
-                        current_in_raw=row.current_in_raw,
-                        temperature_raw=row.temperature_raw,
-                        unknown=_UNKNOWN,
-                        slot_counter=row.slot_counter,
-                        rssi=row.rssi,
-                    ),
-                    long_address=parse_long_address(row.long_address) if row.long_address else None,
-                )
-                for row in connection.execute(query)
-            ]
+            return [_pending(row) for row in connection.execute(query)]
 
     def acknowledge(self, ids: list[int]) -> None:
+        """InfluxDB has these rows: mark them sent (the energy checkpoint deletes them)."""
         if not ids:
             return
         table = self._table
         with self.engine.begin() as connection:
             for start in range(0, len(ids), 900):  # SQLite's limit on bound parameters
-                connection.execute(delete(table).where(table.c.id.in_(ids[start : start + 900])))
+                chunk = ids[start : start + 900]
+                connection.execute(update(table).where(table.c.id.in_(chunk)).values(state=OUTBOX_SENT))
+
+    def forget_sent(self, connection: Connection, through: datetime | None) -> int:
+        """Delete sent rows measured up to `through` (all when None), inside the caller's
+        transaction: the one that persists the energy those readings contributed."""
+        table = self._table
+        condition = table.c.state == OUTBOX_SENT
+        if through is not None:
+            condition = condition & (table.c.measured_at <= through)
+        return int(connection.execute(delete(table).where(condition)).rowcount or 0)
+
+    def ready_and_sent(self, chunk: int = 5000) -> Iterator[list[PendingReading]]:
+        """Every row that was ready to send (sent or not), in batches: what the energy
+        accumulator has been fed, for it to re-read after a restart."""
+        table = self._table
+        last_id = 0
+        while True:
+            query = (
+                select(table)
+                .where(table.c.state.in_((OUTBOX_READY, OUTBOX_SENT)), table.c.id > last_id)
+                .order_by(table.c.id)
+                .limit(chunk)
+            )
+            with self.engine.connect() as connection:
+                rows = [_pending(row) for row in connection.execute(query)]
+            if not rows:
+                return
+            last_id = rows[-1].id
+            yield rows
 
     def park(self, row_id: int, line: str, error: str, at: datetime) -> None:
         """Move a rejected reading aside: keep the line and the error, out of the send queue."""
@@ -155,6 +190,7 @@ class Outbox:
         return {
             "ready": int(counts.get(OUTBOX_READY, 0)),
             "held": int(counts.get(OUTBOX_HELD, 0)),
+            "sent": int(counts.get(OUTBOX_SENT, 0)),
             "parked": int(parked),
         }
 
@@ -168,3 +204,24 @@ class Outbox:
                 .subquery()
             )
             return int(connection.execute(query).scalar_one())
+
+
+def _pending(row: Any) -> PendingReading:
+    """An outbox row as a reading."""
+    return PendingReading(
+        id=row.id,
+        gateway_id=row.gateway_id,
+        node_id=row.node_id,
+        measured_at=row.measured_at,
+        report=PowerReport(
+            voltage_in_raw=row.voltage_in_raw,
+            voltage_out_raw=row.voltage_out_raw,
+            duty_cycle_raw=row.duty_cycle_raw,
+            current_in_raw=row.current_in_raw,
+            temperature_raw=row.temperature_raw,
+            unknown=_UNKNOWN,
+            slot_counter=row.slot_counter,
+            rssi=row.rssi,
+        ),
+        long_address=parse_long_address(row.long_address) if row.long_address else None,
+    )

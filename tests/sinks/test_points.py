@@ -1,7 +1,14 @@
 from __future__ import annotations
 
 from recorder.protocol.events import PowerReport
-from recorder.sinks.points import PointIdentity, escape_tag, optimizer_line, recorder_line
+from recorder.sinks.points import (
+    PointIdentity,
+    energy_line,
+    escape_tag,
+    optimizer_line,
+    optimizer_tags,
+    recorder_line,
+)
 from tests.helpers import T0
 
 REPORT = PowerReport(905, 450, 255, 1233, 230, b"\x92\x00\x64", 0xDF40, 178)  # NOTES 3 values
@@ -42,4 +49,17 @@ def test_tag_escaping_and_recorder_line() -> None:
     line = recorder_line("tcp host:7160", {"frames": 10, "decode_stalled": False, "ratio": 0.5}, T0)
     assert (
         line == "tigo_recorder,source=tcp\\ host:7160 decode_stalled=false,frames=10i,ratio=0.5 1750507200000"
+    )
+
+
+def test_energy_line_has_the_optimizer_tags_and_the_days_midnight() -> None:
+    identity = PointIdentity(gateway="4609", node_id=116, barcode="4-9A57A2L", name="east 3", string="A1")
+    line = energy_line(identity, 1750456800000, 1234.5, 61)
+    assert line == (
+        "tigo_energy,barcode=4-9A57A2L,gateway=4609,name=east\\ 3,node_id=116,string=A1 "
+        "energy_wh=1234.5,uncovered_seconds=61i 1750456800000"
+    )
+    assert line.split(" energy_wh")[0] == optimizer_tags(identity, "tigo_energy")
+    assert energy_line(PointIdentity(gateway="4609", node_id=7), 0, 0, 0) == (
+        "tigo_energy,gateway=4609,node_id=7 energy_wh=0.0,uncovered_seconds=0i 0"
     )

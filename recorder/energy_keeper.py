@@ -1,0 +1,154 @@
+"""Daily energy in `recorder run`: feeding, checkpoints, restarts and `tigo_energy` points.
+
+The arithmetic is in `recorder.energy`; this module runs it inside the run loop:
+
+* **Feeding.** The outbox calls `feed` with every reading when it becomes ready to send, with
+  the identity it is sent with (`Outbox.on_ready`): at once when its barcode is known, when the
+  barcode is learned later, or without a barcode when the identity hold gives up on it. Readings
+  the hold drops are never fed. So energy follows the identity hold exactly as `tigo_optimizer`
+  points do. `tick` (after each outbox commit and once a minute of source time) also closes the
+  reorder window by arrival time, so the last readings before a quiet night are integrated.
+* **Checkpoints.** Every `CHECKPOINT_EVERY` (5 min) of source or wall time, whichever comes
+  first, and only when something changed, one transaction writes the changed rows and deletes
+  the outbox rows InfluxDB acknowledged whose readings are now integrated (`EnergyStore`).
+  Then the changed days' totals go to the sender as `tigo_energy` points.
+* **Restarts.** A reading that reached the outbox is always either still there (ready, held or
+  sent) or inside the persisted energy. At start the accumulator loads the checkpoint and re-reads
+  every ready or sent row: those already integrated are skipped (at or before their series' last
+  integrated reading), the rest are integrated as if there had been no restart; held rows are fed
+  when released. A clean stop integrates its reorder buffer and checkpoints. So neither a restart
+  nor a power cut changes the totals of readings that reached the outbox.
+* **Points.** The totals of every day still open, and of days whose point was not acknowledged
+  before a stop (`unsent_days`), are sent again at start; rewriting the same point is harmless.
+
+Disk: a checkpoint rewrites one row per optimizer for the current hour, the series positions and
+one small JSON value: with 135 optimizers about 5 pages of 4 KB, doubled by SQLite's WAL copy-back,
+so about 40 KB per checkpoint, 12 an hour in daylight: ~7 MB a day (`benchmarks/energy_disk.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import Engine
+
+from recorder.energy import REORDER_WINDOW_MS, DayTotals, EnergyAccumulator, ReadyReading, zone_named
+from recorder.storage.energy import EnergyStore
+from recorder.storage.outbox import Outbox
+from recorder.timestamps import from_millis, to_millis
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_EVERY = timedelta(minutes=5)
+
+
+class EnergySink(Protocol):
+    """Where the daily totals go (the sender, which writes them to InfluxDB)."""
+
+    def submit_energy(self, days: Iterable[DayTotals]) -> None: ...
+
+    def unsent_energy_days(self) -> set[date]: ...
+
+
+class EnergyKeeper:
+    """The energy accumulator of one `recorder run`, persisted in the state database."""
+
+    def __init__(self, engine: Engine, timezone: str | None, max_gap: timedelta) -> None:
+        zone, self.zone_name = zone_named(timezone)
+        self.max_gap = max_gap
+        self.accumulator = EnergyAccumulator(zone, max_gap)
+        self.store = EnergyStore(engine)
+        persisted = self.store.load(self.accumulator.days)
+        previous = persisted.settings.get("timezone")
+        if previous and previous != self.zone_name:
+            log.warning(
+                "daily energy: the time zone changed from %s to %s; days from now on are %s days",
+                previous,
+                self.zone_name,
+                self.zone_name,
+            )
+        self.accumulator.restore(persisted.series, persisted.hours, persisted.newest_ms)
+        self._unsent = {date.fromisoformat(day) for day in persisted.settings.get("unsent_days", [])}
+        self._outbox: Outbox | None = None
+        self._sink: EnergySink | None = None
+        self._last_source: datetime | None = None
+        self._last_wall = time.monotonic()
+        self._closed = False
+        self.checkpoints = 0
+
+    def feed(self, readings: Sequence[ReadyReading]) -> None:
+        if not self._closed:
+            self.accumulator.feed_readings(readings)
+
+    def start(self, outbox: Outbox, sink: EnergySink) -> None:
+        """Re-read what the outbox still holds, and send the open days' points again."""
+        self._outbox, self._sink = outbox, sink
+        late = self.accumulator.late
+        for rows in outbox.ready_and_sent():
+            self.accumulator.feed_readings(rows)
+        self.accumulator.late = late  # repeats of integrated readings are expected here
+        days = self.accumulator.open_days()
+        open_keys = {(totals.key, totals.day) for totals in days}
+        for (key, day), hours in self.store.day_hours(self._unsent).items():
+            if (key, day) not in open_keys:
+                days.append(self.accumulator.day(key, day, hours))
+        if days:
+            sink.submit_energy(days)
+
+    def tick(self, at: datetime) -> None:
+        """After an outbox commit and once a minute: close the reorder window by arrival time,
+        and checkpoint when one is due."""
+        if self._closed or self._sink is None:
+            return
+        self.accumulator.advance(to_millis(at) - REORDER_WINDOW_MS)
+        now = time.monotonic()
+        if self._last_source is None:
+            self._last_source = at
+        if (
+            at - self._last_source >= CHECKPOINT_EVERY
+            or now - self._last_wall >= CHECKPOINT_EVERY.total_seconds()
+        ):
+            self.checkpoint()
+            self._last_source, self._last_wall = at, now
+
+    def close(self) -> None:
+        """A clean stop: integrate the reorder buffer, checkpoint and hand over the points."""
+        if self._sink is None:
+            return
+        self.accumulator.close()
+        self._closed = True
+        self.checkpoint()
+
+    def finish(self) -> None:
+        """After the sender stopped: forget the rows it sent meanwhile, remember unsent days."""
+        if self._sink is not None:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        assert self._outbox is not None and self._sink is not None
+        changes = self.accumulator.take_changes()
+        unsent = self._sink.unsent_energy_days() | {totals.day for totals in changes.days}
+        if not (changes.series or changes.hours or unsent != self._unsent or self._outbox.depth()["sent"]):
+            return
+        newest = self.accumulator.integrated_through
+        if self._closed:
+            through = None  # everything fed is integrated
+        elif newest is None:
+            through = from_millis(0)
+        else:
+            through = from_millis(newest)
+        settings = {
+            "timezone": self.zone_name,
+            "max_gap_seconds": self.max_gap.total_seconds(),
+            "newest_ms": changes.newest_ms,
+            "unsent_days": sorted(day.isoformat() for day in unsent),
+        }
+        self.store.checkpoint(changes, settings, self._outbox, through)
+        self._unsent = unsent
+        self.checkpoints += 1
+        if changes.days:
+            self._sink.submit_energy(changes.days)
