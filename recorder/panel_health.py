@@ -30,10 +30,10 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Engine, create_engine, inspect, select
+from sqlalchemy import Engine, Table, create_engine, inspect, select
 
 from recorder.energy import HOUR_MS, HourTotals, LocalDays, machine_zone
 from recorder.errors import NotFoundError, StateDatabaseError, UsageError
@@ -253,15 +253,16 @@ def build_report(
                 )
             return found
 
+        hours_table = cast(Table, EnergyHour.__table__)
         rows = connection.execute(
-            select(EnergyHour, EnergySeries.gateway_id, EnergySeries.node_id, EnergySeries.long_address)
-            .join(EnergySeries, EnergySeries.id == EnergyHour.series_id)
-            .where(EnergyHour.day.in_([d.isoformat() for d in wanted]))
+            select(hours_table, EnergySeries.gateway_id, EnergySeries.node_id, EnergySeries.long_address)
+            .join(EnergySeries, EnergySeries.id == hours_table.c.series_id)
+            .where(hours_table.c.day.in_([d.isoformat() for d in wanted]))
         )
-        for hour_row, gateway_id, node_id, address_text in rows:
-            panel = panel_for(gateway_id, node_id, address_text)
-            key = (date.fromisoformat(hour_row.day), hour_row.hour)
-            totals = hour_totals(hour_row)
+        for row in rows:
+            panel = panel_for(row.gateway_id, row.node_id, row.long_address)
+            key = (date.fromisoformat(row.day), row.hour)
+            totals = hour_totals(row)
             existing = panel.hours.get(key)
             panel.hours[key] = totals if existing is None else _merged(existing, totals)
         # Optimizers currently mapped but silent on these days are panels too: not zero, missing.

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from recorder import __version__
-from recorder.cli import backfill, db, diagnostics, nodes, run, simulate
+from recorder.cli import backfill, db, diagnostics, nodes, report, run, simulate
 from recorder.errors import RecorderError
 from recorder.logs import configure_logging
 
@@ -48,6 +48,7 @@ app.command("run")(run.run)
 app.command("status")(run.status)
 app.command("backfill")(backfill.backfill)
 app.command("simulate")(simulate.simulate)
+app.command("report")(report.report)
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(db.app, name="db")
 
