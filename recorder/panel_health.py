@@ -159,6 +159,14 @@ class Report:
             return None
         return energy * HOUR_MS / covered if covered else peak
 
+    def anyone_reported(self, members: list[Panel], hour: int) -> bool:
+        """Whether any of `members` reported at that hour of the day (on any of the days)."""
+        return any(
+            (totals := panel.hours.get((day, hour))) is not None and totals.readings
+            for panel in members
+            for day in self.days
+        )
+
     @property
     def total_wh(self) -> float:
         return sum(panel.energy_wh or 0.0 for panel in self.panels)

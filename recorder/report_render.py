@@ -2,8 +2,9 @@
 
 The picture (HTML's inline SVG and the PNG alike) shows panels as rows, grouped by string, against
 the hours of the day as columns; each cell is the panel's mean power in that hour (dark = little,
-bright = much), a hatched grey cell means the panel sent no report in that hour (not the same as
-producing nothing), and flagged panels are marked in red with their flags beside the row. The PNG
+bright = much), a hatched grey cell means the panel sent no report in an hour when others of its
+string did (not the same as producing nothing; hours when none reported, the night, stay blank),
+and flagged panels are marked in red with their flags beside the row. The PNG
 needs matplotlib (`pip install 'recorder[report]'`), imported only when a PNG is asked for.
 """
 
@@ -122,6 +123,8 @@ def svg(report: Report) -> str:
             out.append(f'<text x="14" y="{y + cell_h - 3}" fill="{colour}">{html.escape(name)}</text>')
             for column, hour in enumerate(hours):
                 value = report.hourly_power(panel, hour)
+                if value is None and not report.anyone_reported(members, hour):
+                    continue  # nobody reported: the night
                 fill = "url(#none)" if value is None else _colour(value / peak)
                 title = "no report" if value is None else f"{value:.0f} W"
                 out.append(
@@ -212,11 +215,14 @@ def png(report: Report, path: Path) -> None:
     labels: list[tuple[str, bool, str]] = []  # (text, flagged, flags)
     values: list[list[float]] = []
     separators: list[int] = []
+    blank: set[tuple[int, int]] = set()  # (row, column) where nobody of the string reported
     for group, members in groups:
         separators.append(len(labels))
         labels.append((group, False, ""))
         values.append([float("nan")] * len(hours))
+        quiet = [column for column, hour in enumerate(hours) if not report.anyone_reported(members, hour)]
         for panel in members:
+            blank.update((len(labels), column) for column in quiet)
             labels.append(
                 (
                     "  " + panel.label + (f" {panel.name}" if panel.name else ""),
@@ -242,7 +248,9 @@ def png(report: Report, path: Path) -> None:
             axes.add_patch(Rectangle((-0.5, y - 0.5), len(hours), 1, facecolor="white", edgecolor="none"))
             continue
         for x, value in enumerate(row):
-            if value != value:  # no report in that hour
+            if (y, x) in blank:
+                axes.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor="white", edgecolor="none"))
+            elif value != value:  # no report in that hour while others of its string reported
                 axes.add_patch(
                     Rectangle(
                         (x - 0.5, y - 0.5), 1, 1, facecolor=_NO_REPORT, edgecolor="#888", hatch="////", lw=0
@@ -270,10 +278,10 @@ def png(report: Report, path: Path) -> None:
                 annotation_clip=False,
             )
     axes.set_title(
-        f"Mean power per hour, {report.period} ({report.zone_name}); red: flagged; hatched: no report",
+        f"Mean power per hour, {report.period} ({report.zone_name}); red: flagged; hatched: no report while its string reported",
         fontsize=9,
     )
-    bar = figure.colorbar(image, ax=axes, pad=0.16, fraction=0.04)
+    bar = figure.colorbar(image, ax=axes, pad=0.11, fraction=0.04)
     bar.set_label("mean power in the hour (W)", fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
