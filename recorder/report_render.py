@@ -278,7 +278,8 @@ def png(report: Report, path: Path) -> None:
                 annotation_clip=False,
             )
     axes.set_title(
-        f"Mean power per hour, {report.period} ({report.zone_name}); red: flagged; hatched: no report while its string reported",
+        f"Mean power per hour, {report.period} ({report.zone_name}); red: flagged; "
+        "hatched: no report while its string reported",
         fontsize=9,
     )
     bar = figure.colorbar(image, ax=axes, pad=0.11, fraction=0.04)

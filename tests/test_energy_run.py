@@ -137,7 +137,9 @@ def test_every_panels_energy_equals_the_integral_of_the_truth(recorded: Recorded
     for day in (DAY, date(2025, 6, 22)):
         for string in set(strings.values()):
             want = math.fsum(v for (b, d), v in expected.items() if d == day and strings[b] == string)
-            got = math.fsum(p["energy_wh"] for (b, d), p in found.items() if d == day and strings[b] == string)
+            got = math.fsum(
+                p["energy_wh"] for (b, d), p in found.items() if d == day and strings[b] == string
+            )
             assert abs(got - want) <= 0.005 * want
         want = math.fsum(v for (_, d), v in expected.items() if d == day)
         got = math.fsum(p["energy_wh"] for (_, d), p in found.items() if d == day)

@@ -31,7 +31,16 @@ def test_empty_database_is_upgraded_to_head(tmp_path: Path) -> None:
     engine = open_database(tmp_path / "state.db")
     assert current_revision(engine) == head_revision() == "0003"
     tables = set(inspect(engine).get_table_names())
-    assert {"gateways", "optimizers", "node_mappings", "node_activity", "outbox", "parked_points", "energy_series", "energy_hours"} <= tables
+    assert {
+        "gateways",
+        "optimizers",
+        "node_mappings",
+        "node_activity",
+        "outbox",
+        "parked_points",
+        "energy_series",
+        "energy_hours",
+    } <= tables
     with engine.connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
