@@ -273,7 +273,9 @@ class EnergyAccumulator:
 
     # --- feeding ---------------------------------------------------------------------------------
 
-    def feed(self, samples: Iterable[Sample]) -> None:
+    def feed(self, samples: Iterable[Sample], *, integrate: bool = True) -> None:
+        """Buffer samples, then (unless `integrate` is False: the caller will `advance`)
+        integrate what the newest measurement time has moved out of the reorder window."""
         newest = self.newest_ms
         for sample in samples:
             series = self._series.get(sample.key)
@@ -293,15 +295,18 @@ class EnergyAccumulator:
             if newest is None or at > newest:
                 newest = at
         self.newest_ms = newest
-        if newest is not None:
+        if integrate and newest is not None:
             self._integrate_through(newest - self.window_ms)
 
-    def feed_readings(self, readings: Iterable[ReadyReading]) -> None:
-        self.feed(Sample.of(reading) for reading in readings)
+    def feed_readings(self, readings: Iterable[ReadyReading], *, integrate: bool = True) -> None:
+        self.feed((Sample.of(reading) for reading in readings), integrate=integrate)
 
     def advance(self, limit_ms: int) -> None:
-        """Integrate what was measured up to `limit_ms` (the source's clock less the window):
-        a quiet night closes the window on the evening's last readings."""
+        """Integrate what was measured up to `limit_ms` (the source's clock less the window, or
+        the newest measurement less the window, whichever is later): a quiet night closes the
+        window on the evening's last readings."""
+        if self.newest_ms is not None:
+            limit_ms = max(limit_ms, self.newest_ms - self.window_ms)
         self._integrate_through(limit_ms)
 
     def close(self) -> None:

@@ -6,8 +6,10 @@ The arithmetic is in `recorder.energy`; this module runs it inside the run loop:
   the identity it is sent with (`Outbox.on_ready`): at once when its barcode is known, when the
   barcode is learned later, or without a barcode when the identity hold gives up on it. Readings
   the hold drops are never fed. So energy follows the identity hold exactly as `tigo_optimizer`
-  points do. `tick` (after each outbox commit and once a minute of source time) also closes the
-  reorder window by arrival time, so the last readings before a quiet night are integrated.
+  points do. `tick` is called after each outbox commit and whenever nothing waits to be committed:
+  then every reading received up to `at` has been fed, so it may close the reorder window by
+  arrival time (`at` less the window), and the last readings before a quiet night are integrated.
+  (Earlier than that would be wrong: a fast replay decodes many minutes between two commits.)
 * **Checkpoints.** Every `CHECKPOINT_EVERY` (5 min) of source or wall time, whichever comes
   first, and only when something changed, one transaction writes the changed rows and deletes
   the outbox rows InfluxDB acknowledged whose readings are now integrated (`EnergyStore`).
@@ -44,6 +46,7 @@ from recorder.timestamps import from_millis, to_millis
 log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY = timedelta(minutes=5)
+ADVANCE_EVERY = timedelta(seconds=10)
 
 
 class EnergySink(Protocol):
@@ -76,19 +79,22 @@ class EnergyKeeper:
         self._outbox: Outbox | None = None
         self._sink: EnergySink | None = None
         self._last_source: datetime | None = None
+        self._advanced_to: datetime | None = None
         self._last_wall = time.monotonic()
         self._closed = False
         self.checkpoints = 0
 
     def feed(self, readings: Sequence[ReadyReading]) -> None:
+        """Buffer only: a commit may add readings and then release older held ones, so nothing
+        is integrated before the commit is complete (`tick`)."""
         if not self._closed:
-            self.accumulator.feed_readings(readings)
+            self.accumulator.feed_readings(readings, integrate=False)
 
     def start(self, outbox: Outbox, sink: EnergySink) -> None:
         """Re-read what the outbox still holds, and send the open days' points again."""
         self._outbox, self._sink = outbox, sink
         late = self.accumulator.late
-        for rows in outbox.ready_and_sent():
+        for rows in outbox.ready_and_sent():  # in commit order; memory stays flat
             self.accumulator.feed_readings(rows)
         self.accumulator.late = late  # repeats of integrated readings are expected here
         days = self.accumulator.open_days()
@@ -100,11 +106,13 @@ class EnergyKeeper:
             sink.submit_energy(days)
 
     def tick(self, at: datetime) -> None:
-        """After an outbox commit and once a minute: close the reorder window by arrival time,
-        and checkpoint when one is due."""
+        """Everything received up to `at` has been fed: close the reorder window by arrival time
+        (at most every few seconds of source time), and checkpoint when one is due."""
         if self._closed or self._sink is None:
             return
-        self.accumulator.advance(to_millis(at) - REORDER_WINDOW_MS)
+        if self._advanced_to is None or at - self._advanced_to >= ADVANCE_EVERY:
+            self.accumulator.advance(to_millis(at) - REORDER_WINDOW_MS)
+            self._advanced_to = at
         now = time.monotonic()
         if self._last_source is None:
             self._last_source = at

@@ -21,7 +21,8 @@ Shutdown (SIGTERM/SIGINT or a finite source's end): the reader commits what it h
 gets a few seconds to write, and whatever is left stays in the outbox for next time.
 
 Daily energy (`recorder.energy_keeper`) is fed by the outbox as readings become ready, ticks after
-each commit and once a minute, and its `tigo_energy` points go out through the sender.
+each commit and whenever nothing waits to be committed, and its `tigo_energy` points go out
+through the sender.
 """
 
 from __future__ import annotations
@@ -425,6 +426,7 @@ class Ingest:
                     last_commit = now
                 elif not pending:
                     last_commit = now
+                    self.energy.tick(at)  # nothing waits to be committed (quiet hours, the night)
                 # Housekeeping every so often live, and once per minute of source time in replays.
                 minute = at.replace(second=0, microsecond=0)
                 new_minute = health_minute is not None and minute != health_minute
@@ -476,7 +478,6 @@ class Ingest:
         Mappings can also arrive from another process (`recorder nodes import` while we run):
         when the database's mappings changed, reload them into the observer first.
         """
-        self.energy.tick(at)
         version = self.store.mapping_version()
         if version != self._mapping_version:
             self._mapping_version = version
