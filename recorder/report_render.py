@@ -110,9 +110,9 @@ def svg(report: Report) -> str:
     ]
     for column, hour in enumerate(hours):
         x = left + column * cell_w
-        out.append(
-            f'<text x="{x + cell_w / 2}" y="{top - 8}" text-anchor="middle">{report.hour_label(hour)}</text>'
-        )
+        label = report.hour_label(hour)
+        label = label[:2] if label.endswith(":00") else label  # the hour; a half-hour zone keeps :30
+        out.append(f'<text x="{x + cell_w / 2}" y="{top - 8}" text-anchor="middle">{label}</text>')
     y = top
     for group, members in groups:
         out.append(f'<text x="4" y="{y + cell_h - 3}" font-weight="bold">{html.escape(group)}</text>')
