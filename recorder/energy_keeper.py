@@ -10,7 +10,7 @@ The arithmetic is in `recorder.energy`; this module runs it inside the run loop:
   then every reading received up to `at` has been fed, so it may close the reorder window by
   arrival time (`at` less the window), and the last readings before a quiet night are integrated.
   (Earlier than that would be wrong: a fast replay decodes many minutes between two commits.)
-* **Checkpoints.** Every `CHECKPOINT_EVERY` (5 min) of source or wall time, whichever comes
+* **Checkpoints.** Every `CHECKPOINT_EVERY` (10 min) of source or wall time, whichever comes
   first, and only when something changed, one transaction writes the changed rows and deletes
   the outbox rows InfluxDB acknowledged whose readings are now integrated (`EnergyStore`).
   Then the changed days' totals go to the sender as `tigo_energy` points.
@@ -24,8 +24,10 @@ The arithmetic is in `recorder.energy`; this module runs it inside the run loop:
   before a stop (`unsent_days`), are sent again at start; rewriting the same point is harmless.
 
 Disk: a checkpoint rewrites one row per optimizer for the current hour, the series positions and
-one small JSON value: with 135 optimizers about 5 pages of 4 KB, doubled by SQLite's WAL copy-back,
-so about 40 KB per checkpoint, 12 an hour in daylight: ~7 MB a day (`benchmarks/energy_disk.py`).
+one small JSON value: with 135 optimizers 27 KB into the WAL (`benchmarks/energy_disk.py`), six an
+hour in daylight: about 2.7 MB a day, and up to as much again when SQLite copies the WAL back into
+the database. The deletion of the outbox rows a checkpoint covers is the outbox's own churn (the
+sender used to delete each acknowledged batch at once; now it marks it `sent`).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from recorder.timestamps import from_millis, to_millis
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_EVERY = timedelta(minutes=5)
+CHECKPOINT_EVERY = timedelta(minutes=10)
 ADVANCE_EVERY = timedelta(seconds=10)
 
 
