@@ -34,6 +34,11 @@ barcode), hourly buckets of the site's local days. It does no IO and never reads
 `recorder.storage.energy` persists the buckets and each series' last integrated reading; the run
 loop (`recorder.ingest`) feeds readings when they become ready to send, so energy follows the
 identity hold exactly as the `tigo_optimizer` points do.
+
+Backfill is not wired yet: it is to feed the same `Sample`s (`Sample.of` takes any reading with
+gateway, node, measurement time, report and the long address its point is tagged with) to an
+accumulator of the same zone and gap, `close()` it at the end of the input, and write the
+`DayTotals` of the days it replayed with `recorder.sinks.points.energy_line`.
 """
 
 from __future__ import annotations
