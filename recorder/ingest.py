@@ -498,6 +498,7 @@ class Ingest:
         depth = self.outbox.depth()
         if released:
             log.info("released %d held readings from an earlier run whose barcode is now known", released)
+            self._outbox_changed()  # the sender may have looked already (woken by the energy points)
         log.info(
             "recording from %s to %s (bucket %s); outbox holds %d ready and %d held readings",
             source.describe(),
