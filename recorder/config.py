@@ -18,8 +18,12 @@ uses the same names in lower case; the InfluxDB ones may also sit in an `[influx
 `http` (the live face's HOST:PORT) is the one setting an empty value turns off, so an empty
 `RECORDER_HTTP=` counts rather than being skipped like other empty variables.
 
-The token is held in a `Secret`, whose text form is `***`, and `redact` removes it from any
-message before it is logged or shown.
+`mqtt` (`mqtt[s]://[user:pass@]HOST[:PORT]`, see `recorder.live.broker`) turns the MQTT publisher
+on; `mqtt_topic`, `mqtt_discovery_prefix` and `mqtt_interval` shape it.
+
+The token and the MQTT password are held in `Secret`s, whose text form is `***`, and `redact`
+removes them from any message before it is logged or shown; a bad MQTT URL is quoted without
+its password.
 """
 
 from __future__ import annotations
@@ -29,12 +33,15 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recorder.errors import ConfigError, RecorderError
 from recorder.live.address import DEFAULT_ADDRESS, HttpAddress, parse_http_address
 from recorder.sim.config import parse_duration
 from recorder.storage.db import default_database_path
+
+if TYPE_CHECKING:
+    from recorder.live.broker import MqttBroker
 
 DEFAULT_CONFIG_FILE = Path("/etc/recorder/recorder.toml")
 
@@ -105,6 +112,10 @@ class Settings:
     log_level: str = "INFO"
     http: HttpAddress | None = DEFAULT_ADDRESS  # None: no live face
     stale_after: timedelta = timedelta(minutes=10)  # live views leave out older values
+    mqtt: MqttBroker | None = None  # None: no MQTT publisher
+    mqtt_topic: str = "tigo"
+    mqtt_discovery_prefix: str = "homeassistant"
+    mqtt_interval: float = 10.0  # seconds between publications
 
     @property
     def database_path(self) -> Path:
@@ -151,6 +162,20 @@ def _convert(name: str, value: Any, origin: str) -> Any:
             return duration
         if name == "http":
             return value if isinstance(value, HttpAddress) else parse_http_address(str(value))
+        if name == "mqtt":
+            from recorder.live.broker import MqttBroker, parse_mqtt_url  # it needs Secret from here
+
+            return value if isinstance(value, MqttBroker) else parse_mqtt_url(str(value))
+        if name in ("mqtt_topic", "mqtt_discovery_prefix"):
+            return _topic_prefix(str(value))
+        if name == "mqtt_interval":
+            try:
+                seconds = float(value)  # seconds, or a duration such as 30s or 1m
+            except ValueError:
+                seconds = parse_duration(str(value)).total_seconds()
+            if not 0 < seconds < float("inf"):
+                raise ValueError("must be a positive number of seconds, or a duration such as 30s")
+            return seconds
         if name == "on_unresolved":
             text = str(value).lower()
             if text not in ("write", "drop"):
@@ -166,7 +191,22 @@ def _convert(name: str, value: Any, origin: str) -> Any:
         message = str(error)
         if "is not a duration" in message:
             message = "expected a duration such as 90m, 36h or 7d"
-        raise ConfigError(f"{origin}: {value!r} is not a valid {name} ({message})") from None
+        shown = value
+        if name == "mqtt":  # quote the URL, never its password
+            from recorder.live.broker import redact_url
+
+            shown = redact_url(str(value))
+        raise ConfigError(f"{origin}: {shown!r} is not a valid {name} ({message})") from None
+
+
+def _topic_prefix(text: str) -> str:
+    """An MQTT topic prefix: levels without wildcards, no leading or trailing `/`."""
+    text = text.strip()
+    if not text or text.startswith("/") or text.endswith("/") or "//" in text:
+        raise ValueError("expected topic levels such as tigo or home/tigo, without a leading or trailing /")
+    if any(character in "+#" or ord(character) < 32 for character in text):
+        raise ValueError("an MQTT topic prefix cannot hold +, # or control characters")
+    return text
 
 
 def load_settings(
@@ -198,6 +238,8 @@ def load_settings(
 
     settings = replace(Settings(), **values)
     _remember(settings.influx_token)
+    if settings.mqtt is not None and settings.mqtt.password is not None:
+        _remember(settings.mqtt.password)
     return settings
 
 

@@ -10,7 +10,7 @@ from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -34,10 +34,14 @@ from recorder.sources import (
 from recorder.storage.scratch import scratch_copy
 from recorder.storage.state import StateStore
 
+if TYPE_CHECKING:
+    from recorder.live.snapshot import LiveData
+
 log = logging.getLogger(__name__)
 
 _OPTIONS = "InfluxDB"
 _LIVE = "Status page and Prometheus metrics"
+_MQTT = "MQTT and Home Assistant"
 
 
 def run(
@@ -110,6 +114,29 @@ def run(
         help="Live views leave out values of readings older than this (default: 10m).",
         rich_help_panel=_LIVE,
     ),
+    mqtt: str | None = typer.Option(
+        None,
+        "--mqtt",
+        help="Publish to this MQTT broker with Home Assistant discovery: mqtt[s]://[user:pass@]HOST[:PORT] "
+        "(default: off).",
+        rich_help_panel=_MQTT,
+        show_default=False,
+    ),
+    mqtt_topic: str | None = typer.Option(
+        None, "--mqtt-topic", help="Topic base for states (default: tigo).", rich_help_panel=_MQTT
+    ),
+    mqtt_discovery_prefix: str | None = typer.Option(
+        None,
+        "--mqtt-discovery-prefix",
+        help="Home Assistant's discovery prefix (default: homeassistant).",
+        rich_help_panel=_MQTT,
+    ),
+    mqtt_interval: str | None = typer.Option(
+        None,
+        "--mqtt-interval",
+        help="Seconds between publications, at most (default: 10).",
+        rich_help_panel=_MQTT,
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the line protocol instead of writing it (no changes saved)."
     ),
@@ -138,6 +165,10 @@ def run(
         "watchdog_seconds": watchdog_seconds,
         "http": http,
         "stale_after": stale_after,
+        "mqtt": mqtt,
+        "mqtt_topic": mqtt_topic,
+        "mqtt_discovery_prefix": mqtt_discovery_prefix,
+        "mqtt_interval": mqtt_interval,
     }
     settings = load_settings(flags, config)
     configure_logging(
@@ -157,10 +188,11 @@ def run(
     bus.check()
     with ExitStack() as stack:
         store, writer, archive_writer = _prepare(settings, dry_run, stack, explicit_db=db is not None)
-        latest = LatestReadings(settings.stale_after) if settings.http is not None else None
+        live = settings.http is not None or settings.mqtt is not None
+        latest = LatestReadings(settings.stale_after) if live else None
         ingest = Ingest(settings, store, writer, archive=archive_writer, latest=latest)
-        if settings.http is not None and latest is not None:
-            _start_live_face(settings.http, latest, ingest, bus, store, stack)
+        if latest is not None:
+            _start_live_outputs(settings, dry_run, latest, ingest, bus, store, stack)
         _handle_signals(ingest)
         ingest.run(bus, exit_at_end=exit_at_end and not isinstance(bus, LiveSource))
         if not ingest.stop_requested.is_set() and (
@@ -193,21 +225,45 @@ def _prepare(
     return store, writer, archive_writer
 
 
-def _start_live_face(
-    address: HttpAddress,
+def _start_live_outputs(
+    settings: Settings,
+    dry_run: bool,
     latest: LatestReadings,
     ingest: Ingest,
     bus: Source,
     store: StateStore,
     stack: ExitStack,
 ) -> None:
-    """The HTTP face (imported only when on); if it cannot bind, run records without it."""
+    """The HTTP face and the MQTT publisher (each imported only when on), both reading one view.
+    If the face cannot bind, or the broker cannot be reached, run records without them."""
     from recorder import __version__
-    from recorder.live.server import start_live_face
     from recorder.live.snapshot import LiveData
 
     data = LiveData(latest, health=lambda: ingest.status_snapshot(bus), labels=store.labels)
-    server = start_live_face(address, data, __version__)
+    if settings.http is not None:
+        _start_live_face(settings.http, data, __version__, stack)
+    if settings.mqtt is not None:
+        if dry_run:
+            log.info("dry run: not publishing to MQTT (retained messages would outlive it)")
+        else:
+            from recorder.live.mqtt import MqttPublisher
+
+            publisher = MqttPublisher(
+                settings.mqtt,
+                data,
+                topic=settings.mqtt_topic,
+                discovery_prefix=settings.mqtt_discovery_prefix,
+                interval=settings.mqtt_interval,
+                version=__version__,
+            )
+            publisher.start()
+            stack.callback(publisher.stop)  # after the run: a last pass, then offline
+
+
+def _start_live_face(address: HttpAddress, data: LiveData, version: str, stack: ExitStack) -> None:
+    from recorder.live.server import start_live_face
+
+    server = start_live_face(address, data, version)
     if server is not None:
         stack.callback(server.stop)  # before the store closes (callbacks run last-in, first-out)
 
