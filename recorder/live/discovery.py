@@ -141,7 +141,7 @@ OPTIMIZER_FIELDS: tuple[Field[OptimizerNow], ...] = (
     Field(
         "duty_cycle",
         "Duty cycle",
-        _rounded(4, lambda o: o.reading.duty_cycle),
+        _rounded(6, lambda o: o.reading.duty_cycle),  # 1/255 steps; 6 decimals keep a % to 0.0001
         "%",
         precision=0,
         template="{{ (value_json.duty_cycle * 100) | round(1) }}",

@@ -248,7 +248,7 @@ def test_every_barcode_is_discovered_and_its_state_is_the_truths_last_report(mqt
         assert state["current_in"] == report["current_in"]
         assert state["temperature"] == report["temperature"]
         assert state["rssi"] == report["rssi"]
-        assert state["duty_cycle"] == pytest.approx(report["duty_cycle"], abs=5e-5)
+        assert state["duty_cycle"] == pytest.approx(report["duty_cycle"], abs=5e-7)
         assert state["power"] == pytest.approx(report["voltage_in"] * report["current_in"], abs=1e-9)
         expected_out = report["current_in"] / report["duty_cycle"] if report["duty_cycle"] else None
         assert state["current_out"] == pytest.approx(expected_out, abs=5e-4)
