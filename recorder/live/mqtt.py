@@ -39,6 +39,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -94,7 +95,7 @@ class MqttPublisher:
         # What this session has published (the publisher thread only):
         self._described: dict[str, tuple[str | None, int]] = {}  # barcode -> (name, gateway)
         self._groups: set[Group] = set()
-        self._stated: dict[str, str] = {}  # barcode -> measured_at of the state published
+        self._stated: dict[str, datetime] = {}  # barcode -> measured_at of the state published
         self._group_states: dict[Group, bytes] = {}
         self._availability: dict[str, str] = {}  # barcode -> online/offline
         self._pending: list[mqtt.MQTTMessageInfo] = []
@@ -262,10 +263,10 @@ class MqttPublisher:
                 for topic, config in discovery.optimizer_configs(optimizer, self.topics, self.version):
                     publish(topic, discovery.encode(config), QOS_DISCOVERY)
                 self._described[barcode] = described
-            state = discovery.optimizer_state(optimizer)
-            if self._stated.get(barcode) != state["measured_at"]:
-                publish(self.topics.state(barcode), discovery.encode(state), QOS_STATE)
-                self._stated[barcode] = state["measured_at"]
+            if self._stated.get(barcode) != reading.measured_at:
+                state = discovery.encode(discovery.optimizer_state(optimizer))
+                publish(self.topics.state(barcode), state, QOS_STATE)
+                self._stated[barcode] = reading.measured_at
             shown[barcode] = OFFLINE if optimizer.stale else ONLINE
         with self._lock:
             claimed, self._claimed_online = self._claimed_online, set()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -25,6 +27,7 @@ from recorder.live.mqtt import MqttPublisher
 from recorder.live.snapshot import LiveData
 from recorder.protocol.barcode import barcode_from_address
 from recorder.storage.state import Labels
+from tests.conftest import ROOT
 from tests.influx import free_ports
 from tests.live.helpers import FakeMonotonic, address, reading
 from tests.mosquitto import LocalMosquitto, MosquittoUnavailable, Subscriber, wait_for
@@ -309,24 +312,34 @@ def test_stopping_says_offline(broker: LocalMosquitto, subscriber: Subscriber) -
     assert found["home_solar_array_power"]["device"]["identifiers"] == ["home_solar_array"]
 
 
-def test_the_will_says_offline_when_the_recorder_vanishes(
-    broker: LocalMosquitto, subscriber: Subscriber
-) -> None:
-    view = View()
-    view.feed(reading(1, 0, long_address=EAST))
-    publisher = view.publisher(broker)
-    publisher.start()
-    wait_for(lambda: subscriber.text("tigo/status") == "online", "online")
-    client = publisher._client
-    assert client is not None
-    publisher._stopping.set()  # the publisher thread ends without a goodbye...
-    publisher._wake.set()
-    publisher._connected.clear()
-    sock = client.socket()
-    assert sock is not None
-    sock.close()  # ...and the connection drops, as when the process is killed
-    wait_for(lambda: subscriber.text("tigo/status") == "offline", "the broker to publish the will")
-    client.loop_stop()
+CHILD = """
+import sys, time
+from datetime import timedelta
+from recorder.live.broker import parse_mqtt_url
+from recorder.live.latest import LatestReadings
+from recorder.live.mqtt import MqttPublisher
+from recorder.live.snapshot import LiveData
+from tests.live.helpers import address, reading
+
+latest = LatestReadings(timedelta(minutes=10))
+latest.observe([reading(1, 0, long_address=address(0xC286CC))], reading(1, 0).received_at)
+MqttPublisher(parse_mqtt_url(sys.argv[1]), LiveData(latest, dict, dict), interval=0.2).start()
+time.sleep(600)
+"""
+
+
+def test_the_will_says_offline_when_the_recorder_dies(broker: LocalMosquitto, subscriber: Subscriber) -> None:
+    child = subprocess.Popen([sys.executable, "-c", CHILD, broker.url], cwd=ROOT)
+    try:
+        wait_for(lambda: subscriber.text(f"tigo/{BARCODE}/availability") == "online", "the child publishing")
+        assert subscriber.text("tigo/status") == "online"
+        child.kill()  # no goodbye: the broker publishes the will
+        child.wait(10)
+        wait_for(lambda: subscriber.text("tigo/status") == "offline", "the broker to publish the will")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
 
 
 def test_credentials_work_and_never_show(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
