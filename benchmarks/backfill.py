@@ -10,9 +10,10 @@
 3. Direct upload: the same points as plain line protocol, POSTed in batches of the same size
    straight to influxd's own /write endpoint over one keep-alive connection: the fastest way to
    put these points into this server, with no decoding at all.
-4. `recorder backfill` of the archive into a fresh database, through the v2 write API front
-   (how a user's InfluxDB 1.8/2.x/3.x is written), start-up and decoding included: once in one
-   process and once with the read-ahead child (`--no-read-ahead` / `--read-ahead`).
+4. `recorder backfill` of the archive into a fresh database, through the native 1.x /write API
+   (`--influx-api auto` picks it from influxd's /ping, as for a user's InfluxDB 1.x), start-up and
+   decoding included: once in one process and once with the read-ahead child
+   (`--no-read-ahead` / `--read-ahead`).
 5. Both variants as `--dry-run`: decoding with no database to share the cores with.
 
 Steps 3 and 4 alternate for `--rounds` rounds, each into a fresh database and each after
@@ -41,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = [("one process", "--no-read-ahead"), ("read-ahead child", "--read-ahead")]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.proc import cpu_seconds, tree_cpu_seconds  # noqa: E402
+from benchmarks.proc import cpu_seconds  # noqa: E402
 from recorder.archive import Archive  # noqa: E402
 from recorder.backfill import Backfill, BackfillOptions  # noqa: E402
 from recorder.capture import CaptureReader  # noqa: E402
@@ -61,8 +62,9 @@ class FileWriter:
         self.points = 0
 
     def write(self, lines: list[str]) -> None:
-        self.stream.write("\n".join(lines) + "\n")
-        self.points += len(lines)
+        if lines:  # an empty write is the backfill's check that the destination is usable
+            self.stream.write("\n".join(lines) + "\n")
+            self.points += len(lines)
 
     def close(self) -> None:
         self.stream.close()
@@ -209,22 +211,18 @@ def main() -> None:
                     database = f"backfill{round_number}{extra.replace('-', '_')}"  # fresh each time
                     influx.create_database(database)
                     influxd_before = cpu_seconds(influx.influxd_pid)
-                    assert influx.front_pid is not None
-                    front_before = tree_cpu_seconds(influx.front_pid)
                     state = work / f"state{round_number}{extra}.db"
                     first_line, seconds, recorder_cpu = timed_backfill(
                         influx, database, archive, state, args.batch_size, extra
                     )
                     influxd_cpu = cpu_seconds(influx.influxd_pid) - influxd_before
-                    front_cpu = tree_cpu_seconds(influx.front_pid) - front_before
                     stored = influx.count("tigo_optimizer", database, field="power")
                     backfill_rates.setdefault(variant, []).append(stored / seconds)
                     print(
                         f"round {round_number} recorder backfill, {variant}: {stored:,} points in "
                         f"{seconds:.1f} s = {stored / seconds:,.0f} points/s (whole command: start-up, "
-                        f"decoding, v2 API through the front); influxd {1e6 * influxd_cpu / stored:.1f} us "
-                        f"CPU/point, recorder {1e6 * recorder_cpu / stored:.1f} us CPU/point, v2 front "
-                        f"(nginx, test harness) {1e6 * front_cpu / stored:.1f} us CPU/point"
+                        f"decoding, native 1.x /write API); influxd {1e6 * influxd_cpu / stored:.1f} us "
+                        f"CPU/point, recorder {1e6 * recorder_cpu / stored:.1f} us CPU/point"
                     )
                     print(f"  {first_line}")
                     print(f"  ratio this round: {100 * stored / seconds / direct_rates[-1]:.0f} %")

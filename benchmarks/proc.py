@@ -14,7 +14,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """CPU time of `pid` and its live descendants (nginx's master and its worker)."""
+    """CPU time of `pid` and its live descendants (e.g. the backfill and its read-ahead child)."""
     total = cpu_seconds(pid)
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():

@@ -3,7 +3,7 @@
     python benchmarks/run_live.py [--realtime-minutes 5] [--hours 24] [--speed 60] [--nodes 135]
 
 A simulator process plays a converter (`recorder simulate --listen`) and `recorder run` reads it
-over TCP and writes to a throwaway InfluxDB 1.6 (behind the v2 front, as in the tests). Two
+over TCP and writes to a throwaway InfluxDB 1.6 (its native 1.x /write API, as in the tests). Two
 phases, each a fresh recorder:
 
 1. real time for a few minutes: CPU use as a share of one core, measured directly;

@@ -229,24 +229,52 @@ def _first_record_ms(path: Path) -> int:
 # Writing
 
 
-class _WriterThread(threading.Thread):
-    """Sends queued batches; decoding continues meanwhile. Waits out InfluxDB outages (bounded)."""
+class Interrupted(RecorderError):
+    """SIGINT/SIGTERM stopped the backfill; says how far it got. Exit 130 or 143."""
 
-    def __init__(self, writer: LineWriter, summary: Summary, give_up_after: float = 600.0) -> None:
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _Stopped(Exception):
+    """Raised inside the run when a stop was asked for; `Backfill.run` turns it into Interrupted."""
+
+
+class _WriterThread(threading.Thread):
+    """Sends queued batches through the `LineWriter`; decoding continues meanwhile.
+
+    Waits out an unavailable InfluxDB (bounded by `give_up_after`), but not a configuration
+    problem (credentials, database): that ends the backfill at once, since nobody is there to
+    fix it while it waits. A stop request ends every wait within a fraction of a second.
+    """
+
+    def __init__(
+        self, writer: LineWriter, summary: Summary, stop: threading.Event, give_up_after: float = 600.0
+    ) -> None:
         super().__init__(name="backfill-writer", daemon=True)
         self.writer = writer
         self.summary = summary
+        self.stop = stop
         self.queue: queue.Queue[list[str] | None] = queue.Queue(maxsize=4)
         self.give_up_after = give_up_after
         self.error: str | None = None
+        self._closed = threading.Event()
 
     def run(self) -> None:
-        while True:
-            batch = self.queue.get()
-            if batch is None:
-                return
-            if self.error is None:
-                self._send(batch)
+        try:
+            while not self._closed.is_set():
+                try:
+                    batch = self.queue.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if batch is None:
+                    return
+                if self.error is None and not self.stop.is_set():
+                    self._send(batch)
+        except Exception as error:  # a bug must end the backfill with a message, not hang it
+            log.exception("the backfill's writer failed")
+            self.error = f"writing to InfluxDB failed: {error}"
 
     def _send(self, lines: list[str]) -> None:
         started = time.monotonic()
@@ -273,6 +301,9 @@ class _WriterThread(threading.Thread):
                 self.summary.rejected += len(rejected)
                 return
             except RetryLater as error:
+                if error.configuration:
+                    self.error = str(error)
+                    return
                 # Re-sending lines that already went in is harmless: points are idempotent.
                 if time.monotonic() - started > self.give_up_after:
                     self.summary.rejected += len(rejected)
@@ -281,19 +312,38 @@ class _WriterThread(threading.Thread):
                     )
                     return
                 log.warning("%s; retrying in %.0f s", error, delay)
-                time.sleep(delay)
+                if self.stop.wait(delay):
+                    return
                 delay = min(delay * 2, 30.0)
 
-    def submit(self, lines: list[str]) -> None:
-        if self.error is not None:
-            raise RecorderError(self.error)
-        self.queue.put(lines)
+    def submit(self, lines: list[str] | None) -> None:
+        """Queue a batch (None: the end). Raises RecorderError after a write error, _Stopped on a stop."""
+        while True:
+            if self.error is not None:
+                raise RecorderError(self.error)
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                self.queue.put(lines, timeout=0.2)
+                return
+            except queue.Full:
+                if not self.is_alive():
+                    raise RecorderError("the backfill's writer ended unexpectedly") from None
 
     def finish(self) -> None:
-        self.queue.put(None)
-        self.join()
+        """Wait until everything queued is written (or a stop is asked for)."""
+        self.submit(None)
+        while self.is_alive():
+            self.join(0.2)
+            if self.stop.is_set():
+                raise _Stopped
         if self.error is not None:
             raise RecorderError(self.error)
+
+    def close(self, wait: float = 1.0) -> None:
+        """End the thread without waiting for queued batches (after an error or a stop)."""
+        self._closed.set()
+        self.join(wait)  # a request in flight may outlast this; the thread is a daemon
 
 
 # ----------------------------------------------------------------------------------------------
@@ -342,6 +392,17 @@ class Backfill:
         self.progress = progress or (lambda _summary, _final: None)
         self._labels: dict[bytes, Labels] = {}
         self.passes = 0
+        self.activity: dict[tuple[int, int], list[int]] = {}  # for `nodes list`'s LAST REPORT
+        self._stop = threading.Event()
+        self._stop_exit_code = 130
+        self._learned: list[Output] = []  # identity learned so far (saved however the run ends)
+        self._application: LineApplication | None = None  # the pass in progress
+
+    def stop(self, exit_code: int = 130) -> None:
+        """Ask the run to end soon (signal handlers call this): it raises `Interrupted`, having
+        saved the identity learned so far. 130 for SIGINT, 143 for SIGTERM."""
+        self._stop_exit_code = exit_code
+        self._stop.set()
 
     def run(self) -> Summary:
         started = time.monotonic()
@@ -352,24 +413,59 @@ class Backfill:
         identities = self.store.identity_map()
         gateways = self.store.gateway_addresses()
         self._labels = self.store.labels()
-        learned: list[Output] = []
+        self._check_destination()
         two_pass = self.options.two_pass
         if two_pass is None:
             two_pass = self._needs_first_pass(files)
-        if two_pass:
-            learned += self._learn_identity(files, identities, gateways)
-        writer = _WriterThread(self.writer, self.summary)
+        writer = _WriterThread(self.writer, self.summary, self._stop)
         writer.start()
+        stopped = False
         try:
-            learned += self._write_points(files, identities, gateways, writer)
-        finally:
+            if two_pass:
+                self._learn_identity(files, identities, gateways)
+            self._write_points(files, identities, gateways, writer)
             writer.finish()
+        except _Stopped:
+            stopped = True
+        finally:
+            writer.close()
+            self._harvest()
+            learned = self._learned
             self.summary.mappings_learned = sum(1 for o in learned if isinstance(o, MappingLearned))
             if self.options.persist_identity and learned:
                 self.store.record_outputs(learned)
+            if self.options.persist_identity and self.activity:
+                self.store.record_activity(self.activity)
             self.summary.seconds = time.monotonic() - started
             self.progress(self.summary, True)
+        if stopped:
+            raise Interrupted(
+                f"interrupted: {self.summary.points} points written of {self.summary.readings} read; "
+                "run the same command again to finish (nothing is doubled)",
+                self._stop_exit_code,
+            )
         return self.summary
+
+    def _check_destination(self) -> None:
+        """Fail fast on what only a person can fix (credentials, database, retention policy):
+        an empty write checks them before hours of decoding. An unreachable server is waited for."""
+        try:
+            self.writer.write([])
+        except RetryLater as error:
+            if error.configuration:
+                raise RecorderError(str(error)) from None
+            log.warning("%s; the backfill starts anyway and waits for it while writing", error)
+
+    def _check_stop(self, application: LineApplication) -> None:
+        if self._stop.is_set():
+            self._count(application)
+            raise _Stopped
+
+    def _harvest(self) -> None:
+        """Move the identity the pass in progress has learned into `_learned`."""
+        if self._application is not None:
+            self._learned.extend(self._application.learned)
+            self._application.learned = []
 
     def _needs_first_pass(self, files: list[InputFile]) -> bool:
         """One pass suffices when identity evidence in the files can only *add* to history.
@@ -395,9 +491,10 @@ class Backfill:
             barcode=barcode_from_address(address) if address else None,
             name=labels.name if labels else None,
             string=labels.string if labels else None,
+            site=self.settings.site,
         )
 
-    def _application(self, identities: IdentityMap, observer: Observer, *, emit: bool) -> LineApplication:
+    def _new_application(self, identities: IdentityMap, observer: Observer, *, emit: bool) -> LineApplication:
         options = self.options
         return LineApplication(
             identities,
@@ -423,10 +520,12 @@ class Backfill:
 
     def _learn_identity(
         self, files: list[InputFile], identities: IdentityMap, gateways: dict[int, bytes]
-    ) -> list[Output]:
+    ) -> None:
         self.passes += 1
-        learned: list[Output] = []
-        application = self._application(identities, Observer(identities, gateways), emit=False)
+        learned = self._learned
+        application = self._application = self._new_application(
+            identities, Observer(identities, gateways), emit=False
+        )
         stack = line_stack(application)
         previous_format = None
         with self._frames(files) as frames:
@@ -440,15 +539,18 @@ class Backfill:
                     continue
                 if item.format == "raw" or previous_format == "raw":
                     # Capture files continue each other (the archive rotates mid-stream); raw dumps do not.
-                    application = self._application(identities, Observer(identities, gateways), emit=False)
+                    self._harvest()
+                    application = self._application = self._new_application(
+                        identities, Observer(identities, gateways), emit=False
+                    )
                     stack = line_stack(application)
                 previous_format = item.format
                 # (Unreadable parts are reported by the second pass; what came before counts.)
                 for batch in _until_done(frames):
                     application.observe(stack.feed_frames(batch.bodies, batch.times))
-                learned.extend(application.learned)
-                application.learned = []
-        return learned
+                    self._check_stop(application)
+                self._harvest()
+        self._application = None
 
     @staticmethod
     def _learn_json(application: LineApplication, key: tuple[int, int], address: bytes, at: datetime) -> None:
@@ -472,6 +574,7 @@ class Backfill:
         lines = recognised = unrecognised = 0
         first_unrecognised: tuple[int, str] | None = None
         for number, line in taptap_json.read_lines(item.path):
+            self._check_stop(application)
             lines += 1
             if isinstance(line, taptap_json.Unrecognised):
                 unrecognised += 1
@@ -501,6 +604,7 @@ class Backfill:
             ):
                 application.out_of_range += 1
                 continue
+            application.count_report(key, measured_ms)
             application.place(key, measured_ms, line.values)
         if not write:
             return
@@ -532,9 +636,12 @@ class Backfill:
         identities: IdentityMap,
         gateways: dict[int, bytes],
         writer: _WriterThread,
-    ) -> list[Output]:
+    ) -> None:
         self.passes += 1
-        application = self._application(identities, Observer(identities, gateways), emit=True)
+        application = self._application = self._new_application(
+            identities, Observer(identities, gateways), emit=True
+        )
+        self.activity = application.activity
         stack = line_stack(application)
         previous_format = None
         last_progress = time.monotonic()
@@ -558,6 +665,7 @@ class Backfill:
                     for batch in _until_done(frames, done):
                         bodies += len(batch.bodies)
                         application.observe(stack.feed_frames(batch.bodies, batch.times))
+                        self._check_stop(application)
                         if len(application.lines) >= self.options.batch_size:
                             writer.submit(application.lines)
                             application.lines = []
@@ -584,7 +692,6 @@ class Backfill:
             writer.submit(application.lines)
             application.lines = []
         self._count(application)
-        return application.learned
 
     def _count(self, application: LineApplication) -> None:
         self.summary.readings = application.readings

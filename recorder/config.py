@@ -1,22 +1,34 @@
-"""Settings for `recorder run` and `recorder backfill`: flags > environment > TOML file > defaults.
+"""Settings for every command: flags > environment > TOML file > defaults.
 
 Environment names: every setting has a `RECORDER_<NAME>` variable (e.g. `RECORDER_SOURCE`,
 `RECORDER_BATCH_SIZE`); the InfluxDB connection also accepts the names people already use with
 other tools: `INFLUX_URL`/`INFLUXDB_V2_URL`, `INFLUX_TOKEN`/`INFLUXDB_V2_TOKEN`,
 `INFLUX_ORG`/`INFLUXDB_V2_ORG`, `INFLUX_BUCKET`/`INFLUXDB_V2_BUCKET`.
 
-The TOML file (`--config`, `RECORDER_CONFIG`, else `/etc/recorder/recorder.toml` if present)
-uses the same names in lower case; the InfluxDB ones may also sit in an `[influx]` table:
+Which TOML file: `--config`, else `RECORDER_CONFIG`, else `/etc/recorder/recorder.toml` when it
+exists (what the service installer writes, so that `recorder status` typed by a person reads the
+same database as the service), else the user's own `$XDG_CONFIG_HOME/recorder/recorder.toml`
+(`~/.config/recorder/recorder.toml`) when it exists. `locate_config_file` is that rule, the only
+copy of it. It uses the same names in lower case; the InfluxDB ones may also sit in an `[influx]`
+table:
 
     source = "/dev/ttyUSB0"
     archive_days = 60
+    site = "farm-north"          # a `site` tag on every point (many sites, one database)
     [influx]
     url = "http://localhost:8086"
     token = "recorder:secret"
     bucket = "tigo/autogen"
+    api = "auto"                 # or v1 (InfluxDB 1.x /write), v2 (/api/v2/write)
 
 `http` (the live face's HOST:PORT) is the one setting an empty value turns off, so an empty
 `RECORDER_HTTP=` counts rather than being skipped like other empty variables.
+
+Every command that touches the state database resolves `db` here too (`run`, `backfill`,
+`status`, `nodes ...`, `db ...`, `observe`), and `Settings.database` / `Settings.config_file` say
+which path was chosen and how, for `recorder status`, `run`'s first log line and error messages.
+Without `db` anywhere, root uses `/var/lib/recorder/recorder.db` and anyone else
+`$XDG_DATA_HOME/recorder/recorder.db` (`~/.local/share/recorder/recorder.db`).
 
 `mqtt` (`mqtt[s]://[user:pass@]HOST[:PORT]`, see `recorder.live.broker`) turns the MQTT publisher
 on; `mqtt_topic`, `mqtt_discovery_prefix` and `mqtt_interval` shape it.
@@ -30,6 +42,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
@@ -38,12 +51,58 @@ from typing import TYPE_CHECKING, Any
 from recorder.errors import ConfigError, RecorderError
 from recorder.live.address import DEFAULT_ADDRESS, HttpAddress, parse_http_address
 from recorder.sim.config import parse_duration
-from recorder.storage.db import default_database_path
 
 if TYPE_CHECKING:
     from recorder.live.broker import MqttBroker
 
-DEFAULT_CONFIG_FILE = Path("/etc/recorder/recorder.toml")
+SYSTEM_CONFIG_FILE = Path("/etc/recorder/recorder.toml")
+SYSTEM_DATABASE = Path("/var/lib/recorder/recorder.db")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A path and how it was chosen, e.g. `/var/lib/recorder/recorder.db` (`db` in /etc/...)."""
+
+    path: Path | None
+    how: str
+
+    def __str__(self) -> str:
+        return f"{self.path if self.path is not None else 'none'} ({self.how})"
+
+
+def user_config_file(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_CONFIG_HOME") or str(_home(environ) / ".config")
+    return Path(base) / "recorder" / "recorder.toml"
+
+
+def user_database(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_DATA_HOME") or str(_home(environ) / ".local" / "share")
+    return Path(base) / "recorder" / "recorder.db"
+
+
+def _home(environ: Mapping[str, str]) -> Path:
+    return Path(environ["HOME"]) if environ.get("HOME") else Path.home()
+
+
+def locate_config_file(flag: Path | None, environ: Mapping[str, str]) -> Choice:
+    """The one rule for which configuration file a command reads (see the module docstring)."""
+    if flag is not None:
+        return Choice(flag.expanduser(), "--config")
+    if environ.get("RECORDER_CONFIG"):
+        return Choice(Path(environ["RECORDER_CONFIG"]).expanduser(), "RECORDER_CONFIG")
+    if SYSTEM_CONFIG_FILE.exists():
+        return Choice(SYSTEM_CONFIG_FILE, "the system configuration file")
+    user_file = user_config_file(environ)
+    if user_file.exists():
+        return Choice(user_file, "your configuration file")
+    return Choice(None, f"neither {SYSTEM_CONFIG_FILE} nor {user_file} exists")
+
+
+def default_database(environ: Mapping[str, str]) -> Choice:
+    """Where the state database lives when nothing names it."""
+    if os.geteuid() == 0:
+        return Choice(SYSTEM_DATABASE, "the default for root")
+    return Choice(user_database(environ), "the default for your user")
 
 
 class Secret:
@@ -94,6 +153,15 @@ def _remember(secret: Secret) -> None:
 
 
 @dataclass(frozen=True)
+class Provenance:
+    """Where the settings came from: the configuration file, and each setting's origin."""
+
+    config_file: Choice = Choice(None, "none given")
+    origins: Mapping[str, str] = field(default_factory=dict)  # setting -> "--db", "RECORDER_DB", ...
+    default_database: Choice = Choice(SYSTEM_DATABASE, "the default")
+
+
+@dataclass(frozen=True)
 class Settings:
     source: str | None = None
     db: Path | None = None
@@ -101,6 +169,8 @@ class Settings:
     influx_token: Secret = field(default_factory=lambda: Secret(""))
     influx_org: str = "-"
     influx_bucket: str = "tigo"
+    influx_api: str = "auto"
+    site: str | None = None
     batch_size: int = 5000
     flush_interval: float = 1.0
     identity_hold: timedelta = timedelta(hours=36)
@@ -116,10 +186,25 @@ class Settings:
     mqtt_topic: str = "tigo"
     mqtt_discovery_prefix: str = "homeassistant"
     mqtt_interval: float = 10.0  # seconds between publications
+    # Not a setting: where the others came from (never read from a file or the environment).
+    provenance: Provenance = field(default_factory=Provenance, compare=False, repr=False)
+
+    @property
+    def database(self) -> Choice:
+        """The state database and how it was chosen."""
+        if self.db is None:
+            return self.provenance.default_database
+        return Choice(self.db, self.provenance.origins.get("db", "given"))
 
     @property
     def database_path(self) -> Path:
-        return self.db if self.db is not None else default_database_path()
+        path = self.database.path
+        assert path is not None
+        return path
+
+    @property
+    def config_file(self) -> Choice:
+        return self.provenance.config_file
 
     @property
     def archive_path(self) -> Path:
@@ -134,7 +219,7 @@ _EXTRA_ENVIRONMENT = {
     "influx_bucket": ("INFLUX_BUCKET", "INFLUXDB_V2_BUCKET"),
 }
 # settings whose empty value means "off", so an empty environment variable counts
-_EMPTY_MEANS_OFF = {"http"}
+_EMPTY_MEANS_OFF = {"http", "mqtt"}
 
 
 def _convert(name: str, value: Any, origin: str) -> Any:
@@ -181,6 +266,16 @@ def _convert(name: str, value: Any, origin: str) -> Any:
             if text not in ("write", "drop"):
                 raise ValueError("must be write or drop")
             return text
+        if name == "influx_api":
+            text = str(value).lower()
+            if text not in ("auto", "v1", "v2"):
+                raise ValueError("must be auto, v1 (InfluxDB 1.x /write) or v2 (/api/v2/write)")
+            return text
+        if name == "site":
+            text = str(value).strip()
+            if not text or any(ord(c) < 32 for c in text):
+                raise ValueError("must be a non-empty name without control characters")
+            return text
         if name == "log_level":
             text = str(value).upper()
             if text not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -209,49 +304,71 @@ def _topic_prefix(text: str) -> str:
     return text
 
 
+def setting_names() -> list[str]:
+    """Every setting a flag, an environment variable or the file can give."""
+    return [f.name for f in fields(Settings) if f.name != "provenance"]
+
+
+def environment_names(name: str) -> tuple[str, ...]:
+    """The environment variables of a setting, the one that wins first."""
+    return (f"RECORDER_{name.upper()}", *_EXTRA_ENVIRONMENT.get(name, ()))
+
+
 def load_settings(
-    flags: dict[str, Any], config_file: Path | None = None, environ: dict[str, str] | None = None
+    flags: dict[str, Any], config_file: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Merge the four layers. `flags` holds only options the user actually gave."""
     environ = dict(os.environ if environ is None else environ)
-    names = [f.name for f in fields(Settings)]
+    names = setting_names()
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
 
-    path = config_file or (Path(environ["RECORDER_CONFIG"]) if environ.get("RECORDER_CONFIG") else None)
-    if path is None and DEFAULT_CONFIG_FILE.exists():
-        path = DEFAULT_CONFIG_FILE
+    located = locate_config_file(config_file, environ)
+    path = located.path
     if path is not None:
-        for name, value in _read_file(path).items():
+        for name, value in _read_file(path, located.how).items():
             if name not in names:
                 raise ConfigError(f"{path}: unknown setting {name!r} (known: {', '.join(sorted(names))})")
             values[name] = _convert(name, value, f"{path}: {name}")
+            origins[name] = f"`{name}` in {path}"
 
     for name in names:
-        for variable in (f"RECORDER_{name.upper()}", *_EXTRA_ENVIRONMENT.get(name, ())):
+        for variable in environment_names(name):
             if environ.get(variable) or (name in _EMPTY_MEANS_OFF and variable in environ):
                 values[name] = _convert(name, environ[variable], f"environment {variable}")
+                origins[name] = variable
                 break
 
     for name, value in flags.items():
         if value is not None:
-            values[name] = _convert(name, value, f"--{name.replace('_', '-')}")
+            flag = f"--{name.replace('_', '-')}"
+            values[name] = _convert(name, value, flag)
+            origins[name] = flag
 
-    settings = replace(Settings(), **values)
+    provenance = Provenance(located, origins, default_database(environ))
+    settings = replace(Settings(), provenance=provenance, **values)
     _remember(settings.influx_token)
     if settings.mqtt is not None and settings.mqtt.password is not None:
         _remember(settings.mqtt.password)
     return settings
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def _read_file(path: Path, how: str = "--config") -> dict[str, Any]:
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"configuration file {path} does not exist") from None
+        raise ConfigError(f"configuration file {path} ({how}) does not exist") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"configuration file {path} is not valid TOML: {error}") from None
+    except PermissionError:
+        from recorder.access import describe_access, join_group_hint
+
+        raise ConfigError(
+            f"cannot read configuration file {path} ({how}): permission denied; {describe_access(path)}. "
+            f"{join_group_hint(path)}, or name another file with --config"
+        ) from None
     except OSError as error:
-        raise ConfigError(f"cannot read configuration file {path}: {error.strerror}") from None
+        raise ConfigError(f"cannot read configuration file {path} ({how}): {error.strerror}") from None
     flat: dict[str, Any] = {}
     for key, value in document.items():
         if key == "influx" and isinstance(value, dict):

@@ -256,7 +256,8 @@ class Sender(threading.Thread):
             return
         values = dict(health.values)
         values.update(points_written=self.written, points_parked=self.parked, write_errors=self.write_errors)
-        self.writer.write([recorder_line(str(values.pop("source_name", "")), values, health.at)])
+        source = str(values.pop("source_name", ""))
+        self.writer.write([recorder_line(source, values, health.at, self.settings.site)])
 
     def _failed(self, error: RetryLater) -> None:
         self.write_errors += 1
@@ -292,6 +293,7 @@ class Sender(threading.Thread):
             barcode=barcode,
             name=labels.name if labels else None,
             string=labels.string if labels else None,
+            site=self.settings.site,
         )
         return optimizer_line(identity, item.report, item.measured_at)
 

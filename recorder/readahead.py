@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import signal
 import traceback
 import zlib
 from collections.abc import Generator, Iterator, Sequence
@@ -120,6 +121,8 @@ def read_frames(files: Sequence[BusFile], raw_start: datetime | None) -> FrameSt
 
 
 def _child(files: Sequence[BusFile], raw_start: datetime | None, out: Any) -> None:
+    # Ctrl-C reaches the whole process group: the parent decides what it means and ends us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         for item in read_frames(files, raw_start):
             out.put(item)

@@ -23,7 +23,10 @@ noise, firmware 4.x, two gateways and a replacement):
   learned before the next report is placed, exactly in stream order, however the input is
   chunked;
 * the line: `points.optimizer_tags` + `points.optimizer_fields`, the same functions `run` uses;
-* the counters (packets, truncated, retransmitted, invalid reports) are the canonical ones.
+* the counters (packets, truncated, retransmitted, invalid reports) are the canonical ones;
+* node activity (first and last measurement time and count of each node's readings, what
+  `recorder nodes list` shows as LAST REPORT) is what `StateStore.record_outputs` would count from
+  the same readings (`LineApplication.activity`).
 """
 
 from __future__ import annotations
@@ -52,8 +55,10 @@ from recorder.sinks.points import (
     VOLTAGE_IN,
     VOLTAGE_OUT,
     PointIdentity,
+    current_out_text,
     optimizer_fields,
     optimizer_tags,
+    power_text,
 )
 from recorder.timestamps import to_millis
 
@@ -108,6 +113,20 @@ class LineApplication(ApplicationDecoder):
         # cleared when one passes _TEXT_CACHE_SIZE entries, so memory stays bounded.
         self.power_texts: dict[int, str] = {}
         self.current_out_texts: dict[int, str] = {}
+        # (gateway, node) -> [first ms, last ms, count] of the readings in range
+        self.activity: dict[NodeKey, list[int]] = {}
+
+    def count_report(self, key: NodeKey, measured_ms: int) -> None:
+        """Note a reading in range for node activity (inlined in LineTransport's packet loop)."""
+        seen = self.activity.get(key)
+        if seen is None:
+            self.activity[key] = [measured_ms, measured_ms, 1]
+            return
+        seen[2] += 1
+        if measured_ms > seen[1]:
+            seen[1] = measured_ms
+        elif measured_ms < seen[0]:
+            seen[0] = measured_ms
 
     def forget(self, key: NodeKey) -> None:
         """The identity of `key` changed: drop its cached intervals."""
@@ -268,6 +287,7 @@ class LineTransport(TransportDecoder):
         fixed = application.fixed
         append_line = application.lines.append
         recent = application.recent
+        activity = application.activity
         emit = application.emit
         since_ms = application.since_ms
         until_ms = application.until_ms
@@ -348,6 +368,15 @@ class LineTransport(TransportDecoder):
                 out_of_range += 1
                 continue
             key = (gateway_id, node_id)
+            seen_node = activity.get(key)  # `application.count_report(key, measured_ms)`, inline
+            if seen_node is None:
+                activity[key] = [measured_ms, measured_ms, 1]
+            else:
+                seen_node[2] += 1
+                if measured_ms > seen_node[1]:
+                    seen_node[1] = measured_ms
+                elif measured_ms < seen_node[0]:
+                    seen_node[0] = measured_ms
             prefix = fixed.get(key)
             if prefix is None:
                 application.place(key, measured_ms, power_report_values(body, data_start))
@@ -363,13 +392,11 @@ class LineTransport(TransportDecoder):
             current_key = (current_in << 8) | duty_cycle
             current_out = current_out_texts.get(current_key)
             if current_out is None:
-                current_out = current_out_texts[current_key] = (
-                    f"current_out={current_in * 255 / (200 * duty_cycle)!r}," if duty_cycle else ""
-                )
+                current_out = current_out_texts[current_key] = current_out_text(current_in, duty_cycle)
             product = voltage_in * current_in
             power = power_texts.get(product)
             if power is None:
-                power = power_texts[product] = f"power={product / 4000!r},"
+                power = power_texts[product] = power_text(voltage_in, current_in)
             append_line(
                 f"{prefix} {VOLTAGE_IN[voltage_in]}"
                 f"{VOLTAGE_OUT[((body[data_start + 1] & 0x0F) << 8) | body[data_start + 2]]}"

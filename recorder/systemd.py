@@ -30,10 +30,13 @@ class Notifier:
             return
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                # Never wait: when the receiver's queue is full (a handful of datagrams), a
+                # blocking send would stall the read loop, and with it the watchdog pings.
+                sock.setblocking(False)
                 sock.connect(self._address)
                 sock.sendall(message.encode())
         except OSError:
-            pass  # systemd went away: nothing useful to do
+            pass  # systemd went away or is behind (the queue is full): nothing useful to do
 
     def ready(self) -> None:
         self.send("READY=1")

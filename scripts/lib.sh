@@ -21,7 +21,8 @@ ensure_apt_packages() {
         die "missing Debian packages: ${missing[*]}. Run as root, or first: sudo apt-get install -y ${missing[*]}"
     fi
     say "installing Debian packages: ${missing[*]}"
-    # The influxdb package would try to start a system-wide daemon; we run our own instances.
+    # The influxdb and victoria-metrics packages would start system-wide daemons where systemd
+    # runs; the recorder's scripts and tests run their own instances on free loopback ports.
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null || die "apt-get update failed (no network?)"
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \

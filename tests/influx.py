@@ -1,14 +1,18 @@
-"""A real, throwaway InfluxDB for tests: influxd 1.6 on loopback, behind an nginx v2-write front.
+"""Real, throwaway time-series servers for tests: InfluxDB 1.6 and VictoriaMetrics, on loopback.
 
-Debian only packages InfluxDB 1.6.7, which has no `/api/v2/write`. The nginx front maps that
-endpoint onto 1.6's `/write` the way InfluxDB 1.8's compatibility layer does (bucket
-`database[/retention]`, v2 precision names), so the recorder's `influxdb-client` writes to it as it
-would to a user's server, while tests read back with InfluxQL straight from influxd.
+* `LocalInfluxDB`: a plain `influxd` (Debian's InfluxDB 1.6.7, what `apt install influxdb` gives
+  on Debian 12 and Raspberry Pi OS), nothing in front of it. The recorder writes to it through
+  the native 1.x `/write` API (`--influx-api auto` picks it from `/ping`); tests read back with
+  InfluxQL. With `auth=True` it runs with `[http] auth-enabled = true` and an admin user, for the
+  wrong-password tests.
+* `LocalVictoriaMetrics`: Debian's `victoria-metrics`, the tested target of the v2 write API
+  (`/api/v2/write`); tests read back through its export API.
 
 Used as a pytest plugin (`pytest_plugins = ["tests.influx"]`): the session fixture `influxdb`
-starts one server, and `influx_database` gives each test its own fresh database.
-`scripts/influxdb-local` starts the same pair for the quickstart; keep the two config templates in
-step with the ones there.
+starts one influxd, `influx_database` gives each test its own fresh database, and
+`victoria_metrics` starts one VictoriaMetrics per test module. `scripts/influxdb-local` starts the
+same influxd for the quickstart; keep the two config templates in step. Every process is started
+in its own session and stopped by its own pid (never by name: other people's servers run here).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +65,7 @@ bind-address = "127.0.0.1:{rpc_port}"
 
 [http]
   bind-address = "127.0.0.1:{http_port}"
+  auth-enabled = {auth_enabled}
   unix-socket-enabled = false
   pprof-enabled = false
 
@@ -82,66 +88,37 @@ bind-address = "127.0.0.1:{rpc_port}"
   enabled = false
 """
 
-NGINX_CONF = """\
-# InfluxDB 2.x's write endpoint in front of InfluxDB 1.6, as 1.8's compatibility layer maps it.
-daemon off;
-worker_processes 1;
-pid "{dir}/nginx.pid";
-error_log "{dir}/nginx-error.log";
-
-events {{
-  worker_connections 256;
-}}
-
-http {{
-  access_log "{dir}/nginx-access.log";
-  # The default 1 MB limit answers 413 to a large batch. Keeping bodies and responses in memory
-  # means workers never write temp files (as root they run as nobody, who may not reach this dir).
-  client_max_body_size 64m;
-  client_body_buffer_size 64m;
-  proxy_buffering off;
-  client_body_temp_path "{dir}/nginx-temp/body";
-  proxy_temp_path "{dir}/nginx-temp/proxy";
-  fastcgi_temp_path "{dir}/nginx-temp/fastcgi";
-  uwsgi_temp_path "{dir}/nginx-temp/uwsgi";
-  scgi_temp_path "{dir}/nginx-temp/scgi";
-
-  map $arg_precision $v1_precision {{ ns n; us u; ms ms; s s; default n; }}
-  # bucket "db/rp" (the slash usually arrives URL-encoded) -> db and rp; a plain bucket is the db.
-  map $arg_bucket $v1_db {{ "~^(?<bucket_db>.*?)(/|%2[fF])" $bucket_db; default $arg_bucket; }}
-  map $arg_bucket $v1_rp {{ "~(/|%2[fF])(?<bucket_rp>.*)$" $bucket_rp; default ""; }}
-
-  server {{
-    listen 127.0.0.1:{front_port};
-    location = /api/v2/write {{
-      proxy_pass http://127.0.0.1:{http_port}/write?db=$v1_db&rp=$v1_rp&precision=$v1_precision;
-    }}
-    location / {{
-      proxy_pass http://127.0.0.1:{http_port};
-    }}
-  }}
-}}
-"""
-
-# /usr/sbin is often missing from a non-root PATH, and that is where Debian puts nginx.
+# /usr/sbin is often missing from a non-root PATH.
 _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
-_PACKAGES = {"influxd": "influxdb", "nginx": "nginx-light"}
+_PACKAGES = {"influxd": "influxdb", "victoria-metrics": "victoria-metrics"}
 _STARTUP_TIMEOUT = 30.0
+ADMIN = ("admin", "admin-secret")  # the admin user of an auth-enabled instance
 
 
 class InfluxUnavailable(RuntimeError):
-    """influxd or nginx is not installed, or did not come up."""
+    """A server program is not installed, or did not come up."""
+
+
+def find_program(name: str) -> str:
+    """Path of influxd or victoria-metrics; InfluxUnavailable naming the Debian package if missing."""
+    found = shutil.which(name, path=_SEARCH_PATH)
+    if found is None:
+        raise InfluxUnavailable(
+            f"{name} not found: these tests need a real server. "
+            f"Install it with: apt-get install {_PACKAGES[name]}"
+        )
+    return found
 
 
 def find_programs() -> dict[str, str]:
-    """Paths of influxd and nginx; InfluxUnavailable naming the Debian packages if any is missing."""
+    """Paths of influxd and victoria-metrics; InfluxUnavailable naming the packages if any is missing."""
     found = {name: shutil.which(name, path=_SEARCH_PATH) for name in _PACKAGES}
     missing = [name for name, path in found.items() if path is None]
     if missing:
         packages = " ".join(_PACKAGES[name] for name in missing)
         raise InfluxUnavailable(
-            f"{' and '.join(missing)} not found: the InfluxDB tests need a real server. "
-            f"Install it with: apt-get install {packages}"
+            f"{' and '.join(missing)} not found: these tests need real servers. "
+            f"Install with: apt-get install {packages}"
         )
     return {name: path for name, path in found.items() if path is not None}
 
@@ -197,120 +174,28 @@ def _stop_group(process: subprocess.Popen[bytes] | None, timeout: float = 15.0) 
         process.wait(timeout)
 
 
-class LocalInfluxDB:
-    """influxd 1.6 plus the nginx v2-write front, both on free loopback ports, all files in `directory`."""
+class _Server:
+    """A server process started in its own session, waited for, stopped by its own pid."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / "nginx-temp").mkdir(exist_ok=True)
-        self.http_port, self.rpc_port, self.front_port = free_ports(3)
-        self.influxd_conf = self.directory / "influxd.conf"
-        self.nginx_conf = self.directory / "nginx.conf"
-        self.influxd_log = self.directory / "influxd.log"
-        self.nginx_log = self.directory / "nginx.log"
-        self.nginx_error_log = self.directory / "nginx-error.log"
-        ports = {"http_port": self.http_port, "rpc_port": self.rpc_port, "front_port": self.front_port}
-        self.influxd_conf.write_text(INFLUXD_CONF.format(dir=self.directory, **ports))
-        self.nginx_conf.write_text(NGINX_CONF.format(dir=self.directory, **ports))
-        self._influxd: subprocess.Popen[bytes] | None = None
-        self._nginx: subprocess.Popen[bytes] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
 
     @property
-    def url(self) -> str:
-        """The nginx front: what influxdb-client should be given."""
-        return f"http://127.0.0.1:{self.front_port}"
+    def pid(self) -> int | None:
+        """The process id while it runs (benchmarks read its CPU time)."""
+        return self._process.pid if self._process is not None and self._process.poll() is None else None
 
     @property
-    def influxd_pid(self) -> int | None:
-        """influxd's process id while it runs (benchmarks read its CPU time)."""
-        return self._influxd.pid if self._influxd is not None and self._influxd.poll() is None else None
-
-    @property
-    def front_pid(self) -> int | None:
-        """nginx's master process id while it runs (its worker is a child)."""
-        return self._nginx.pid if self._nginx is not None and self._nginx.poll() is None else None
-
-    @property
-    def influxd_url(self) -> str:
-        """influxd's own 1.x HTTP API (InfluxQL /query, /write, /ping)."""
-        return f"http://127.0.0.1:{self.http_port}"
-
-    # --- processes -------------------------------------------------------------------------------
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
-        self.start_influxd()
-        self.start_front()
-        self._wait_until(
-            lambda: _http_status(f"{self.url}/ping") == 204,
-            self._nginx,
-            "nginx to proxy /ping to influxd",
-            [self.nginx_error_log, self.nginx_log, self.influxd_log],
-        )
+        raise NotImplementedError
 
     def stop(self) -> None:
-        self.stop_front()
-        self.stop_influxd()
-
-    def start_influxd(self) -> None:
-        if self.influxd_running:
-            return
-        programs = find_programs()
-        self._influxd = self._spawn(
-            [programs["influxd"], "-config", str(self.influxd_conf)], self.influxd_log
-        )
-        self._wait_until(
-            lambda: _http_status(f"{self.influxd_url}/ping") == 204,
-            self._influxd,
-            f"influxd to answer /ping on {self.influxd_url}",
-            [self.influxd_log],
-        )
-
-    def stop_influxd(self) -> None:
-        _stop_group(self._influxd)
-        self._influxd = None
-
-    def start_front(self) -> None:
-        if self.front_running:
-            return
-        programs = find_programs()
-        # nginx opens its compiled-in error log before it reads the config; -e keeps that in here too.
-        command = [
-            programs["nginx"],
-            "-e",
-            str(self.nginx_error_log),
-            "-p",
-            str(self.directory),
-            "-c",
-            str(self.nginx_conf),
-        ]
-        self._nginx = self._spawn(command, self.nginx_log)
-        # Any answer will do: influxd may be down on purpose, and then nginx says 502.
-        self._wait_until(
-            lambda: _http_status(f"{self.url}/ping") is not None,
-            self._nginx,
-            f"nginx to listen on {self.url}",
-            [self.nginx_error_log, self.nginx_log],
-        )
-
-    def stop_front(self) -> None:
-        _stop_group(self._nginx)
-        self._nginx = None
-
-    @property
-    def influxd_running(self) -> bool:
-        return self._influxd is not None and self._influxd.poll() is None
-
-    @property
-    def front_running(self) -> bool:
-        return self._nginx is not None and self._nginx.poll() is None
-
-    def ensure_running(self) -> None:
-        """Restart whatever a test stopped (and did not restart), keeping ports and data."""
-        if not self.influxd_running:
-            self.start_influxd()
-        if not self.front_running:
-            self.start_front()
+        self._stop()
 
     def _spawn(self, command: list[str], log: Path) -> subprocess.Popen[bytes]:
         with log.open("ab") as output:
@@ -323,24 +208,93 @@ class LocalInfluxDB:
                 start_new_session=True,
             )
 
-    def _wait_until(
-        self,
-        ready: Callable[[], bool],
-        process: subprocess.Popen[bytes] | None,
-        what: str,
-        logs: list[Path],
-    ) -> None:
+    def _stop(self) -> None:
+        _stop_group(self._process)
+        self._process = None
+
+    def _wait_until(self, ready: Callable[[], bool], what: str, logs: list[Path]) -> None:
         deadline = time.monotonic() + _STARTUP_TIMEOUT
         while True:
             if ready():
                 return
-            exited = process is None or process.poll() is not None
+            exited = self._process is None or self._process.poll() is not None
             if exited or time.monotonic() > deadline:
                 reason = "the process exited" if exited else f"gave up after {_STARTUP_TIMEOUT:.0f} s"
                 tails = "\n".join(f"--- {log.name} (last lines) ---\n{_tail(log)}" for log in logs)
-                self.stop()
+                self._stop()
                 raise InfluxUnavailable(f"waiting for {what}: {reason}\n{tails}")
             time.sleep(0.05)
+
+
+class LocalInfluxDB(_Server):
+    """A plain influxd 1.6 on free loopback ports, all its files in `directory`.
+
+    `auth=True`: authentication on (`[http] auth-enabled = true`) with the admin user `ADMIN`;
+    the fixture's own InfluxQL then logs in as that user.
+    """
+
+    def __init__(self, directory: Path, *, auth: bool = False) -> None:
+        super().__init__(directory)
+        self.auth = auth
+        self.http_port, self.rpc_port = free_ports(2)
+        self.influxd_conf = self.directory / "influxd.conf"
+        self.influxd_log = self.directory / "influxd.log"
+        self.influxd_conf.write_text(
+            INFLUXD_CONF.format(
+                dir=self.directory,
+                http_port=self.http_port,
+                rpc_port=self.rpc_port,
+                auth_enabled="true" if auth else "false",
+            )
+        )
+
+    @property
+    def url(self) -> str:
+        """influxd's HTTP API: what the recorder is given (1.x /write, InfluxQL /query, /ping)."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    influxd_url = url
+
+    @property
+    def influxd_pid(self) -> int | None:
+        return self.pid
+
+    @property
+    def influxd_running(self) -> bool:
+        return self.running
+
+    # --- processes -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._process = self._spawn(
+            [find_program("influxd"), "-config", str(self.influxd_conf)], self.influxd_log
+        )
+        self._wait_until(
+            lambda: _http_status(f"{self.url}/ping") == 204,
+            f"influxd to answer /ping on {self.url}",
+            [self.influxd_log],
+        )
+        if self.auth:
+            # The first user may be created without credentials, and must be an admin.
+            self._influxql(
+                f"CREATE USER {ADMIN[0]} WITH PASSWORD '{ADMIN[1]}' WITH ALL PRIVILEGES",
+                method="POST",
+                login=False,
+                tolerate="user already exists",
+            )
+
+    def stop(self) -> None:
+        self._stop()
+
+    start_influxd = start
+    stop_influxd = stop
+
+    def ensure_running(self) -> None:
+        """Restart influxd if a test stopped it (and did not restart it), keeping port and data."""
+        if not self.running:
+            self.start()
 
     # --- InfluxQL --------------------------------------------------------------------------------
 
@@ -350,10 +304,17 @@ class LocalInfluxDB:
     def drop_database(self, name: str) -> None:
         self._influxql(f"DROP DATABASE {_identifier(name)}", method="POST")
 
+    def create_user(self, name: str, password: str, *, write_to: str | None = None) -> None:
+        """A non-admin user (auth-enabled instances), with WRITE on one database if given."""
+        self._influxql(f"CREATE USER {_identifier(name)} WITH PASSWORD '{password}'", method="POST")
+        if write_to is not None:
+            self._influxql(f"GRANT WRITE ON {_identifier(write_to)} TO {_identifier(name)}", method="POST")
+
     def write_v1(self, database: str, lines: bytes) -> None:
         """Line protocol (ms timestamps) straight to influxd's own /write, past the recorder."""
         request = urllib.request.Request(
-            f"{self.influxd_url}/write?db={urllib.parse.quote(database)}&precision=ms", data=lines
+            f"{self.url}/write?{urllib.parse.urlencode({'db': database, 'precision': 'ms', **self._login()})}",
+            data=lines,
         )
         urllib.request.urlopen(request, timeout=30).close()
 
@@ -397,11 +358,22 @@ class LocalInfluxDB:
             return int(rows[0]["count"]) if rows else 0
         return sum(len(entry["values"]) for entry in self.query_series(f"SELECT * FROM {source}", database))
 
-    def _influxql(self, q: str, database: str | None = None, method: str = "GET") -> list[dict[str, Any]]:
-        parameters = {"q": q, "epoch": "ms"}
+    def _login(self) -> dict[str, str]:
+        return {"u": ADMIN[0], "p": ADMIN[1]} if self.auth else {}
+
+    def _influxql(
+        self,
+        q: str,
+        database: str | None = None,
+        method: str = "GET",
+        *,
+        login: bool = True,
+        tolerate: str | None = None,
+    ) -> list[dict[str, Any]]:
+        parameters = {"q": q, "epoch": "ms", **(self._login() if login else {})}
         if database is not None:
             parameters["db"] = database
-        url = f"{self.influxd_url}/query?{urllib.parse.urlencode(parameters)}"
+        url = f"{self.url}/query?{urllib.parse.urlencode(parameters)}"
         request = urllib.request.Request(url, method=method)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
@@ -411,11 +383,85 @@ class LocalInfluxDB:
             raise RuntimeError(f"InfluxQL {q!r} failed: HTTP {error.code}: {detail}") from None
         results: list[dict[str, Any]] = body.get("results", [])
         for result in results:
-            if "error" in result:
+            if "error" in result and not (tolerate and tolerate in result["error"]):
                 raise RuntimeError(f"InfluxQL {q!r} failed: {result['error']}")
         if not results:
             raise RuntimeError(f"InfluxQL {q!r}: no results in {body!r}")
         return results
+
+
+class LocalVictoriaMetrics(_Server):
+    """Debian's victoria-metrics on a free loopback port, its data in `directory`.
+
+    Started with what the README recommends for the recorder: a retention long enough for
+    replayed years (`-retentionPeriod=100y`) and de-duplication of identical timestamps
+    (`-dedup.minScrapeInterval=1ms`), so a point written twice is stored once, as in InfluxDB.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        (self.port,) = free_ports(1)
+        self.log = self.directory / "victoria-metrics.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        if self.running:
+            return
+        command = [
+            find_program("victoria-metrics"),
+            f"-storageDataPath={self.directory / 'data'}",
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            "-retentionPeriod=100y",
+            "-dedup.minScrapeInterval=1ms",
+            "-loggerLevel=WARN",
+            "-search.latencyOffset=0s",
+        ]
+        self._process = self._spawn(command, self.log)
+        self._wait_until(
+            lambda: _http_status(f"{self.url}/health") == 200,
+            f"victoria-metrics to answer /health on {self.url}",
+            [self.log],
+        )
+
+    def stop(self) -> None:
+        self._stop()
+
+    def ensure_running(self) -> None:
+        if not self.running:
+            self.start()
+
+    def export(self, match: str = '{__name__=~"tigo_.*"}') -> list[dict[str, Any]]:
+        """Every raw sample of the matching series (export API), after making recent writes visible."""
+        urllib.request.urlopen(
+            urllib.request.Request(f"{self.url}/internal/force_flush", method="GET"), timeout=30
+        ).close()
+        parameters = urllib.parse.urlencode({"match[]": match, "start": "0", "reduce_mem_usage": "1"})
+        with urllib.request.urlopen(f"{self.url}/api/v1/export?{parameters}", timeout=60) as response:
+            return [json.loads(line) for line in response.read().splitlines() if line.strip()]
+
+    def points(self, measurement: str, match_labels: str = "") -> list[dict[str, Any]]:
+        """The export folded back into points: one dict per (labels, time) with every field, like
+        `LocalInfluxDB.query("SELECT * ...")` returns them (`time` in ms; fields as numbers).
+
+        VictoriaMetrics stores each field as its own series named `{measurement}_{field}`.
+        """
+        prefix = f"{measurement}_"
+        selector = f'{{__name__=~"{prefix}.*"{"," + match_labels if match_labels else ""}}}'
+        folded: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(dict)
+        for series in self.export(selector):
+            labels = dict(series["metric"])
+            field = labels.pop("__name__")[len(prefix) :]
+            key = tuple(sorted(labels.items()))
+            for value, at in zip(series["values"], series["timestamps"], strict=True):
+                point = folded[(key, at)]
+                if field in point:
+                    raise AssertionError(f"{field} stored twice for {labels} at {at}")
+                point.update(labels, time=at)
+                point[field] = value
+        return list(folded.values())
 
 
 def _identifier(name: str) -> str:
@@ -428,7 +474,7 @@ def _identifier(name: str) -> str:
 
 @dataclass(frozen=True)
 class InfluxDatabase:
-    """One test's database, with what influxdb-client needs to write to it through the front."""
+    """One test's database, with the settings a recorder needs to write to it."""
 
     name: str
     url: str
@@ -438,19 +484,19 @@ class InfluxDatabase:
     server: LocalInfluxDB
 
 
-@pytest.fixture(scope="session")
-def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalInfluxDB]:
-    """One influxd + nginx for the whole session."""
-    try:
-        find_programs()
-    except InfluxUnavailable as error:
-        # Fail rather than skip: a skipped InfluxDB test would look like a passing one.
-        pytest.fail(str(error), pytrace=False)
-    server = LocalInfluxDB(tmp_path_factory.mktemp("influxdb"))
+def _started(server: _Server) -> None:
     try:
         server.start()
     except InfluxUnavailable as error:
+        # Fail rather than skip: a skipped server test would look like a passing one.
         pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalInfluxDB]:
+    """One influxd for the whole session."""
+    server = LocalInfluxDB(tmp_path_factory.mktemp("influxdb"))
+    _started(server)
     try:
         yield server
     finally:
@@ -468,3 +514,25 @@ def influx_database(influxdb: LocalInfluxDB) -> Iterator[InfluxDatabase]:
     )
     influxdb.ensure_running()
     influxdb.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def influxdb_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalInfluxDB]:
+    """An influxd with authentication on (admin `ADMIN`), for one test module."""
+    server = LocalInfluxDB(tmp_path_factory.mktemp("influxdb-auth"), auth=True)
+    _started(server)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def victoria_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalVictoriaMetrics]:
+    """A VictoriaMetrics for one test module (tests keep apart by their own label values)."""
+    server = LocalVictoriaMetrics(tmp_path_factory.mktemp("victoria-metrics"))
+    _started(server)
+    try:
+        yield server
+    finally:
+        server.stop()

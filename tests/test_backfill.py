@@ -177,9 +177,10 @@ def test_taptap_json_lines_with_an_infrastructure_report_at_the_end(
     assert {(int(p["node_id"]), p["barcode"]) for p in points} == set(barcodes.items())
     first = min(p["time"] for p in points)
     assert first == int((start + timedelta(milliseconds=116)).timestamp() * 1000)  # before the report: tagged
-    # Values are quantised to the wire's steps, then converted as for bus data (612 × 1388 / 4000).
+    # Values are quantised to the wire's steps, then converted as for bus data (612 × 1388 / 4000
+    # = 212.364 W, written to 0.01 W).
     assert {(p["voltage_in"], p["current_in"], p["temperature"], p["power"]) for p in points} == {
-        (30.6, 6.94, -1.5, 212.364)
+        (30.6, 6.94, -1.5, 212.36)  # power to 0.01 W
     }
 
 
@@ -554,6 +555,18 @@ class FlakyFront:
         front = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # /ping: the writer asks which API the server speaks
+                request = urllib.request.Request(front.upstream + self.path, method="GET")
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    self.send_response(response.status)
+                    for name, value in response.headers.items():
+                        if name.lower().startswith("x-influxdb"):
+                            self.send_header(name, value)
+                    body = response.read()
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if front.rejected_single_line and not front.failed:

@@ -31,6 +31,7 @@ import pytest
 from recorder.sim.bus import BusSimulation
 from recorder.sim.config import SimulationConfig
 from recorder.sim.truth import compare_points, load_truth, power_reports
+from recorder.sinks.points import current_out_text, power_text
 from tests.conftest import ROOT, run_recorder
 from tests.influx import LocalInfluxDB
 
@@ -46,6 +47,8 @@ CONFIG = SimulationConfig(start=START, duration=DURATION, nodes=30, seed=7)
 RANGE_START = START
 RANGE_END = START + DURATION + timedelta(minutes=1)
 SHADED_NAME = "A1 chimney"  # given with `recorder nodes label`; the space is on purpose
+SITE = "roof east"  # the recording's --site; another site's points share the database
+OTHER_SITE = "barn"
 # Observed differences are ~1e-15 (float summation order); 1e-6 would miss one reading off by
 # 1e-5 among the hundreds a daily integral averages over, so the bound is much tighter.
 RELATIVE = 1e-9
@@ -193,6 +196,7 @@ class Setting:
     barcodes: tuple[str, ...] | None = None
     strings: tuple[str, ...] | None = None
     names: tuple[str, ...] | None = None
+    sites: tuple[str, ...] | None = None
     bucket: timedelta = timedelta(minutes=5)  # Chronograf's :bucket:
 
 
@@ -224,6 +228,7 @@ def grafana_text(query: str, setting: Setting) -> str:
         "barcode": grafana_regex(setting.barcodes, variables["barcode"].get("allValue")),
         "string": grafana_regex(setting.strings, variables["string"].get("allValue")),
         "name": grafana_regex(setting.names, variables["name"].get("allValue")),
+        "site": grafana_regex(setting.sites, variables["site"].get("allValue")),
         "timezone": setting.timezone,
     }
 
@@ -246,6 +251,7 @@ def chronograf_text(query: str, setting: Setting, database: str) -> str:
         "barcode": setting.barcodes[0],  # a custom meta query's value goes in as it is
         "bucket": duration_text(setting.bucket),
         "timezone": setting.timezone,
+        "site": grafana_regex(setting.sites, ".*"),  # a text template: the user types a regex
     }
 
     def fill(match: re.Match[str]) -> str:
@@ -268,7 +274,9 @@ GRAFANA_SETTINGS = [
     ),
     Setting("string-A2-15m", timedelta(minutes=15), strings=("A2",)),
     Setting("names-20s", timedelta(seconds=20), names=(SHADED_NAME, "A2-03")),
+    Setting("site-5m", timedelta(minutes=5), sites=(SITE,)),
 ]
+SITE_SETTING = GRAFANA_SETTINGS[-1]
 CHRONOGRAF_SETTINGS = [
     Setting("5m", timedelta(minutes=5), barcodes=(PANELS[0].barcode,), bucket=timedelta(minutes=5)),
     Setting(
@@ -277,6 +285,7 @@ CHRONOGRAF_SETTINGS = [
         timezone="Pacific/Tongatapu",
         barcodes=(SHADED.barcode,),
         bucket=timedelta(minutes=1),
+        sites=(SITE,),
     ),
 ]
 
@@ -536,8 +545,10 @@ def truth_rows(truth: list[dict[str, Any]], points: list[dict[str, Any]]) -> lis
         assert len(records) == len(times)
         for record, at in zip(records, times, strict=True):
             assert abs(ms(datetime.fromisoformat(record["measured_at"])) - at) < 1000
+            # The derived fields as the recorder writes them (rounded from the wire's integers).
+            vin_raw, iin_raw = round(record["voltage_in"] * 20), round(record["current_in"] * 200)
             values = {
-                "power": record["voltage_in"] * record["current_in"],
+                "power": _field(power_text(vin_raw, iin_raw)),
                 "voltage_in": record["voltage_in"],
                 "voltage_out": record["voltage_out"],
                 "current_in": record["current_in"],
@@ -545,10 +556,49 @@ def truth_rows(truth: list[dict[str, Any]], points: list[dict[str, Any]]) -> lis
                 "temperature": record["temperature"],
             }
             if record["duty_cycle"] > 0:
-                values["current_out"] = record["current_in"] / record["duty_cycle"]
+                values["current_out"] = _field(current_out_text(iin_raw, round(record["duty_cycle"] * 255)))
             panel = labels[barcode]
-            rows.append(Row(at, {"barcode": barcode, "string": panel.string, "name": panel.name}, values))
+            tags = {"barcode": barcode, "string": panel.string, "name": panel.name, "site": SITE}
+            rows.append(Row(at, tags, values))
     return rows
+
+
+def other_site_rows() -> list[Row]:
+    """Another site's recorder in the same database: three panels, one string, every 30 s, with
+    values far from the simulation's (a leak through the site filter could not go unnoticed)."""
+    rows = []
+    for number in range(1, 4):
+        for step in range(0, int(DURATION.total_seconds()), 30):
+            at = ms(START) + step * 1000 + number * 7  # never at the same instant as another panel
+            power = 1000.0 * number + step / 60
+            values = {
+                "power": power,
+                "voltage_in": 80.0,
+                "voltage_out": 80.0,
+                "current_in": power / 80.0,
+                "current_out": power / 80.0,
+                "duty_cycle": 1.0,
+                "temperature": 40.0 + number,
+            }
+            tags = {
+                "barcode": f"4-BARN{number}",
+                "string": "B1",
+                "name": f"barn {number}",
+                "site": OTHER_SITE,
+            }
+            rows.append(Row(at, tags, values))
+    return rows
+
+
+def line_of(row: Row) -> str:
+    tags = ",".join(f"{key}={value.replace(' ', chr(92) + ' ')}" for key, value in sorted(row.tags.items()))
+    fields = ",".join(f"{key}={value!r}" for key, value in row.values.items())
+    return f"tigo_optimizer,{tags} {fields} {row.time}"
+
+
+def _field(text: str) -> float:
+    """The value of one `name=value,` field text."""
+    return float(text.split("=", 1)[1].rstrip(","))
 
 
 @pytest.fixture(scope="module")
@@ -590,17 +640,21 @@ def recorded(influxdb: LocalInfluxDB, tmp_path_factory: pytest.TempPathFactory) 
             "--archive-days",
             "0",
             "--exit-at-end",
+            "--site",
+            SITE,
             env=env,
         )
         truth = load_truth(truth_file)
         points = influxdb.query("SELECT * FROM tigo_optimizer", database)
         comparison = compare_points(truth, points)
         assert comparison.exact and comparison.matched == comparison.expected, comparison.summary()
-        assert {(p["barcode"], p.get("string"), p.get("name")) for p in points} == {
-            (panel.barcode, panel.string, panel.name) for panel in PANELS
+        assert {(p["barcode"], p.get("string"), p.get("name"), p.get("site")) for p in points} == {
+            (panel.barcode, panel.string, panel.name, SITE) for panel in PANELS
         }
         assert all(ms(RANGE_START) < p["time"] < ms(RANGE_END) for p in points)
-        yield Recorded(influxdb, database, truth_rows(truth, points))
+        others = other_site_rows()
+        influxdb.write_v1(database, "\n".join(line_of(row) for row in others).encode())
+        yield Recorded(influxdb, database, truth_rows(truth, points) + others)
     finally:
         influxdb.ensure_running()
         influxdb.drop_database(database)
@@ -624,6 +678,7 @@ def check(recorded: Recorded, text: str) -> None:
     if statement.measurement == "tigo_recorder":
         series = recorded.series(text)
         assert series, f"no health rows: {text}"
+        assert {entry["tags"].get("site") for entry in series} == {SITE}, text
         for column in series[0]["columns"][1:]:
             if column not in HEALTH:
                 raise NotRecognised(f"health column {column!r} has no expectation here: {text}")
@@ -727,7 +782,7 @@ def test_grafana_dashboard_is_importable_and_tidy() -> None:
             assert panel["datasource"] == source, panel["title"]
             assert all(target["datasource"] == source for target in panel["targets"]), panel["title"]
     variables = {v["name"]: v for v in document["templating"]["list"]}
-    for name in ("barcode", "string", "name"):
+    for name in ("site", "barcode", "string", "name"):
         variable = variables[name]
         assert variable["datasource"] == source
         assert variable["query"] == f'SHOW TAG VALUES FROM "tigo_optimizer" WITH KEY = "{name}"'
@@ -735,8 +790,10 @@ def test_grafana_dashboard_is_importable_and_tidy() -> None:
     for query in GRAFANA_QUERIES:
         if '"tigo_optimizer" WHERE' in query.text:
             assert "$timeFilter" in query.text, query.where
-            for name in ("barcode", "string", "name"):
+            for name in ("site", "barcode", "string", "name"):
                 assert f'"{name}" =~ /^${name}$/' in query.text, f"{query.where} ignores ${name}"
+        if '"tigo_recorder" WHERE' in query.text:
+            assert '"site" =~ /^$site$/' in query.text and '"site", "source"' in query.text, query.where
         if "GROUP BY time(" in query.text and "time(1d)" not in query.text:
             assert "$__interval" in query.text, query.where
 
@@ -748,37 +805,54 @@ def test_chronograf_export_has_the_expected_shape() -> None:
     dashboard = document["dashboard"]
     assert dashboard["name"] and dashboard["cells"] and "id" in dashboard
     assert len({cell["i"] for cell in dashboard["cells"]}) == len(dashboard["cells"])
-    assert {t["tempVar"] for t in dashboard["templates"]} == {":db:", ":barcode:", ":bucket:", ":timezone:"}
+    assert {t["tempVar"] for t in dashboard["templates"]} == {
+        ":db:",
+        ":site:",
+        ":barcode:",
+        ":bucket:",
+        ":timezone:",
+    }
+    site = next(t for t in dashboard["templates"] if t["tempVar"] == ":site:")
+    assert site["type"] == "text" and [v["value"] for v in site["values"]] == [".*"]
     for query in CHRONOGRAF_QUERIES:
         if not query.text.startswith("SHOW "):
             assert ":dashboardTime:" in query.text and ":upperDashboardTime:" in query.text, query.where
+            assert '"site" =~ /^:site:$/' in query.text, query.where
     assert any(":interval:" in query.text for query in CHRONOGRAF_QUERIES)
 
 
 def test_label_panels_name_their_series_by_the_labels(recorded: Recorded) -> None:
     query = next(q for q in GRAFANA_QUERIES if q.where.startswith("Power per panel, by label"))
-    series = recorded.series(grafana_text(query.text, GRAFANA_SETTINGS[0]))
+    series = recorded.series(grafana_text(query.text, SITE_SETTING))
     assert {entry["tags"]["name"] for entry in series} == {panel.name for panel in PANELS}
     assert SHADED_NAME in {entry["tags"]["name"] for entry in series}
+    everywhere = recorded.series(grafana_text(query.text, GRAFANA_SETTINGS[0]))
+    assert {entry["tags"]["name"] for entry in everywhere} == {panel.name for panel in PANELS} | {
+        f"barn {number}" for number in range(1, 4)
+    }
 
 
 def test_summing_raw_points_overstates_the_total(recorded: Recorded) -> None:
     """Why the totals average each panel per interval first: with a report every 20 s, a 5-minute
     interval holds about 15 reports per panel, and summing them all counts each panel ~15 times."""
-    setting = GRAFANA_SETTINGS[0]
+    setting = SITE_SETTING
     query = next(q for q in GRAFANA_QUERIES if q.where.startswith("Array total"))
     totals = {
         row["time"]: row["power"] for row in recorded.series(grafana_text(query.text, setting))[0]["rows"]
     }
     naive_text = (
         f'SELECT sum("power") AS "power" FROM "tigo_optimizer" WHERE time >= {ms(RANGE_START)}ms '
-        f"and time <= {ms(RANGE_END)}ms GROUP BY time(5m) fill(none)"
+        f"and time <= {ms(RANGE_END)}ms AND site = '{SITE}' GROUP BY time(5m) fill(none)"
     )
     naive = {row["time"]: row["power"] for row in recorded.series(naive_text)[0]["rows"]}
     interval = int(setting.interval.total_seconds() * 1000)
     full_buckets = range(ms(START), ms(START + DURATION), interval)
     for bucket in full_buckets:
-        rows = [row for row in recorded.rows if bucket <= row.time < bucket + interval]
+        rows = [
+            row
+            for row in recorded.rows
+            if bucket <= row.time < bucket + interval and row.tags["site"] == SITE
+        ]
         per_panel: dict[str, list[float]] = defaultdict(list)
         for row in rows:
             per_panel[row.tags["barcode"]].append(row.values["power"])

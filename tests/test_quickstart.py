@@ -58,6 +58,32 @@ def test_the_quickstart_runs_end_to_end_in_a_clean_copy(tmp_path: Path) -> None:
         array = re.search(r"array power \(W\)\s+panels\s*\n(\d+\.\d)\s+135", completed.stdout)
         assert array and float(array.group(1)) > 10_000
         assert "0 waiting for a barcode" in output
+        # A plain influxd, nothing in front: the recorder wrote to the port InfluxQL reads from,
+        # through the 1.x API it chose itself (Debian's InfluxDB 1.6 has no v2 endpoint).
+        settings = dict(
+            line.split("=", 1)
+            for line in (copy / ".quickstart" / "influxdb" / "env").read_text().splitlines()
+        )
+        assert settings["INFLUX_URL"] == settings["INFLUX_QUERY_URL"]
+        assert not (copy / ".quickstart" / "influxdb" / "nginx.conf").exists()
+        assert "writing through the 1.x /write API" in completed.stderr
+        # The files holding the InfluxDB token are the user's alone.
+        for secret in (copy / ".quickstart" / "recorder.toml", copy / ".quickstart" / "influxdb" / "env"):
+            assert secret.stat().st_mode & 0o077 == 0, secret
+        # What the README says to type next works: the recorder from .venv, the quickstart's settings.
+        by_hand = subprocess.run(
+            [
+                "bash",
+                "-c",
+                "source .venv/bin/activate && export RECORDER_CONFIG=$PWD/.quickstart/recorder.toml"
+                " && recorder nodes list | tail -n 1",
+            ],
+            cwd=copy,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "135 nodes, 135 with a barcode" in by_hand.stdout, by_hand.stderr
     finally:
         subprocess.run(
             [str(copy / "scripts" / "influxdb-local"), "stop"], cwd=copy, capture_output=True, timeout=60

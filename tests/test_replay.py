@@ -27,6 +27,7 @@ from recorder.sim.bus import BusSimulation
 from recorder.sim.config import SimulationConfig
 from recorder.sinks.points import PointIdentity, optimizer_line
 from recorder.storage.state import StateStore
+from recorder.timestamps import to_millis
 from tests.protocol import reference_frames as ref
 
 
@@ -78,6 +79,19 @@ def canonical_lines(records: list[tuple[bytes, datetime]]) -> list[str]:
     return lines
 
 
+def canonical_activity(records: list[tuple[bytes, datetime]]) -> dict[tuple[int, int], list[int]]:
+    """Node activity as `recorder run` records it: from every reading the observer emits."""
+    pipeline = DecodePipeline()
+    activity: dict[tuple[int, int], list[int]] = {}
+    for data, at in records:
+        for output in pipeline.feed(data, at)[1]:
+            if isinstance(output, Reading):
+                ms = to_millis(output.measured_at)
+                seen = activity.setdefault((output.gateway_id, output.node_id), [ms, ms, 0])
+                seen[0], seen[1], seen[2] = min(seen[0], ms), max(seen[1], ms), seen[2] + 1
+    return activity
+
+
 @pytest.mark.parametrize(
     "changes",
     [
@@ -111,9 +125,10 @@ def test_fast_lane_equals_the_canonical_pipeline(
     archive.close()
     expected = canonical_lines(records)
     writer = Collect()
+    store = StateStore.open(tmp_path / "state.db")
     backfill = Backfill(
         load_settings({}, environ={}),
-        StateStore.open(tmp_path / "state.db"),
+        store,
         writer,
         # The two-pass runs read ahead in a child process, the one-pass runs in this process.
         BackfillOptions(
@@ -124,6 +139,15 @@ def test_fast_lane_equals_the_canonical_pipeline(
     assert backfill.passes == (2 if two_pass else 1)
     assert len(expected) > 1000
     assert sorted(writer.lines) == sorted(expected)
+    # nodes list's LAST REPORT and report counts, as `recorder run` would have recorded them
+    activity = canonical_activity(records)
+    assert backfill.activity == activity
+    stored = {
+        (row.gateway_id, row.node_id): (to_millis(row.last_report_at), row.report_count)
+        for row in store.list_nodes()
+        if row.last_report_at is not None
+    }
+    assert stored == {key: (last, count) for key, (_first, last, count) in activity.items()}
 
 
 def test_a_database_knowing_later_history_forces_the_first_pass(tmp_path: Path) -> None:

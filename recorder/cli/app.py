@@ -1,4 +1,10 @@
-"""The `recorder` command: typer app and the one place errors become exit codes."""
+"""The `recorder` command: typer app and the one place errors become exit codes.
+
+Start-up time matters (a person types `recorder status` on a Raspberry Pi): the command modules
+imported here carry only their signatures; each command imports what it needs when it runs.
+Help is plain text (`rich_markup_mode=None`): rich's formatting would cost more than the rest of
+start-up together. `benchmarks/startup.py` measures it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import typer
 
 from recorder import __version__
 from recorder.cli import backfill, db, diagnostics, nodes, run, simulate
+from recorder.cli.framework import Command, Group
 from recorder.errors import RecorderError
 from recorder.logs import configure_logging
 
@@ -17,6 +24,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    cls=Group,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -33,7 +42,11 @@ def root(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
     log_level: str = typer.Option(
-        "INFO", "--log-level", envvar="RECORDER_LOG_LEVEL", help="DEBUG, INFO, WARNING or ERROR."
+        "INFO",
+        "--log-level",
+        envvar="RECORDER_LOG_LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR.",
+        metavar="LEVEL",
     ),
 ) -> None:
     if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -41,13 +54,13 @@ def root(
     configure_logging(log_level)
 
 
-app.command("peek")(diagnostics.peek)
-app.command("observe")(diagnostics.observe)
-app.command("list-serial-ports")(diagnostics.list_serial_ports)
-app.command("run")(run.run)
-app.command("status")(run.status)
-app.command("backfill")(backfill.backfill)
-app.command("simulate")(simulate.simulate)
+app.command("peek", cls=Command)(diagnostics.peek)
+app.command("observe", cls=Command)(diagnostics.observe)
+app.command("list-serial-ports", cls=Command)(diagnostics.list_serial_ports)
+app.command("run", cls=Command)(run.run)
+app.command("status", cls=Command)(run.status)
+app.command("backfill", cls=Command)(backfill.backfill)
+app.command("simulate", cls=Command)(simulate.simulate)
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(db.app, name="db")
 

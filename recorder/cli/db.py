@@ -6,30 +6,33 @@ from pathlib import Path
 
 import typer
 
-from recorder.cli.common import DbOption, database_path
-from recorder.storage.db import current_revision, head_revision, open_database
+from recorder.cli.common import ConfigOption, DbOption, settings_for, writable_store
+from recorder.cli.framework import Command, Group
 
 app = typer.Typer(
-    help="The state database's schema (upgraded automatically before every run).", no_args_is_help=True
+    help="The state database's schema (upgraded automatically before every run).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    cls=Group,
 )
 
 
-@app.command("upgrade")
-def upgrade(db: Path | None = DbOption) -> None:
+@app.command("upgrade", cls=Command)
+def upgrade(db: Path | None = DbOption, config: Path | None = ConfigOption) -> None:
     """Bring the state database to the newest schema (creating it if needed)."""
-    path, is_default = database_path(db)
-    engine = open_database(path, create_directory=is_default)
-    print(f"{path}: schema at revision {current_revision(engine)} (newest)")
+    from recorder.storage.db import current_revision
+
+    settings = settings_for(db, config)
+    store = writable_store(settings)
+    print(f"{settings.database}: schema at revision {current_revision(store.engine)} (newest)")
 
 
-@app.command("current")
-def current(db: Path | None = DbOption) -> None:
-    """Show the state database's schema revision and whether it is the newest."""
-    path, _ = database_path(db)
-    if not path.exists():
-        print(f"{path}: does not exist yet (it is created on first use)")
-        return
-    revision = current_revision(open_database(path, migrate=False))
-    head = head_revision()
-    state = "newest" if revision == head else f"older than this recorder's {head}; run `recorder db upgrade`"
-    print(f"{path}: schema at revision {revision or 'none'} ({state})")
+@app.command("current", cls=Command)
+def current(db: Path | None = DbOption, config: Path | None = ConfigOption) -> None:
+    """Show the state database's schema revision and whether it is the newest (changes nothing)."""
+    from recorder.storage.readonly import open_read_only, schema_difference, schema_revision
+
+    settings = settings_for(db, config)
+    connection = open_read_only(settings.database_path, settings.database.how, check_schema=False)
+    revision = schema_revision(connection)
+    print(f"{settings.database}: schema at revision {revision or 'none'} ({schema_difference(revision)})")

@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from recorder.cli.common import SourceOption, parse_datetime
-from recorder.errors import NothingDecodedError
-from recorder.observer import GatewayLearned, MappingLearned, NodeTableAssembled, Observer, Reading
-from recorder.pipeline import DecodePipeline
-from recorder.protocol.barcode import describe_address
-from recorder.protocol.events import (
-    Event,
-    FrameSeen,
-    GatewayIdentityObserved,
-    NodeTablePage,
-    PowerReportReceived,
-    TopologyReportReceived,
+from recorder.cli.common import (
+    ConfigOption,
+    SourceOption,
+    parse_datetime,
+    read_only_database,
+    settings_for,
+    writable_store,
 )
-from recorder.protocol.gateway.link import LinkDecoder, frame_from_body
-from recorder.protocol.gateway.transport import frame_type_name
-from recorder.sinks import jsonl
-from recorder.sources import LiveSource, Source, SourceOptions, nothing_decoded_from, open_source
-from recorder.storage.state import StateStore
+from recorder.errors import NothingDecodedError
+
+if TYPE_CHECKING:
+    from recorder.config import Settings
+    from recorder.observer import GatewayLearned, MappingLearned, NodeTableAssembled, Observer, Reading
+    from recorder.protocol.events import Event
+    from recorder.sources import Source
+
+log = logging.getLogger(__name__)
 
 
 class PeekLevel(StrEnum):
@@ -36,6 +36,8 @@ class PeekLevel(StrEnum):
 
 
 def _open(url: str, raw_start: str | None) -> Source:
+    from recorder.sources import LiveSource, SourceOptions, open_source
+
     options = SourceOptions(raw_start=parse_datetime(raw_start, "--start") if raw_start else None)
     source = open_source(url, options)
     source.check()
@@ -47,6 +49,7 @@ def _open(url: str, raw_start: str | None) -> Source:
 StartOption = typer.Option(
     None,
     "--start",
+    metavar="TIME",
     help="For raw: sources, the time of the first byte (ISO-8601). "
     "Default: the file's modification time marks the end of the dump.",
 )
@@ -57,10 +60,16 @@ def peek(
         ..., help="bytes: hex dump; frames: link frames; activity: decoded events."
     ),
     source_url: str = SourceOption,
-    limit: int = typer.Option(0, "--limit", "-n", min=0, help="Stop after this many lines (0 = no limit)."),
+    limit: int = typer.Option(
+        0, "--limit", "-n", min=0, help="Stop after this many lines (0 = no limit).", metavar="N"
+    ),
     start: str | None = StartOption,
 ) -> None:
     """Show what is on the bus, at the level you choose, in human-readable form."""
+    from recorder.pipeline import DecodePipeline
+    from recorder.protocol.gateway.link import LinkDecoder, frame_from_body
+    from recorder.protocol.gateway.transport import frame_type_name
+
     source = _open(source_url, start)
     printed = 0
     link = LinkDecoder()
@@ -102,16 +111,49 @@ def peek(
         )
 
 
+def _text(value: str) -> str:
+    """A text from the bus, on one line (gateway versions are CR-separated lines)."""
+    return '"' + " ".join(value.split()) + '"'
+
+
+def _value(name: str, value: object) -> str:
+    """A field for people: addresses as barcodes (with the hex), other bytes as hex, texts as text."""
+    from recorder.protocol.barcode import describe_address
+
+    if isinstance(value, bytes | bytearray):
+        if "address" in name and len(value) == 8:
+            return describe_address(bytes(value))
+        return value.hex(" ") if value else "(none)"
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, int) and not isinstance(value, bool) and name.endswith("type"):
+        return f"0x{value:02X}"
+    return str(value)
+
+
 def describe_event(event: Event) -> str:
+    """One event for `peek activity`. Gateways appear as addressed on the bus (their IDs); the
+    lines that reveal a gateway's identity give its barcode (`recorder nodes list` shows both)."""
+    from recorder.protocol.barcode import describe_address
+    from recorder.protocol.events import (
+        FrameSeen,
+        GatewayIdentityObserved,
+        GatewayVersionObserved,
+        NodeTablePage,
+        PowerReportReceived,
+        TopologyReportReceived,
+    )
+
     if isinstance(event, FrameSeen):
         arrow = "gateway ->" if event.from_gateway else "-> gateway"
         return f"{arrow} {event.gateway_id} {event.name}: {event.summary}".rstrip(": ")
     if isinstance(event, PowerReportReceived):
         report = event.report
         return (
-            f"  power report gateway {event.gateway_id} node {event.node_id}: Vin {report.voltage_in} V, "
-            f"Vout {report.voltage_out} V, Iin {report.current_in} A, duty {report.duty_cycle:.3f}, "
-            f"{report.temperature} °C, slot 0x{report.slot_counter:04X}, RSSI {report.rssi}"
+            f"  power report gateway {event.gateway_id} node {event.node_id}: "
+            f"Vin {report.voltage_in} V, Vout {report.voltage_out} V, Iin {report.current_in} A, "
+            f"duty {report.duty_cycle:.3f}, {report.temperature} °C, slot 0x{report.slot_counter:04X}, "
+            f"RSSI {report.rssi}"
         )
     if isinstance(event, TopologyReportReceived):
         topology = event.report
@@ -124,23 +166,33 @@ def describe_event(event: Event) -> str:
         return f"  node table page gateway {event.gateway_id} from index {event.start_index}: {entries}"
     if isinstance(event, GatewayIdentityObserved):
         return f"  gateway {event.gateway_id} is {describe_address(event.long_address)}"
+    if isinstance(event, GatewayVersionObserved):
+        return f"  gateway {event.gateway_id} runs {_text(event.version)}"
     fields = {name: getattr(event, name) for name in event.__dataclass_fields__ if name != "received_at"}
-    return f"  {type(event).__name__} " + " ".join(f"{key}={value!r}" for key, value in fields.items())
+    return f"  {type(event).__name__} " + " ".join(
+        f"{key}={_value(key, value)}" for key, value in fields.items()
+    )
 
 
 def describe_output(output: Reading | NodeTableAssembled | MappingLearned | GatewayLearned) -> str:
+    from recorder.observer import MappingLearned, NodeTableAssembled, Reading
+    from recorder.protocol.barcode import describe_address
+
     if isinstance(output, Reading):
         who = output.barcode or f"node {output.node_id} (barcode not yet known)"
         measured = output.measured_at.isoformat(timespec="milliseconds")
         return f"reading {who} measured {measured}: {output.power} W"
     if isinstance(output, NodeTableAssembled):
-        return f"node table of gateway {output.gateway_id} complete: {len(output.entries)} nodes"
+        gateway = output.gateway_id
+        return f"node table of gateway {gateway} complete: {len(output.entries)} nodes"
     if isinstance(output, MappingLearned):
         return (
-            f"gateway {output.gateway_id} node {output.node_id} is {describe_address(output.long_address)} "
-            f"(from {output.source})"
+            f"gateway {output.gateway_id} node {output.node_id} is "
+            f"{describe_address(output.long_address)} (from {output.source})"
         )
-    return f"gateway {output.gateway_id}: address {output.long_address!r} version {output.version!r}"
+    address = describe_address(output.long_address) if output.long_address else "address not heard yet"
+    version = f"version {_text(output.version)}" if output.version else "version not heard yet"
+    return f"gateway {output.gateway_id}: {address}, {version}"
 
 
 def observe(
@@ -149,14 +201,31 @@ def observe(
     db: Path | None = typer.Option(
         None,
         "--db",
-        envvar="RECORDER_DB",
-        help="Use and update this state database (known barcodes, history).",
+        help="Use and update this state database (known barcodes, history). Without --db (or "
+        "RECORDER_DB), a database named in the configuration file is only read, for its barcodes. "
+        "[env var: RECORDER_DB]",
+        show_default=False,
+        metavar="FILE",
     ),
+    config: Path | None = ConfigOption,
 ) -> None:
     """Decode the bus and print one JSON object per line (power reports, identity, counters)."""
+    from recorder.observer import Observer
+    from recorder.pipeline import DecodePipeline
+    from recorder.protocol.events import TopologyReportReceived
+    from recorder.sinks import jsonl
+    from recorder.sources import nothing_decoded_from
+
+    settings = settings_for(db, config)
+    store = None
+    observer = Observer()
+    origin = settings.provenance.origins.get("db")
+    if origin in ("--db", "RECORDER_DB"):
+        store = writable_store(settings)  # asked for by name: use it and record what is heard
+        observer = Observer(store.identity_map(), store.gateway_addresses())
+    elif origin is not None and settings.database_path.exists():
+        observer = _seeded_observer(settings)  # the configured database: look, never write
     source = _open(source_url, start)
-    store = StateStore.open(db.expanduser()) if db is not None else None
-    observer = Observer(store.identity_map(), store.gateway_addresses()) if store else Observer()
     pipeline = DecodePipeline(observer)
     write = sys.stdout.write
     exhausted = False
@@ -185,9 +254,24 @@ def observe(
         raise NothingDecodedError(reason)
 
 
+def _seeded_observer(settings: Settings) -> Observer:
+    """An observer knowing the barcodes in the configured database, read without changing it."""
+    from recorder.observer import Observer
+    from recorder.storage import queries
+
+    connection = read_only_database(settings)
+    observer = Observer(queries.identity_map(connection), queries.gateway_addresses(connection))
+    connection.close()
+    log.info("barcodes from %s (read only)", settings.database)
+    return observer
+
+
 def _output_lines(
     output: Reading | NodeTableAssembled | MappingLearned | GatewayLearned,
 ) -> list[dict[str, Any]]:
+    from recorder.observer import GatewayLearned, NodeTableAssembled, Reading
+    from recorder.sinks import jsonl
+
     if isinstance(output, Reading):
         return [jsonl.reading_json(output)]
     if isinstance(output, NodeTableAssembled):

@@ -1,29 +1,47 @@
-"""`recorder nodes`: the optimizers the recorder knows, by barcode, and their history."""
+"""`recorder nodes`: the optimizers the recorder knows, by barcode, and their history.
+
+`list`, `history` and `export` only look (read-only, see `recorder.storage.readonly`); `label`
+and `import` change the state database (creating it if needed).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from recorder.cli.common import DbOption, database_path, display_time, utc_now
-from recorder.storage.imports import load_import_file
-from recorder.storage.state import NodeRow, StateStore
+from recorder.cli.common import (
+    ConfigOption,
+    DbOption,
+    check_output_path,
+    display_time,
+    read_only_database,
+    settings_for,
+    utc_now,
+    writable_store,
+)
+from recorder.cli.framework import Command, Group
+from recorder.errors import UsageError
+
+if TYPE_CHECKING:
+    from recorder.storage.queries import NodeRow
 
 app = typer.Typer(
-    help="Optimizers by barcode: mappings, history, labels, import and export.", no_args_is_help=True
+    help="Optimizers by barcode: mappings, history, labels, import and export.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    cls=Group,
 )
 
-
-def open_store(db: Path | None) -> StateStore:
-    path, is_default = database_path(db)
-    return StateStore.open(path, create_directory=is_default)
-
-
-def _gateway(row: NodeRow) -> str:
-    return row.gateway_barcode or str(row.gateway_id)
+GatewayOption = typer.Option(
+    None,
+    "--gateway",
+    help="Only this gateway: its barcode (e.g. 3-2BE16Y) or its ID (e.g. 4609).",
+    metavar="GATEWAY",
+)
 
 
 def _label(row: NodeRow) -> str:
@@ -39,19 +57,24 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def list_nodes(
     db: Path | None = DbOption,
+    config: Path | None = ConfigOption,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
-    gateway: int | None = typer.Option(None, "--gateway", help="Only this gateway ID (e.g. 4609)."),
+    gateway: str | None = GatewayOption,
     unresolved: bool = typer.Option(False, "--unresolved", help="Only nodes whose barcode is not known yet."),
 ) -> None:
     """Every node: resolved ones by barcode, unresolved ones with the readings waiting for them."""
-    store = open_store(db)
-    rows = store.list_nodes(gateway_id=gateway, unresolved=unresolved)
+    from recorder.storage import queries
+
+    connection = read_only_database(settings_for(db, config))
+    gateway_id = queries.resolve_gateway(connection, gateway) if gateway is not None else None
+    rows = queries.list_nodes(connection, gateway_id=gateway_id, unresolved=unresolved)
     if as_json:
         keys = (
             "gateway_id",
+            "gateway",
             "node_id",
             "long_address",
             "barcode",
@@ -74,7 +97,7 @@ def list_nodes(
         table = [
             [
                 str(r.node_id),
-                _gateway(r),
+                r.gateway,
                 display_time(r.first_seen),
                 display_time(r.last_report_at),
                 str(r.report_count),
@@ -88,7 +111,7 @@ def list_nodes(
             [
                 r.barcode or "(unknown)",
                 f"{r.node_id}{' (alias)' if r.is_alias else ''}",
-                _gateway(r),
+                r.gateway,
                 _label(r),
                 r.source or "-",
                 display_time(r.first_seen),
@@ -106,17 +129,22 @@ def list_nodes(
     )
 
 
-@app.command("history")
+@app.command("history", cls=Command)
 def history(
     query: str = typer.Argument(
         ..., metavar="BARCODE|NODE_ID", help="A barcode (4-9A57A2L) or a node ID (116)."
     ),
     db: Path | None = DbOption,
-    gateway: int | None = typer.Option(None, "--gateway", help="Only this gateway ID."),
-    as_json: bool = typer.Option(False, "--json"),
+    config: Path | None = ConfigOption,
+    gateway: str | None = GatewayOption,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Which node ID an optimizer had when, or which optimizer a node ID meant when."""
-    rows = open_store(db).history(query, gateway_id=gateway)
+    from recorder.storage import queries
+
+    connection = read_only_database(settings_for(db, config))
+    gateway_id = queries.resolve_gateway(connection, gateway) if gateway is not None else None
+    rows = queries.history(connection, query, gateway_id=gateway_id)
     if as_json:
         print(json.dumps([row.as_json() for row in rows], indent=2))
         return
@@ -128,7 +156,7 @@ def history(
                 display_time(r.valid_to) if r.valid_to else "now",
                 r.barcode or "-",
                 f"{r.node_id}{' (alias)' if r.is_alias else ''}",
-                str(r.gateway_id),
+                r.gateway,
                 r.source or "-",
             ]
             for r in rows
@@ -136,46 +164,67 @@ def history(
     )
 
 
-@app.command("label")
+@app.command("label", cls=Command)
 def label(
-    barcode: str = typer.Argument(..., help="The optimizer's barcode, e.g. 4-9A57A2L."),
+    barcode: str = typer.Argument(..., help="The optimizer's barcode, e.g. 4-9A57A2L.", metavar="BARCODE"),
     db: Path | None = DbOption,
+    config: Path | None = ConfigOption,
     name: str | None = typer.Option(None, "--name", help='A name of your own ("" clears it).'),
     string: str | None = typer.Option(None, "--string", help='The string it is wired in ("" clears it).'),
     note: str | None = typer.Option(None, "--note", help='Free-form note ("" clears it).'),
 ) -> None:
-    """Give an optimizer a name and a string; both become InfluxDB tags on new points."""
-    labels = open_store(db).set_labels(barcode, name=name, string=string, note=note)
+    """Give an optimizer a name and a string; both become InfluxDB tags on new points.
+
+    The optimizer need not have been heard yet: labels given before sunrise apply once it reports.
+    """
+    labels = writable_store(settings_for(db, config)).set_labels(
+        barcode, name=name, string=string, note=note, at=utc_now()
+    )
     print(f"{barcode.upper()}: name={labels.name or '-'} string={labels.string or '-'}")
 
 
-@app.command("import")
+@app.command("import", cls=Command)
 def import_file(
     file: Path = typer.Argument(
         ...,
         help="A `recorder nodes export` file, a taptap persistent state file or an infrastructure report.",
+        metavar="FILE",
     ),
     db: Path | None = DbOption,
+    config: Path | None = ConfigOption,
 ) -> None:
     """Load mappings you already have, so barcodes resolve before any identity traffic is heard."""
+    from recorder.storage.imports import load_import_file
+
     now = utc_now()
     plan = load_import_file(file, now)
-    changed, gateways = open_store(db).import_records(plan.mappings, plan.gateways, plan.labels, now)
+    store = writable_store(settings_for(db, config))
+    changed, gateways = store.import_records(plan.mappings, plan.gateways, plan.labels, now)
     print(
         f"imported {file} ({plan.layout}): {len(plan.mappings)} mappings ({changed} new or changed), "
         f"{gateways} gateways, {len(plan.labels)} labelled optimizers"
     )
 
 
-@app.command("export")
+@app.command("export", cls=Command)
 def export(
     db: Path | None = DbOption,
-    out: Path | None = typer.Option(None, "--out", "-o", help="Write here instead of standard output."),
+    config: Path | None = ConfigOption,
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write here instead of standard output.", metavar="FILE"
+    ),
 ) -> None:
     """Everything the recorder knows about identity, as JSON that `nodes import` reads back."""
-    text = json.dumps(open_store(db).export(), indent=2)
+    from recorder.storage import queries
+
+    if out is not None:
+        out = check_output_path(out, "--out")
+    text = json.dumps(queries.export(read_only_database(settings_for(db, config))), indent=2)
     if out is None:
         sys.stdout.write(text + "\n")
-    else:
+        return
+    try:
         out.write_text(text + "\n", encoding="utf-8")
-        print(f"wrote {out}")
+    except OSError as error:
+        raise UsageError(f"--out: cannot write {out}: {error.strerror}") from None
+    print(f"wrote {out}")

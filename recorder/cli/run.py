@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-import tempfile
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
@@ -14,28 +13,31 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from recorder.archive import Archive
-from recorder.cli.common import DbOption, database_path, display_time, parse_datetime, utc_now
+from recorder.cli.common import (
+    ConfigOption,
+    DbOption,
+    display_time,
+    dry_run_store,
+    parse_datetime,
+    read_only_database,
+    setting_option,
+    settings_for,
+    utc_now,
+    writable_store,
+)
 from recorder.config import Settings, load_settings
 from recorder.errors import ConfigError, NothingDecodedError
-from recorder.ingest import Ingest
-from recorder.live.address import HttpAddress
-from recorder.live.latest import LatestReadings
 from recorder.logs import configure_logging
-from recorder.sinks.influx import InfluxWriter, LineWriter, StdoutWriter
-from recorder.sources import (
-    LiveSource,
-    ReconnectPolicy,
-    Source,
-    SourceOptions,
-    nothing_decoded_from,
-    open_source,
-)
-from recorder.storage.scratch import scratch_copy
-from recorder.storage.state import StateStore
 
 if TYPE_CHECKING:
+    from recorder.archive import Archive
+    from recorder.ingest import Ingest
+    from recorder.live.address import HttpAddress
+    from recorder.live.latest import LatestReadings
     from recorder.live.snapshot import LiveData
+    from recorder.sinks.influx import LineWriter
+    from recorder.sources import Source
+    from recorder.storage.state import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -45,96 +47,134 @@ _MQTT = "MQTT and Home Assistant"
 
 
 def run(
-    source: str | None = typer.Option(
-        None,
+    source: str | None = setting_option(
+        "source",
         "--source",
         "-s",
         help="Bus source: /dev/ttyUSB0, tcp://HOST[:PORT], capture:PATH, raw:PATH, sim:?...",
-        show_default=False,
+        metavar="URL",
     ),
-    db: Path | None = typer.Option(
-        None, "--db", help="State database (also RECORDER_DB).", show_default=False
-    ),
-    config: Path | None = typer.Option(
-        None, "--config", help="TOML configuration file (also RECORDER_CONFIG)."
-    ),
-    influx_url: str | None = typer.Option(
-        None, "--influx-url", help="InfluxDB URL (default: http://localhost:8086).", rich_help_panel=_OPTIONS
-    ),
-    influx_token: str | None = typer.Option(
-        None, "--influx-token", help="Token; for InfluxDB 1.8 use user:password.", rich_help_panel=_OPTIONS
-    ),
-    influx_org: str | None = typer.Option(
-        None, "--influx-org", help="Organisation (default: -).", rich_help_panel=_OPTIONS
-    ),
-    influx_bucket: str | None = typer.Option(
-        None,
-        "--influx-bucket",
-        help="Bucket; for InfluxDB 1.8 database/retention (default: tigo).",
+    db: Path | None = DbOption,
+    config: Path | None = ConfigOption,
+    influx_url: str | None = setting_option(
+        "influx_url",
+        "--influx-url",
+        help="InfluxDB URL (default: http://localhost:8086).",
+        metavar="URL",
         rich_help_panel=_OPTIONS,
     ),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Points per write (default: 5000)."),
-    flush_interval: float | None = typer.Option(
-        None, "--flush-interval", help="Seconds between commits and writes (default: 1)."
+    influx_token: str | None = setting_option(
+        "influx_token",
+        "--influx-token",
+        help="Token; for InfluxDB 1.x use user:password.",
+        metavar="TOKEN",
+        rich_help_panel=_OPTIONS,
     ),
-    identity_hold: str | None = typer.Option(
-        None, "--identity-hold", help="How long readings wait for their barcode, e.g. 36h (default: 36h)."
+    influx_org: str | None = setting_option(
+        "influx_org",
+        "--influx-org",
+        help="Organisation (default: -).",
+        metavar="ORG",
+        rich_help_panel=_OPTIONS,
     ),
-    on_unresolved: str | None = typer.Option(
-        None,
+    influx_bucket: str | None = setting_option(
+        "influx_bucket",
+        "--influx-bucket",
+        help="Bucket; for InfluxDB 1.x database[/retention] (default: tigo).",
+        metavar="BUCKET",
+        rich_help_panel=_OPTIONS,
+    ),
+    influx_api: str | None = setting_option(
+        "influx_api",
+        "--influx-api",
+        help="Write API: auto (asks the server), v1 (InfluxDB 1.x /write) or v2 (default: auto).",
+        metavar="auto|v1|v2",
+        rich_help_panel=_OPTIONS,
+    ),
+    site: str | None = setting_option(
+        "site", "--site", help="Tag every point with site=NAME (many sites, one database).", metavar="NAME"
+    ),
+    batch_size: int | None = setting_option(
+        "batch_size", "--batch-size", help="Points per write (default: 5000).", metavar="N"
+    ),
+    flush_interval: float | None = setting_option(
+        "flush_interval",
+        "--flush-interval",
+        help="Seconds between commits and writes (default: 1).",
+        metavar="SECONDS",
+    ),
+    identity_hold: str | None = setting_option(
+        "identity_hold",
+        "--identity-hold",
+        help="How long readings wait for their barcode, e.g. 36h (default: 36h).",
+        metavar="DURATION",
+    ),
+    on_unresolved: str | None = setting_option(
+        "on_unresolved",
         "--on-unresolved",
         help="After the hold: write (tagged with node ID only) or drop (default: write).",
+        metavar="write|drop",
     ),
-    archive: Path | None = typer.Option(
-        None, "--archive", help="Directory for the raw hourly capture files (default: next to the database)."
+    archive: Path | None = setting_option(
+        "archive",
+        "--archive",
+        help="Directory for the raw hourly capture files (default: next to the database).",
+        metavar="DIR",
     ),
-    archive_days: int | None = typer.Option(
-        None, "--archive-days", help="Keep raw files this many days; 0 disables (default: 30)."
+    archive_days: int | None = setting_option(
+        "archive_days",
+        "--archive-days",
+        help="Keep raw files this many days; 0 disables (default: 30).",
+        metavar="DAYS",
     ),
-    no_report_warning: str | None = typer.Option(
-        None,
+    no_report_warning: str | None = setting_option(
+        "no_report_warning",
         "--no-report-warning",
         help="Warn when frames but no power reports arrive in daylight this long (default: 30m).",
+        metavar="DURATION",
     ),
-    watchdog_seconds: float | None = typer.Option(
-        None,
+    watchdog_seconds: float | None = setting_option(
+        "watchdog_seconds",
         "--watchdog-seconds",
         help="Reconnect a live source that sent nothing for this long (default: 90).",
+        metavar="SECONDS",
     ),
-    http: str | None = typer.Option(
-        None,
+    http: str | None = setting_option(
+        "http",
         "--http",
         help="Serve the status page, /api/status and /metrics on HOST:PORT; empty turns them off "
         "(default: 127.0.0.1:9595).",
+        metavar="HOST:PORT",
         rich_help_panel=_LIVE,
     ),
-    stale_after: str | None = typer.Option(
-        None,
+    stale_after: str | None = setting_option(
+        "stale_after",
         "--stale-after",
         help="Live views leave out values of readings older than this (default: 10m).",
+        metavar="DURATION",
         rich_help_panel=_LIVE,
     ),
-    mqtt: str | None = typer.Option(
-        None,
+    mqtt: str | None = setting_option(
+        "mqtt",
         "--mqtt",
-        help="Publish to this MQTT broker with Home Assistant discovery: mqtt[s]://[user:pass@]HOST[:PORT] "
-        "(default: off).",
+        help="Publish to this MQTT broker with Home Assistant discovery (default: off).",
+        metavar="mqtt[s]://[USER:PASS@]HOST[:PORT]",
         rich_help_panel=_MQTT,
-        show_default=False,
     ),
-    mqtt_topic: str | None = typer.Option(
-        None, "--mqtt-topic", help="Topic base for states (default: tigo).", rich_help_panel=_MQTT
+    mqtt_topic: str | None = setting_option(
+        "mqtt_topic", "--mqtt-topic", help="Topic base for states (default: tigo).", rich_help_panel=_MQTT
     ),
-    mqtt_discovery_prefix: str | None = typer.Option(
-        None,
+    mqtt_discovery_prefix: str | None = setting_option(
+        "mqtt_discovery_prefix",
         "--mqtt-discovery-prefix",
         help="Home Assistant's discovery prefix (default: homeassistant).",
         rich_help_panel=_MQTT,
     ),
-    mqtt_interval: str | None = typer.Option(
-        None,
+    mqtt_interval: str | None = setting_option(
+        "mqtt_interval",
         "--mqtt-interval",
         help="Seconds between publications, at most (default: 10).",
+        metavar="SECONDS",
         rich_help_panel=_MQTT,
     ),
     dry_run: bool = typer.Option(
@@ -145,9 +185,14 @@ def run(
         "--exit-at-end",
         help="With a finite source, stop once it is exhausted and the outbox has drained.",
     ),
-    start: str | None = typer.Option(None, "--start", help="For raw: sources, the time of the first byte."),
+    start: str | None = typer.Option(
+        None, "--start", help="For raw: sources, the time of the first byte.", metavar="TIME"
+    ),
 ) -> None:
     """Record the bus into InfluxDB, as a service: nothing is lost if InfluxDB or the link fails."""
+    from recorder.ingest import Ingest
+    from recorder.sources import LiveSource, ReconnectPolicy, SourceOptions, nothing_decoded_from, open_source
+
     flags: dict[str, Any] = {
         "source": source,
         "db": db,
@@ -155,6 +200,8 @@ def run(
         "influx_token": influx_token,
         "influx_org": influx_org,
         "influx_bucket": influx_bucket,
+        "influx_api": influx_api,
+        "site": site,
         "batch_size": batch_size,
         "flush_interval": flush_interval,
         "identity_hold": identity_hold,
@@ -176,6 +223,8 @@ def run(
         if settings.log_level != "INFO"
         else logging.getLevelName(logging.getLogger().level)
     )
+    # The first line of every run: which database and configuration, and why those.
+    log.info("state database %s; configuration %s", settings.database, settings.config_file)
     if not settings.source:
         raise ConfigError(
             "no source given: use --source, RECORDER_SOURCE or `source =` in the configuration file"
@@ -187,9 +236,12 @@ def run(
     bus = open_source(settings.source, options)
     bus.check()
     with ExitStack() as stack:
-        store, writer, archive_writer = _prepare(settings, dry_run, stack, explicit_db=db is not None)
-        live = settings.http is not None or settings.mqtt is not None
-        latest = LatestReadings(settings.stale_after) if live else None
+        store, writer, archive_writer = _prepare(settings, dry_run, stack)
+        latest = None
+        if settings.http is not None or settings.mqtt is not None:
+            from recorder.live.latest import LatestReadings
+
+            latest = LatestReadings(settings.stale_after)
         ingest = Ingest(settings, store, writer, archive=archive_writer, latest=latest)
         if latest is not None:
             _start_live_outputs(settings, dry_run, latest, ingest, bus, store, stack)
@@ -202,16 +254,20 @@ def run(
 
 
 def _prepare(
-    settings: Settings, dry_run: bool, stack: ExitStack, *, explicit_db: bool
+    settings: Settings, dry_run: bool, stack: ExitStack
 ) -> tuple[StateStore, LineWriter, Archive | None]:
-    path, is_default = settings.database_path, settings.db is None and not explicit_db
+    from recorder.archive import Archive
+    from recorder.sinks.influx import InfluxWriter, StdoutWriter
+
     if dry_run:
-        # Same code path on a scratch copy of the state database: nothing the user has changes.
+        # Same code path on a copy of the state database: nothing the user has changes.
+        import tempfile
+
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recorder-dry-run-")))
-        store = StateStore.open(scratch_copy(path, scratch))
+        store = dry_run_store(settings, scratch)
         stack.callback(store.close)
         return store, StdoutWriter(sys.stdout), None
-    store = StateStore.open(path, create_directory=is_default)
+    store = writable_store(settings)
     stack.callback(store.close)
     writer = InfluxWriter(settings)
     archive_writer = None
@@ -278,48 +334,68 @@ def _handle_signals(ingest: Ingest) -> None:
     signal.signal(signal.SIGINT, stop)
 
 
-def status(db: Path | None = DbOption) -> None:
-    """Show the recorder's health as the last run saved it in the state database."""
-    path, _ = database_path(db)
-    if not path.exists():
-        print(f"{path}: no state database yet (has `recorder run` been started with this --db?)")
-        raise typer.Exit(1)
-    store = StateStore.open(path)
-    saved = store.get_state("health")
-    nodes = store.list_nodes()
+def status(db: Path | None = DbOption, config: Path | None = ConfigOption) -> None:
+    """Show the recorder's health as the last run saved it in the state database (changes nothing)."""
+    from recorder.storage import queries
+
+    settings = settings_for(db, config)
+    connection = read_only_database(settings)
+    with queries.snapshot(connection):
+        saved = queries.get_state(connection, "health")
+        backfilled = queries.get_state(connection, "backfill")
+        nodes = queries.list_nodes(connection)
     resolved = sum(1 for row in nodes if row.barcode)
+    last_report = max((row.last_report_at for row in nodes if row.last_report_at), default=None)
+    rows: list[tuple[str, str]] = [
+        ("configuration", str(settings.config_file)),
+        ("state database", str(settings.database)),
+    ]
+    h: dict[str, Any] = {}
     if saved is None:
-        print(f"{path}: no run has saved its health here yet; {len(nodes)} nodes known, {resolved} resolved")
-        raise typer.Exit(1)
-    h, updated_at = saved
-    age = (utc_now() - updated_at).total_seconds()
-    last_data = datetime.fromisoformat(h["last_data_at"]) if h.get("last_data_at") else None
-    stale = "  <- not running?" if age > 120 else ""
-    rows = [
-        ("state database", str(path)),
-        ("health saved", f"{display_time(updated_at)} ({_ago(age)}){stale}"),
-        ("source", f"{h.get('source')} ({h.get('source_state')}), last data {display_time(last_data)}"),
-        (
-            "bus",
-            f"{h.get('bytes', 0)} bytes, {h.get('frames', 0)} frames, "
-            f"{h.get('checksum_errors', 0)} checksum errors, {h.get('noise_bytes', 0)} noise bytes",
-        ),
-        ("decoded", f"{h.get('power_reports', 0)} power reports, {h.get('readings', 0)} readings"),
-        (
-            "InfluxDB",
-            f"{h.get('points_written', 0)} points written to {h.get('influx_url')} "
-            f"({h.get('influx_bucket')}), {h.get('write_errors', 0)} failed writes",
-        ),
-        (
-            "outbox",
-            f"{h.get('outbox_ready', 0)} ready, {h.get('outbox_held', 0)} waiting for a barcode, "
-            f"{h.get('points_parked', 0)} parked",
-        ),
+        rows.append(("recorder run", "has not saved its health in this database (never run with it?)"))
+    else:
+        h, updated_at = saved
+        age = (utc_now() - updated_at).total_seconds()
+        last_data = datetime.fromisoformat(h["last_data_at"]) if h.get("last_data_at") else None
+        stale = "  <- not running?" if age > 120 else ""
+        rows += [
+            ("health saved", f"{display_time(updated_at)} ({_ago(age)}){stale}"),
+            ("source", f"{h.get('source')} ({h.get('source_state')}), last data {display_time(last_data)}"),
+            (
+                "bus",
+                f"{h.get('bytes', 0)} bytes, {h.get('frames', 0)} frames, "
+                f"{h.get('checksum_errors', 0)} checksum errors, {h.get('noise_bytes', 0)} noise bytes",
+            ),
+            ("decoded", f"{h.get('power_reports', 0)} power reports, {h.get('readings', 0)} readings"),
+            (
+                "InfluxDB",
+                f"{h.get('points_written', 0)} points written to {h.get('influx_url')} "
+                f"({h.get('influx_bucket')}), {h.get('write_errors', 0)} failed writes",
+            ),
+            (
+                "outbox",
+                f"{h.get('outbox_ready', 0)} ready, {h.get('outbox_held', 0)} waiting for a barcode, "
+                f"{h.get('points_parked', 0)} parked",
+            ),
+        ]
+    if backfilled is not None:
+        b, finished_at = backfilled
+        rows.append(
+            (
+                "last backfill",
+                f"{display_time(finished_at)}: {b.get('files', 0)} files, {b.get('readings', 0)} readings, "
+                f"{b.get('points', 0)} points written to {b.get('influx_url')} ({b.get('influx_bucket')})"
+                + (f", {b['skipped']} files skipped" if b.get("skipped") else ""),
+            )
+        )
+    unresolved = f", {h['unresolved_nodes']} unresolved" if "unresolved_nodes" in h else ""
+    rows.append(
         (
             "nodes",
-            f"{len(nodes)} known, {resolved} with a barcode, {h.get('unresolved_nodes', 0)} unresolved",
-        ),
-    ]
+            f"{len(nodes)} known, {resolved} with a barcode{unresolved}, "
+            f"last report measured {display_time(last_report)}",
+        )
+    )
     if h.get("latency_p99_ms") is not None:
         rows.append(
             ("latency", f"p50 {h['latency_p50_ms']} ms, p99 {h['latency_p99_ms']} ms (report to InfluxDB)")

@@ -14,38 +14,54 @@ from urllib.parse import urlsplit
 
 import typer
 
-from recorder.cli.common import parse_datetime
+from recorder.cli.common import check_output_path, parse_datetime
 from recorder.errors import UsageError
+from recorder.sim.config import DEFAULT_START, SimulationConfig, parse_duration, parse_speed
 
 if TYPE_CHECKING:
     from recorder.sim.outputs import TcpBroadcastServer
-from recorder.sim.config import DEFAULT_START, SimulationConfig, parse_duration, parse_speed
 
 
 def simulate(
-    out: Path | None = typer.Option(None, "--out", help="Write a capture file (taptap format, gzip)."),
-    raw: Path | None = typer.Option(None, "--raw", help="Write the plain bus bytes."),
-    truth: Path | None = typer.Option(None, "--truth", help="Write the ground truth (JSON lines)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write a capture file (taptap format, gzip).", metavar="FILE"
+    ),
+    raw: Path | None = typer.Option(None, "--raw", help="Write the plain bus bytes.", metavar="FILE"),
+    truth: Path | None = typer.Option(
+        None, "--truth", help="Write the ground truth (JSON lines).", metavar="FILE"
+    ),
     listen: str | None = typer.Option(
-        None, "--listen", help="Serve the bytes on tcp://HOST:PORT (waits for the first client)."
+        None,
+        "--listen",
+        help="Serve the bytes on tcp://HOST:PORT (waits for the first client).",
+        metavar="URL",
     ),
     pty: bool = typer.Option(False, "--pty", help="Serve the bytes on a pseudo-terminal (prints its path)."),
-    gateways: int = typer.Option(1, "--gateways", help="Number of TAPs (IDs from 0x1201)."),
-    nodes: int = typer.Option(135, "--nodes", help="Optimizers per gateway."),
-    start: str = typer.Option(DEFAULT_START.isoformat(), "--start", help="Simulated start time, ISO-8601."),
-    duration: str = typer.Option("1h", "--duration", help="How long to simulate: 90m, 3h, 7d, 1h30m."),
-    seed: int = typer.Option(1, "--seed", help="Same seed, same array, same weather, same bytes."),
+    gateways: int = typer.Option(1, "--gateways", help="Number of TAPs (IDs from 0x1201).", metavar="N"),
+    nodes: int = typer.Option(135, "--nodes", help="Optimizers per gateway.", metavar="N"),
+    start: str = typer.Option(
+        DEFAULT_START.isoformat(), "--start", help="Simulated start time, ISO-8601.", metavar="TIME"
+    ),
+    duration: str = typer.Option(
+        "1h", "--duration", help="How long to simulate: 90m, 3h, 7d, 1h30m.", metavar="DURATION"
+    ),
+    seed: int = typer.Option(
+        1, "--seed", help="Same seed, same array, same weather, same bytes.", metavar="N"
+    ),
     firmware: str = typer.Option(
-        "legacy", "--firmware", help="legacy, or 4x (new status words, 14/15-byte reports)."
+        "legacy",
+        "--firmware",
+        help="legacy, or 4x (new status words, 14/15-byte reports).",
+        metavar="legacy|4x",
     ),
     noise: float = typer.Option(
-        0.0, "--noise", help="Probability per frame of bit errors, truncation or garbage."
+        0.0, "--noise", help="Probability per frame of bit errors, truncation or garbage.", metavar="P"
     ),
     reassign: bool = typer.Option(
         False, "--reassign", help="Replace an optimizer mid-run (new long address, bit-15 alias)."
     ),
     reassign_at: str | None = typer.Option(
-        None, "--reassign-at", help="When to replace it (default: mid-run)."
+        None, "--reassign-at", help="When to replace it (default: mid-run).", metavar="TIME"
     ),
     controller_restart: bool = typer.Option(
         True, "--controller-restart/--no-controller-restart", help="Begin with enumeration and a node table."
@@ -61,7 +77,11 @@ def simulate(
         help="The replacement sends no topology report: only the node table read after it tells.",
     ),
     speed: str = typer.Option(
-        "", "--speed", help="realtime, 60x or max. Default: max for files, realtime for --listen/--pty."
+        "",
+        "--speed",
+        help="realtime, 60x or max. Default: max for files, realtime for --listen/--pty.",
+        metavar="SPEED",
+        show_default=False,
     ),
 ) -> None:
     """Simulate a Tigo installation and write or serve the bytes a listener would see."""
@@ -89,9 +109,10 @@ def simulate(
     ).validate()
     live = bool(listen or pty)
     pace = parse_speed(speed) if speed else (1.0 if live else None)
-    for path in (out, raw, truth):
-        if path is not None and not path.parent.exists():
-            raise UsageError(f"cannot write {path}: directory {path.parent} does not exist")
+    out, raw, truth = (
+        check_output_path(path, option) if path is not None else None
+        for path, option in ((out, "--out"), (raw, "--raw"), (truth, "--truth"))
+    )
 
     stop = threading.Event()
 
@@ -103,7 +124,10 @@ def simulate(
 
     server = _server(listen) if listen else None
     terminal = PtyOutput() if pty else None
-    truth_writer = TruthWriter(truth) if truth else None
+    try:
+        truth_writer = TruthWriter(truth) if truth else None
+    except OSError as error:
+        raise UsageError(f"--truth: cannot write {truth}: {error.strerror}") from None
     started = time.perf_counter()
     try:
         if server is not None:
@@ -115,7 +139,11 @@ def simulate(
             if not terminal.wait_for_reader(stop):
                 return
         simulation = BusSimulation(config)
-        with FileOutputs(out, raw) as files:
+        try:
+            outputs = FileOutputs(out, raw)
+        except OSError as error:
+            raise UsageError(f"cannot write {error.filename}: {error.strerror}") from None
+        with outputs as files:
             sinks = [lambda data, seconds: files.write(data, config.start + timedelta(seconds=seconds))]
             if server is not None:
                 sinks.append(lambda data, _seconds: server.send(data))

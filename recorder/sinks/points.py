@@ -3,7 +3,7 @@
 Measurement `tigo_optimizer`, one point per reading:
 
     tags    barcode (when known), gateway (the gateway ID, e.g. 4609), node_id,
-            name and string (the user's labels, when set)
+            name and string (the user's labels, when set), site (`--site`, when set)
 
 (The gateway tag is the numeric ID rather than the TAP's barcode: the barcode is only heard when
 the controller enumerates its gateways, perhaps months after the recorder starts, and a tag that
@@ -11,17 +11,33 @@ changes value would split every series.)
     fields  voltage_in V, voltage_out V, current_in A, current_out A (omitted when the duty cycle
             is 0), power W (= voltage_in × current_in), duty_cycle 0..1, temperature °C,
             rssi (raw, integer)
+
+Measured values are written exactly as the wire's steps give them (50 mV, 5 mA, 0.1 °C). The two
+derived ones are rounded to a resolution well below what the measurements support: power to
+0.01 W (Vin × Iin is only good to about ±0.5 W) and current_out to 1 mA (Iin comes in 5 mA
+steps), instead of float noise like 6.904411764705882. `power_text` and `current_out_text` are
+the only place that formats them; the backfill fast lane (`recorder.replay`) caches their results.
     time    the measurement time, in milliseconds
 
 The same reading always produces the same series key and timestamp, so writing it twice
 leaves one point in InfluxDB. Values come from the raw wire integers with the same conversions
 the decoder uses.
 
-Measurement `tigo_recorder`, the recorder's own health: integer counters and gauges.
+Measurement `tigo_recorder`, the recorder's own health: integer counters and gauges, tagged
+`source` (and `site`). `source` is the kind of source only (serial, tcp, capture, raw,
+simulator), so that its series key stays the same when a converter's address or port, a device
+name or a simulated duration changes (`source_tag`).
+
+Rules every engine that speaks line protocol agrees on, which `TAG_KEYS`/`FIELD_KEYS` keep (and
+tests/sinks/test_points.py checks): a tag key is never also a field key of the same measurement
+(InfluxDB 3 refuses such a write; 1.x/2.x make queries ambiguous), no key is `time` or starts with
+`_` (reserved), names are plain lower-case identifiers, a tag with no value is left out rather
+than written empty, and a field keeps its type forever (1.x refuses a type change per shard).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,11 +46,33 @@ from recorder.timestamps import to_millis
 
 OPTIMIZER_MEASUREMENT = "tigo_optimizer"
 RECORDER_MEASUREMENT = "tigo_recorder"
+# Every tag key each measurement may carry, and the optimizer's field keys (the health fields
+# are the names `Ingest.health_values` produces).
+TAG_KEYS = {
+    OPTIMIZER_MEASUREMENT: ("barcode", "gateway", "name", "node_id", "site", "string"),
+    RECORDER_MEASUREMENT: ("site", "source"),
+}
+OPTIMIZER_FIELD_KEYS = (
+    "voltage_in",
+    "voltage_out",
+    "current_in",
+    "current_out",
+    "power",
+    "duty_cycle",
+    "temperature",
+    "rssi",
+)
 
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": " ", "\r": " "})
+# A backslash that ends a tag value, or stands before a character we escape, would escape our
+# own escape or the delimiter after it, and every point of that series would be refused. Line
+# protocol has no way to write such a backslash, so it becomes a slash.
+_LONE_BACKSLASH = re.compile(r"\\+(?=[,= \n\r]|$)")
 
 
 def escape_tag(value: str) -> str:
+    if "\\" in value:
+        value = _LONE_BACKSLASH.sub(lambda match: "/" * len(match.group(0)), value)
     return value.translate(_TAG_ESCAPES)
 
 
@@ -53,6 +91,7 @@ class PointIdentity:
     barcode: str | None = None
     name: str | None = None
     string: str | None = None
+    site: str | None = None
 
 
 def optimizer_tags(identity: PointIdentity) -> str:
@@ -64,6 +103,8 @@ def optimizer_tags(identity: PointIdentity) -> str:
     if identity.name:
         tags.append(f"name={escape_tag(identity.name)}")
     tags.append(f"node_id={identity.node_id}")
+    if identity.site:
+        tags.append(f"site={escape_tag(identity.site)}")
     if identity.string:
         tags.append(f"string={escape_tag(identity.string)}")
     return ",".join(tags)
@@ -82,6 +123,31 @@ DUTY_CYCLE = _field_texts("duty_cycle", range(0x100), 255)
 TEMPERATURE = _field_texts("temperature", range(-0x800, 0x800), 10)  # 0.1 °C steps
 
 
+POWER_DECIMALS = 2  # W
+CURRENT_OUT_DECIMALS = 3  # A
+
+
+def power_text(voltage_in_raw: int, current_in_raw: int) -> str:
+    """The power field: Vin × Iin, 50 mV × 5 mA steps (= raw product / 4000), to 0.01 W."""
+    return f"power={round(voltage_in_raw * current_in_raw / 4000, POWER_DECIMALS)!r},"
+
+
+def current_out_text(current_in_raw: int, duty_cycle_raw: int) -> str:
+    """The current_out field: Iin / duty (duty = raw / 255), to 1 mA; none without a duty cycle."""
+    if not duty_cycle_raw:
+        return ""  # no output current without a duty cycle
+    return f"current_out={round(current_in_raw * 255 / (200 * duty_cycle_raw), CURRENT_OUT_DECIMALS)!r},"
+
+
+def source_tag(description: str) -> str:
+    """The `source` tag of `tigo_recorder`: the kind of source, without what varies between runs.
+
+    `description` is `Source.describe()` ("tcp 192.168.1.50:502", "serial /dev/ttyUSB0",
+    "simulator (1 gateway(s) × 135 optimizers, 3:00:00)", "capture /path", "raw /path").
+    """
+    return description.split(" ", 1)[0] if description else "unknown"
+
+
 def optimizer_fields(
     voltage_in_raw: int,
     voltage_out_raw: int,
@@ -95,14 +161,10 @@ def optimizer_fields(
     Each value is one division of integers, so its float is exact-then-rounded and `repr` (the
     shortest text that reads back the same) is reproducible; every field stays a float field.
     """
-    if duty_cycle_raw:
-        current_out = f"current_out={current_in_raw * 255 / (200 * duty_cycle_raw)!r},"
-    else:
-        current_out = ""  # no output current without a duty cycle
     return (
-        f"{VOLTAGE_IN[voltage_in_raw]}{VOLTAGE_OUT[voltage_out_raw]}{CURRENT_IN[current_in_raw]}{current_out}"
-        f"power={voltage_in_raw * current_in_raw / 4000!r},{DUTY_CYCLE[duty_cycle_raw]}"
-        f"{TEMPERATURE[temperature_raw + 0x800]}rssi={rssi}i"
+        f"{VOLTAGE_IN[voltage_in_raw]}{VOLTAGE_OUT[voltage_out_raw]}{CURRENT_IN[current_in_raw]}"
+        f"{current_out_text(current_in_raw, duty_cycle_raw)}{power_text(voltage_in_raw, current_in_raw)}"
+        f"{DUTY_CYCLE[duty_cycle_raw]}{TEMPERATURE[temperature_raw + 0x800]}rssi={rssi}i"
     )
 
 
@@ -123,7 +185,9 @@ def optimizer_line(identity: PointIdentity, report: PowerReport, measured_at: da
     return f"{optimizer_tags(identity)} {fields} {to_millis(measured_at)}"
 
 
-def recorder_line(source: str, values: dict[str, int | float | bool], at: datetime) -> str:
+def recorder_line(
+    source: str, values: dict[str, int | float | bool], at: datetime, site: str | None = None
+) -> str:
     fields = []
     for name, value in sorted(values.items()):
         if isinstance(value, bool):
@@ -132,4 +196,5 @@ def recorder_line(source: str, values: dict[str, int | float | bool], at: dateti
             fields.append(f"{name}={value}i")
         else:
             fields.append(f"{name}={_number(value)}")
-    return f"{RECORDER_MEASUREMENT},source={escape_tag(source)} {','.join(fields)} {to_millis(at)}"
+    tags = f"{RECORDER_MEASUREMENT},site={escape_tag(site)}" if site else RECORDER_MEASUREMENT
+    return f"{tags},source={escape_tag(source_tag(source))} {','.join(fields)} {to_millis(at)}"

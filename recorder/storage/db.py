@@ -9,39 +9,37 @@ Every process that touches the database goes through `open_database`, which:
   database whose schema revision is newer than this program knows;
 * upgrades the schema to the newest revision in-process (Alembic), unless asked not to.
 
-The default location is `$RECORDER_DB`, else `/var/lib/recorder/recorder.db` for root, else
-`$XDG_DATA_HOME/recorder/recorder.db` (`~/.local/share/recorder/recorder.db`).
+This is the writers' door (`run`, `backfill`, `nodes label|import`, `db upgrade`, `observe --db`):
+it may create the file and migrate it, and says so in the log when it creates one. Commands that
+only show something open the database through `recorder.storage.readonly` instead, which never
+creates, migrates or locks anything. Which file is used, and how that was decided, is
+`recorder.config`'s business (`Settings.database`); `how` only goes into messages here.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.exc import DatabaseError
+from sqlalchemy.pool import StaticPool
 
 from recorder.errors import StateDatabaseError
+from recorder.storage.readonly import HEAD_REVISION
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
+log = logging.getLogger(__name__)
+
 BUSY_TIMEOUT_MS = 15_000
-# The newest revision in migrations/versions (a test keeps the two in step). Knowing it lets the
-# common case, a database already at head, open without importing Alembic (~10 MB of memory).
-HEAD_REVISION = "0002"
-
-
-def default_database_path() -> Path:
-    configured = os.environ.get("RECORDER_DB")
-    if configured:
-        return Path(configured).expanduser()
-    if os.geteuid() == 0:
-        return Path("/var/lib/recorder/recorder.db")
-    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return data_home / "recorder" / "recorder.db"
+# HEAD_REVISION: the newest revision in migrations/versions (a test keeps the two in step). Knowing
+# it lets the common case, a database already at head, open without importing Alembic (~10 MB).
 
 
 def _set_pragmas(connection: Any, _record: Any) -> None:
@@ -105,20 +103,29 @@ def downgrade(engine: Engine, revision: str) -> None:
         command.downgrade(config, revision)
 
 
-def open_database(path: Path, *, migrate: bool = True, create_directory: bool = False) -> Engine:
-    """An engine on the state database at `path`, checked and (by default) migrated to head."""
+def open_database(
+    path: Path, *, migrate: bool = True, create_directory: bool = False, how: str | None = None
+) -> Engine:
+    """An engine on the state database at `path`, checked and (by default) migrated to head.
+
+    `how` (e.g. "--db", "`db` in /etc/recorder/recorder.toml") says how the path was chosen, for
+    messages. The file is created when missing; its directory only with `create_directory`.
+    """
     path = path.expanduser()
+    named = f"{path} ({how})" if how else str(path)
     if path.is_dir():
-        raise StateDatabaseError(f"state database {path} is a directory; give the path of a file (--db)")
+        raise StateDatabaseError(f"state database {named} is a directory; give the path of a file (--db)")
     if not path.parent.exists():
         if not create_directory:
             raise StateDatabaseError(
-                f"cannot create state database {path}: directory {path.parent} does not exist"
+                f"cannot create state database {named}: directory {path.parent} does not exist"
             )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StateDatabaseError(f"cannot create directory {path.parent}: {error.strerror}") from None
+    _check_writable(path, named)
+    creating = not path.exists()
     engine = create_database_engine(path)
     try:
         with engine.connect() as connection:
@@ -127,11 +134,38 @@ def open_database(path: Path, *, migrate: bool = True, create_directory: bool = 
     except DatabaseError as error:
         engine.dispose()
         reason = getattr(error, "orig", error)
-        if isinstance(error, OperationalError) and "unable to open" in str(reason):
-            raise StateDatabaseError(f"cannot open state database {path}: {reason}") from None
+        if _is_access_problem(reason):
+            from recorder.access import describe_access, join_group_hint
+
+            raise StateDatabaseError(
+                f"cannot write state database {named}: {reason}; {describe_access(path)}. "
+                f"{join_group_hint(path)}; commands that only show something (status, nodes list) "
+                "need read access only"
+            ) from None
         raise StateDatabaseError(
-            f"{path} is not a usable SQLite database ({reason}); restore a backup or move it aside"
+            f"{named} is not a usable SQLite database ({reason}); restore a backup or move it aside"
         ) from None
+    if creating:
+        log.info("created a new state database at %s", named)
+    return _migrated(engine, revision, named, migrate)
+
+
+def memory_database(copy_of: sqlite3.Connection | None = None) -> Engine:
+    """A state database in memory (migrated to head): empty, or a copy of `copy_of`'s.
+
+    For runs that must leave no trace: `backfill --dry-run` works on a copy of the real database
+    (which it then only read) or on an empty one, and creates no file anywhere.
+    """
+    memory = sqlite3.connect(":memory:", check_same_thread=False)
+    if copy_of is not None:
+        copy_of.backup(memory)
+    engine = create_engine("sqlite://", creator=lambda: memory, poolclass=StaticPool)
+    event.listen(engine, "connect", _set_pragmas)
+    return _migrated(engine, current_revision(engine), "the in-memory copy", migrate=True)
+
+
+def _migrated(engine: Engine, revision: str | None, named: str, migrate: bool) -> Engine:
+    """Refuse a schema newer than this recorder; bring an older one to head when asked."""
     if revision == HEAD_REVISION:
         return engine
     from alembic.script import ScriptDirectory
@@ -145,9 +179,34 @@ def open_database(path: Path, *, migrate: bool = True, create_directory: bool = 
         if known is None:
             engine.dispose()
             raise StateDatabaseError(
-                f"state database {path} has schema revision {revision}, newer than this recorder "
+                f"state database {named} has schema revision {revision}, newer than this recorder "
                 f"(which knows up to {scripts.get_current_head()}): upgrade the recorder"
             )
     if migrate and revision != scripts.get_current_head():
         upgrade(engine)
     return engine
+
+
+def _check_writable(path: Path, named: str) -> None:
+    """A writer needs the file and its directory (SQLite keeps -wal and -shm files beside it)."""
+    from recorder.access import describe_access, join_group_hint
+
+    problem = None
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        problem, where = "the file is not writable for you", path
+    elif not os.access(path.parent, os.W_OK | os.X_OK):
+        problem, where = f"its directory {path.parent} is not writable for you", path.parent
+    if problem is not None:
+        raise StateDatabaseError(
+            f"cannot write state database {named}: {problem}; {describe_access(where)}. "
+            f"{join_group_hint(where)}, or run it as the database's owner "
+            "(commands that only show something, such as status and nodes list, need read access only)"
+        )
+
+
+def _is_access_problem(error: BaseException) -> bool:
+    name = getattr(error, "sqlite_errorname", "") or ""
+    text_ = str(error)
+    return name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")) or (
+        "readonly database" in text_ or "unable to open" in text_
+    )

@@ -13,7 +13,9 @@ Every method is one short transaction, so a second process (e.g. `recorder nodes
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
@@ -23,8 +25,8 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from recorder.errors import NotFoundError, UsageError
-from recorder.identity import IdentityMap, Interval
+from recorder.errors import UsageError
+from recorder.identity import IdentityMap
 from recorder.observer import ALIAS_BIT, GatewayLearned, MappingLearned, Output, Reading
 from recorder.protocol.barcode import (
     address_from_barcode,
@@ -32,61 +34,19 @@ from recorder.protocol.barcode import (
     format_long_address,
     parse_long_address,
 )
-from recorder.storage.db import open_database
+from recorder.storage import queries
+from recorder.storage.db import memory_database, open_database
 from recorder.storage.models import (
-    OUTBOX_HELD,
     Gateway,
     NodeActivity,
     NodeMapping,
     Optimizer,
-    OutboxEntry,
     RecorderState,
 )
-from recorder.timestamps import to_millis
+from recorder.storage.queries import NodeRow
 
-
-@dataclass(frozen=True)
-class NodeRow:
-    """One line of `recorder nodes list` / `history`."""
-
-    gateway_id: int
-    node_id: int
-    long_address: str | None
-    barcode: str | None
-    name: str | None
-    string: str | None
-    source: str | None
-    valid_from: datetime | None
-    valid_to: datetime | None
-    first_seen: datetime | None
-    last_seen: datetime | None
-    is_alias: bool = False
-    last_report_at: datetime | None = None
-    report_count: int = 0
-    waiting: int = 0  # readings held in the outbox for this node's identity
-    gateway_barcode: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        def iso(at: datetime | None) -> str | None:
-            return at.isoformat(timespec="seconds") if at else None
-
-        return {
-            "gateway_id": self.gateway_id,
-            "node_id": self.node_id,
-            "long_address": self.long_address,
-            "barcode": self.barcode,
-            "name": self.name,
-            "string": self.string,
-            "source": self.source,
-            "valid_from": iso(self.valid_from),
-            "valid_to": iso(self.valid_to),
-            "first_seen": iso(self.first_seen),
-            "last_seen": iso(self.last_seen),
-            "is_alias": self.is_alias,
-            "last_report_at": iso(self.last_report_at),
-            "report_count": self.report_count,
-            "waiting": self.waiting,
-        }
+__all__ = ["ImportedGateway", "ImportedLabels", "ImportedMapping", "Labels", "NodeRow", "StateStore"]
+from recorder.timestamps import from_millis, to_millis
 
 
 @dataclass(frozen=True)
@@ -120,33 +80,22 @@ class ImportedLabels:
     note: str | None
 
 
-def _mapping_row(mapping: NodeMapping, optimizer: Optimizer, **extra: Any) -> NodeRow:
-    """A mapping interval as a row; `extra` overrides or adds the activity columns."""
-    fields: dict[str, Any] = {
-        "gateway_id": mapping.gateway_id,
-        "node_id": mapping.node_id,
-        "long_address": optimizer.long_address,
-        "barcode": optimizer.barcode,
-        "name": optimizer.name,
-        "string": optimizer.string,
-        "source": mapping.source,
-        "valid_from": mapping.valid_from,
-        "valid_to": mapping.valid_to,
-        "first_seen": mapping.first_seen,
-        "last_seen": mapping.last_seen,
-        "is_alias": mapping.is_alias,
-    }
-    return NodeRow(**{**fields, **extra})
-
-
 class StateStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, path: Path, *, create_directory: bool = False, migrate: bool = True) -> StateStore:
-        return cls(open_database(path, migrate=migrate, create_directory=create_directory))
+    def open(
+        cls, path: Path, *, create_directory: bool = False, migrate: bool = True, how: str | None = None
+    ) -> StateStore:
+        """The state database for writing (created and migrated as needed); `how` is for messages."""
+        return cls(open_database(path, migrate=migrate, create_directory=create_directory, how=how))
+
+    @classmethod
+    def in_memory(cls, copy_of: sqlite3.Connection | None = None) -> StateStore:
+        """A store that leaves no trace: empty, or a copy of another database (see `memory_database`)."""
+        return cls(memory_database(copy_of))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -158,24 +107,8 @@ class StateStore:
     # Loading into memory
 
     def identity_map(self) -> IdentityMap:
-        identities = IdentityMap()
-        with self.session() as session:
-            rows = session.execute(
-                select(
-                    NodeMapping.gateway_id,
-                    NodeMapping.node_id,
-                    NodeMapping.valid_from,
-                    NodeMapping.source,
-                    Optimizer.long_address,
-                )
-                .join(Optimizer)
-                .order_by(NodeMapping.valid_from)
-            )
-            for gateway_id, node_id, valid_from, source, long_address in rows:
-                identities.seed(
-                    (gateway_id, node_id), Interval(valid_from, parse_long_address(long_address), source)
-                )
-        return identities
+        with self._connection() as connection:
+            return queries.identity_map(connection)
 
     def mapping_version(self) -> tuple[int, int, int]:
         """Changes whenever a mapping interval is added (by any process)."""
@@ -186,11 +119,8 @@ class StateStore:
         return int(count), int(newest or 0), to_millis(latest) if latest else 0
 
     def gateway_addresses(self) -> dict[int, bytes]:
-        with self.session() as session:
-            rows = session.execute(
-                select(Gateway.gateway_id, Gateway.long_address).where(Gateway.long_address.is_not(None))
-            )
-            return {gateway_id: parse_long_address(address) for gateway_id, address in rows if address}
+        with self._connection() as connection:
+            return queries.gateway_addresses(connection)
 
     def gateway_labels(self) -> dict[int, str]:
         """Gateway ID -> barcode, for the `gateway` tag."""
@@ -252,6 +182,18 @@ class StateStore:
                 )
             for (gateway_id, node_id), (count, first, last) in activity.items():
                 self._activity(session, gateway_id, node_id, count, first, last)
+
+    def record_activity(self, activity: Mapping[tuple[int, int], Sequence[int]]) -> None:
+        """Node activity counted elsewhere (a backfill): (gateway, node) -> (first ms, last ms, count).
+
+        Times merge (earliest first, latest last); counts add up, so a period replayed twice
+        counts twice, while its points land on themselves in InfluxDB.
+        """
+        if not activity:
+            return
+        with self.session() as session, session.begin():
+            for (gateway_id, node_id), (first, last, count) in activity.items():
+                self._activity(session, gateway_id, node_id, count, from_millis(first), from_millis(last))
 
     def _gateway(
         self, session: Session, gateway_id: int, long_address: bytes | None, version: str | None, at: datetime
@@ -382,103 +324,37 @@ class StateStore:
                 chosen = long_address
         return parse_long_address(chosen)
 
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """The engine's own `sqlite3` connection, for the questions in `recorder.storage.queries`."""
+        pooled = self.engine.raw_connection()
+        try:
+            driver = pooled.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            yield driver
+        finally:
+            pooled.close()
+
     def list_nodes(self, *, gateway_id: int | None = None, unresolved: bool = False) -> list[NodeRow]:
-        with self.session() as session:
-            activity = {(row.gateway_id, row.node_id): row for row in session.scalars(select(NodeActivity))}
-            waiting = dict(
-                ((gateway, node), count)
-                for gateway, node, count in session.execute(
-                    select(OutboxEntry.gateway_id, OutboxEntry.node_id, func.count())
-                    .where(OutboxEntry.state == OUTBOX_HELD)
-                    .group_by(OutboxEntry.gateway_id, OutboxEntry.node_id)
-                )
-            )
-            gateway_barcodes = {row.gateway_id: row.barcode for row in session.scalars(select(Gateway))}
-            rows: list[NodeRow] = []
-            mapped: set[tuple[int, int]] = set()
-            current = session.execute(
-                select(NodeMapping, Optimizer)
-                .join(Optimizer)
-                .where(NodeMapping.valid_to.is_(None))
-                .order_by(NodeMapping.gateway_id, NodeMapping.node_id)
-            )
-            for mapping, optimizer in current:
-                key = (mapping.gateway_id, mapping.node_id)
-                mapped.add(key)
-                seen = activity.get(key)
-                rows.append(
-                    _mapping_row(
-                        mapping,
-                        optimizer,
-                        last_seen=max(mapping.last_seen, seen.last_report_at) if seen else mapping.last_seen,
-                        last_report_at=seen.last_report_at if seen else None,
-                        report_count=seen.report_count if seen else 0,
-                        waiting=waiting.get(key, 0),
-                        gateway_barcode=gateway_barcodes.get(mapping.gateway_id),
-                    )
-                )
-            for key in sorted(set(activity) | set(waiting)):
-                if key in mapped:
-                    continue
-                seen = activity.get(key)
-                rows.append(
-                    NodeRow(
-                        gateway_id=key[0],
-                        node_id=key[1],
-                        long_address=None,
-                        barcode=None,
-                        name=None,
-                        string=None,
-                        source=None,
-                        valid_from=None,
-                        valid_to=None,
-                        first_seen=seen.first_report_at if seen else None,
-                        last_seen=seen.last_report_at if seen else None,
-                        last_report_at=seen.last_report_at if seen else None,
-                        report_count=seen.report_count if seen else 0,
-                        waiting=waiting.get(key, 0),
-                        gateway_barcode=gateway_barcodes.get(key[0]),
-                    )
-                )
-        if gateway_id is not None:
-            rows = [row for row in rows if row.gateway_id == gateway_id]
-        if unresolved:
-            rows = [row for row in rows if row.long_address is None]
-        return sorted(rows, key=lambda row: (row.gateway_id, row.node_id))
+        with self._connection() as connection:
+            return queries.list_nodes(connection, gateway_id=gateway_id, unresolved=unresolved)
 
     def history(self, query: str, *, gateway_id: int | None = None) -> list[NodeRow]:
         """Every interval for a barcode (across node IDs) or for a node ID (across gateways)."""
-        with self.session() as session:
-            statement = select(NodeMapping, Optimizer).join(Optimizer)
-            if query.strip().isdigit():
-                statement = statement.where(NodeMapping.node_id == int(query))
-            else:
-                try:
-                    address = format_long_address(address_from_barcode(query))
-                except ValueError as error:
-                    raise UsageError(f"{error}; or give a numeric node ID") from None
-                statement = statement.where(Optimizer.long_address == address)
-            if gateway_id is not None:
-                statement = statement.where(NodeMapping.gateway_id == gateway_id)
-            rows = [
-                _mapping_row(mapping, optimizer)
-                for mapping, optimizer in session.execute(
-                    statement.order_by(NodeMapping.valid_from, NodeMapping.node_id)
-                )
-            ]
-        if not rows:
-            raise NotFoundError(f"no mapping history for {query!r} in the state database")
-        return rows
+        with self._connection() as connection:
+            return queries.history(connection, query, gateway_id=gateway_id)
 
     def set_labels(
         self,
         barcode: str,
         *,
+        at: datetime,
         name: str | None = None,
         string: str | None = None,
         note: str | None = None,
         clear: bool = False,
     ) -> Labels:
+        """Name an optimizer and its string (`at`: now, when an unheard optimizer gets its row)."""
         try:
             address = format_long_address(address_from_barcode(barcode))
         except ValueError as error:
@@ -488,10 +364,11 @@ class StateStore:
                 select(Optimizer).where(Optimizer.long_address == address)
             ).one_or_none()
             if optimizer is None:
-                raise NotFoundError(
-                    f"barcode {barcode.upper()} is not known yet (see `recorder nodes list`); "
-                    "it appears once the recorder has heard it in a node table or topology report"
-                )
+                # Labels before sunrise: an optimizer not heard yet gets its row now, keyed by the
+                # long address its barcode encodes, and the labels apply once it reports. (Seen
+                # times start at the labelling, as for `nodes import`; mappings keep their own.)
+                address_bytes = address_from_barcode(barcode)
+                optimizer = self._optimizer(session, address_bytes, at)
             if clear:
                 optimizer.name = optimizer.string = optimizer.note = None
             if name is not None:
@@ -536,49 +413,8 @@ class StateStore:
         return changed, len(gateways)
 
     def export(self) -> dict[str, Any]:
-        def iso(at: datetime | None) -> str | None:
-            return at.isoformat() if at else None
-
-        with self.session() as session:
-            return {
-                "format": "recorder-nodes",
-                "version": 1,
-                "gateways": [
-                    {
-                        "gateway_id": g.gateway_id,
-                        "long_address": g.long_address,
-                        "barcode": g.barcode,
-                        "version": g.version,
-                    }
-                    for g in session.scalars(select(Gateway).order_by(Gateway.gateway_id))
-                ],
-                "optimizers": [
-                    {
-                        "long_address": o.long_address,
-                        "barcode": o.barcode,
-                        "name": o.name,
-                        "string": o.string,
-                        "note": o.note,
-                    }
-                    for o in session.scalars(select(Optimizer).order_by(Optimizer.long_address))
-                ],
-                "mappings": [
-                    {
-                        "gateway_id": m.gateway_id,
-                        "node_id": m.node_id,
-                        "long_address": o.long_address,
-                        "barcode": o.barcode,
-                        "valid_from": iso(m.valid_from),
-                        "valid_to": iso(m.valid_to),
-                        "source": m.source,
-                    }
-                    for m, o in session.execute(
-                        select(NodeMapping, Optimizer)
-                        .join(Optimizer)
-                        .order_by(NodeMapping.gateway_id, NodeMapping.node_id, NodeMapping.valid_from)
-                    )
-                ],
-            }
+        with self._connection() as connection:
+            return queries.export(connection)
 
     # ----------------------------------------------------------------------------------------
     # Health
@@ -593,9 +429,5 @@ class StateStore:
                 row.value, row.updated_at = text, at
 
     def get_state(self, key: str) -> tuple[dict[str, Any], datetime] | None:
-        with self.session() as session:
-            row = session.get(RecorderState, key)
-            if row is None:
-                return None
-            loaded: dict[str, Any] = json.loads(row.value)
-            return loaded, row.updated_at
+        with self._connection() as connection:
+            return queries.get_state(connection, key)

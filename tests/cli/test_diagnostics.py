@@ -93,6 +93,17 @@ def test_peek_levels(capture: Path) -> None:
     assert len(limited.splitlines()) == 3
 
 
+def test_peek_activity_shows_addresses_as_barcodes_and_texts_as_text(capture: Path) -> None:
+    activity = run_recorder("peek", "activity", "-s", f"capture:{capture}").stdout
+    assigned = next(line for line in activity.splitlines() if "GatewayIdAssigned" in line)
+    assert "long_address=04:C0:5B:30:00:02:BE:16 (3-2BE16Y)" in assigned and "new_gateway_id=4609" in assigned
+    assert "enumeration response: 04:C0:5B:30:00:02:BE:16 (3-2BE16Y)" in activity
+    assert 'runs "Mgate Version G8.59 Jul 6 2020 16:51:51 GW-H158.4.3S0.12"' in activity
+    assert 'version "Mgate Version G8.59 Jul 6 2020 16:51:51 GW-H158.4.3S0.12"' in activity
+    for python_repr in ("b'", 'b"', "\\x", "\\r"):
+        assert python_repr not in activity, python_repr
+
+
 def test_version_and_help() -> None:
     assert run_recorder("--version").stdout.strip() == f"recorder {__version__}"
     help_text = run_recorder("--help").stdout

@@ -85,7 +85,6 @@ def test_label_history_export_import(db: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (("nodes", "label", "4-C2834BY", "--name", "x"), "4-C2834BY is not known yet"),
         (("nodes", "label", "4-C2834BZ", "--name", "x"), "check character"),
         (("nodes", "history", "4-ZZZ"), "not a Tigo barcode"),
         (("nodes", "history", "9999"), "no mapping history for '9999'"),
@@ -114,5 +113,8 @@ def test_malformed_import_file_changes_nothing(db: Path, tmp_path: Path) -> None
 
 def test_database_from_the_environment(tmp_path: Path) -> None:
     path = tmp_path / "env.db"
-    completed = run_recorder("nodes", "list", env={"RECORDER_DB": str(path)})
-    assert "no nodes known yet" in completed.stdout and path.exists()
+    completed = run_recorder("nodes", "list", env={"RECORDER_DB": str(path)}, check=False)
+    assert completed.returncode == 2 and f"no state database at {path} (RECORDER_DB)" in completed.stderr
+    assert not path.exists()  # reading never creates it
+    run_recorder("db", "upgrade", env={"RECORDER_DB": str(path)})
+    assert "no nodes known yet" in run_recorder("nodes", "list", env={"RECORDER_DB": str(path)}).stdout

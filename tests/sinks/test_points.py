@@ -1,7 +1,20 @@
 from __future__ import annotations
 
+import re
+
 from recorder.protocol.events import PowerReport
-from recorder.sinks.points import PointIdentity, escape_tag, optimizer_line, recorder_line
+from recorder.sinks.points import (
+    OPTIMIZER_FIELD_KEYS,
+    OPTIMIZER_MEASUREMENT,
+    RECORDER_MEASUREMENT,
+    TAG_KEYS,
+    PointIdentity,
+    current_out_text,
+    escape_tag,
+    optimizer_line,
+    power_text,
+    recorder_line,
+)
 from tests.helpers import T0
 
 REPORT = PowerReport(905, 450, 255, 1233, 230, b"\x92\x00\x64", 0xDF40, 178)  # NOTES 3 values
@@ -14,7 +27,7 @@ def test_optimizer_line_protocol() -> None:
     line = optimizer_line(identity, REPORT, T0)
     assert line == (
         "tigo_optimizer,barcode=4-9A57A2L,gateway=3-2BE16Y,name=east\\ 3,node_id=116,string=A\\,1 "
-        "voltage_in=45.25,voltage_out=45.0,current_in=6.165,current_out=6.165,power=278.96625,"
+        "voltage_in=45.25,voltage_out=45.0,current_in=6.165,current_out=6.165,power=278.97,"
         "duty_cycle=1.0,temperature=23.0,rssi=178i 1750507200000"
     )
 
@@ -40,6 +53,81 @@ def test_fields_keep_their_types_for_round_numbers() -> None:
 def test_tag_escaping_and_recorder_line() -> None:
     assert escape_tag("a b,c=d") == "a\\ b\\,c\\=d"
     line = recorder_line("tcp host:7160", {"frames": 10, "decode_stalled": False, "ratio": 0.5}, T0)
-    assert (
-        line == "tigo_recorder,source=tcp\\ host:7160 decode_stalled=false,frames=10i,ratio=0.5 1750507200000"
+    assert line == "tigo_recorder,source=tcp decode_stalled=false,frames=10i,ratio=0.5 1750507200000"
+
+
+def test_the_health_series_key_does_not_change_with_a_port_or_a_duration() -> None:
+    """A dashboard's series must not split when the converter moves or a replay is longer."""
+
+    def key(description: str) -> str:
+        return recorder_line(description, {"frames": 1}, T0).split(" ", 1)[0]
+
+    assert key("tcp 192.168.1.50:7160") == key("tcp 192.168.1.50:502") == key("tcp [fe80::1]:7160")
+    assert key("simulator (1 gateway(s) × 135 optimizers, 3:00:00)") == key(
+        "simulator (2 gateway(s) × 12 optimizers, 7 days, 0:00:00)"
     )
+    assert key("serial /dev/ttyUSB0") == key("serial /dev/ttyUSB1") == "tigo_recorder,source=serial"
+    assert len({key("tcp h:1"), key("serial /dev/x"), key("capture a.cap"), key("raw b.bin")}) == 4
+
+
+def test_derived_values_are_rounded_to_a_sensible_resolution() -> None:
+    """power to 0.01 W, current_out to 1 mA; measured values keep their wire steps."""
+    bucking = REPORT._replace(duty_cycle_raw=194)  # duty 0.761: Iin / duty = 8.10348 A
+    line = optimizer_line(PointIdentity(gateway="g", node_id=1), bucking, T0)
+    fields = dict(field.split("=") for field in line.split(" ")[1].split(","))
+    assert fields["current_out"] == "8.103" and fields["power"] == "278.97"
+    assert fields["current_in"] == "6.165" and fields["voltage_in"] == "45.25"
+    for voltage_in in range(0, 0x1000, 37):
+        for current_in in range(0, 0x1000, 41):
+            power = float(power_text(voltage_in, current_in).split("=")[1].rstrip(","))
+            assert abs(power - voltage_in * 0.05 * current_in * 0.005) <= 0.005 + 1e-9
+            assert len(repr(power).split(".")[1]) <= 2
+            for duty in (1, 97, 255):
+                text = current_out_text(current_in, duty).split("=")[1].rstrip(",")
+                assert len(text.split(".")[1]) <= 3
+                assert abs(float(text) - current_in * 0.005 / (duty / 255)) <= 0.0005 + 1e-9
+
+
+def _keys(line: str) -> tuple[list[str], list[str]]:
+    """Tag keys and field keys of a line (values here hold no escaped spaces or commas)."""
+    series, fields, _time = line.split(" ")
+    return [tag.split("=")[0] for tag in series.split(",")[1:]], [f.split("=")[0] for f in fields.split(",")]
+
+
+def test_site_is_a_tag_of_every_point_in_sorted_place() -> None:
+    identity = PointIdentity(
+        gateway="4609", node_id=116, barcode="4-9A57A2L", name="e3", string="A1", site="farm-north"
+    )
+    line = optimizer_line(identity, REPORT, T0)
+    assert line.startswith(
+        "tigo_optimizer,barcode=4-9A57A2L,gateway=4609,name=e3,node_id=116,site=farm-north,string=A1 "
+    )
+    assert recorder_line("sim", {"frames": 1}, T0, "farm north") == (
+        "tigo_recorder,site=farm\\ north,source=sim frames=1i 1750507200000"
+    )
+    assert recorder_line("sim", {"frames": 1}, T0) == "tigo_recorder,source=sim frames=1i 1750507200000"
+
+
+def test_schema_keys_follow_the_rules_every_engine_shares() -> None:
+    # InfluxDB 3 refuses a write whose tag and field share a name; `time` and names starting with
+    # `_` are reserved everywhere; plain lower-case names need no quoting in InfluxQL or SQL.
+    identity = PointIdentity(gateway="4609", node_id=1, barcode="4-9A57A2L", name="n", string="s", site="x")
+    tags, fields = _keys(optimizer_line(identity, REPORT, T0))
+    assert tags == sorted(TAG_KEYS[OPTIMIZER_MEASUREMENT]) and fields == list(OPTIMIZER_FIELD_KEYS)
+    health_tags, _ = _keys(recorder_line("sim", {"frames": 1}, T0, "x"))
+    assert health_tags == sorted(TAG_KEYS[RECORDER_MEASUREMENT])
+    for measurement, keys in TAG_KEYS.items():
+        field_keys = OPTIMIZER_FIELD_KEYS if measurement == OPTIMIZER_MEASUREMENT else ()
+        assert not set(keys) & set(field_keys)
+        for key in (*keys, *field_keys, measurement):
+            assert re.fullmatch(r"[a-z][a-z0-9_]*", key) and key != "time", key
+
+
+def test_a_label_cannot_break_the_line_protocol() -> None:
+    assert escape_tag("a b,c=d") == "a\\ b\\,c\\=d"
+    # A trailing backslash (or one before an escaped character) would swallow the delimiter.
+    assert escape_tag("roof\\") == "roof/"
+    assert escape_tag("a\\,b") == "a/\\,b"
+    assert escape_tag("C:\\panels\\east") == "C:\\panels\\east"  # harmless inside a value
+    line = optimizer_line(PointIdentity(gateway="g", node_id=1, name="east\\", string="A\\ 1"), REPORT, T0)
+    assert ",name=east/,node_id=1,string=A/\\ 1 " in line

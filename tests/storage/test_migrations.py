@@ -85,7 +85,9 @@ def test_a_corrupt_file_is_refused_and_left_alone(tmp_path: Path) -> None:
 
 def test_db_commands(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    assert "does not exist yet" in run_recorder("db", "current", "--db", str(path)).stdout
+    missing_db = run_recorder("db", "current", "--db", str(path), check=False)
+    assert missing_db.returncode == 2 and "no state database at" in missing_db.stderr
+    assert not path.exists()  # looking never creates it
     assert "revision 0002 (newest)" in run_recorder("db", "upgrade", "--db", str(path)).stdout
     assert "revision 0002 (newest)" in run_recorder("db", "current", "--db", str(path)).stdout
     missing = run_recorder("db", "upgrade", "--db", str(tmp_path / "no" / "such" / "dir.db"), check=False)

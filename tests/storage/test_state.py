@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.errors import ImportFormatError, NotFoundError, UsageError
+from recorder.errors import ImportFormatError, UsageError
 from recorder.observer import GatewayLearned, MappingLearned
 from recorder.protocol.barcode import barcode_from_address, format_long_address
 from recorder.storage.imports import load_import_file
@@ -63,14 +63,22 @@ def test_gateways_are_recorded_with_identity_and_version(store: StateStore) -> N
 
 def test_labels(store: StateStore) -> None:
     store.record_outputs([learned(5, A, 0)])
-    labels = store.set_labels("4-c286ccz", name="east 3", string="A1")
+    labels = store.set_labels("4-c286ccz", name="east 3", string="A1", at=T0)
     assert (labels.name, labels.string) == ("east 3", "A1")
     assert store.labels() == {A: labels}
     assert store.list_nodes()[0].name == "east 3"
-    with pytest.raises(NotFoundError, match="4-C2834BY is not known yet"):
-        store.set_labels("4-C2834BY", name="x")
     with pytest.raises(UsageError, match="check character"):
-        store.set_labels("4-C2834BZ", name="x")
+        store.set_labels("4-C2834BZ", name="x", at=T0)
+
+
+def test_labels_before_the_optimizer_is_heard_apply_once_it_is(store: StateStore) -> None:
+    """Labels before sunrise: a barcode never heard can be labelled; the mapping finds the labels."""
+    labels = store.set_labels("4-C286CCZ", name="east 3", string="A1", at=T0)
+    assert store.labels() == {A: labels}
+    assert store.list_nodes() == []  # nothing heard yet: no node to show
+    store.record_outputs([learned(5, A, 60)])
+    (row,) = store.list_nodes()
+    assert (row.barcode, row.node_id, row.name, row.string) == ("4-C286CCZ", 5, "east 3", "A1")
 
 
 def write_json(path: Path, document: object) -> Path:
@@ -111,7 +119,7 @@ def test_infrastructure_report_and_export_round_trip(store: StateStore, tmp_path
     }
     plan = load_import_file(write_json(tmp_path / "report.json", report), T0)
     store.import_records(plan.mappings, plan.gateways, plan.labels, T0)
-    store.set_labels("4-C286CCZ", name="roof", string="S2")
+    store.set_labels("4-C286CCZ", name="roof", string="S2", at=T0)
     exported = store.export()
     other = StateStore.open(tmp_path / "other.db")
     plan = load_import_file(write_json(tmp_path / "export.json", exported), T0)

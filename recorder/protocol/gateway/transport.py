@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from recorder.protocol.barcode import format_long_address
+from recorder.protocol.barcode import describe_address
 from recorder.protocol.events import (
     EnumerationEnded,
     EnumerationStarted,
@@ -298,7 +298,7 @@ class TransportDecoder:
             if len(payload) >= 8 and from_gateway:
                 self.identity_responses += 1
                 long_address = payload[:8]
-                summary = format_long_address(long_address)
+                summary = describe_address(long_address)
                 out.append(
                     GatewayIdentityObserved(
                         gateway_id, long_address, frame_type == ENUMERATION_RESPONSE, received_at
@@ -310,7 +310,7 @@ class TransportDecoder:
             if from_gateway and payload:
                 self.version_responses += 1
                 version = payload.decode("ascii", errors="replace")
-                summary = repr(version)
+                summary = '"' + " ".join(version.split()) + '"'  # CR-separated lines, as one
                 out.append(GatewayVersionObserved(gateway_id, version, received_at))
             else:
                 self.misdirected_frames += 1
@@ -324,7 +324,7 @@ class TransportDecoder:
             self.enumeration_frames += 1
             if len(payload) >= 14:
                 new_id = ((payload[12] << 8) | payload[13]) & 0x7FFF
-                summary = f"{format_long_address(payload[4:12])} -> {new_id}"
+                summary = f"{describe_address(payload[4:12])} -> {new_id}"
                 out.append(GatewayIdAssigned(gateway_id, payload[4:12], new_id, received_at))
         elif frame_type == ENUMERATION_END_REQUEST:
             self.enumeration_frames += 1
