@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from recorder.config import load_settings, redact
 from recorder.errors import ConfigError
 from recorder.live.broker import MqttBroker, parse_mqtt_url, redact_url
-from tests.conftest import run_recorder
+from tests.conftest import ROOT, run_recorder
 
 SIM = "sim:?nodes=3&duration=2m&start=2025-06-21T12:00:00%2B00:00"
 
@@ -143,3 +145,18 @@ def test_a_dry_run_publishes_nothing(tmp_path: Path) -> None:
     )
     assert "dry run: not publishing to MQTT" in completed.stderr
     assert "MQTT: publishing" not in completed.stderr
+
+
+def test_paho_is_imported_only_when_mqtt_is_on(tmp_path: Path) -> None:
+    probe = (
+        "import sys\n"
+        "from recorder.cli.app import main\n"
+        f"sys.argv = ['recorder', 'run', '--dry-run', '--db', {str(tmp_path / 's.db')!r}, '--source', {SIM!r}]\n"
+        "try:\n    main()\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
+        "loaded = sorted(name for name in sys.modules if name.startswith(('paho', 'recorder.live.mqtt')))\n"
+        "assert not loaded, loaded\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
