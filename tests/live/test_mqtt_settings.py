@@ -67,6 +67,7 @@ def test_flags_environment_and_file_and_the_password_is_a_secret(tmp_path: Path)
     from_environment = load_settings({}, config, environ)
     assert from_environment.mqtt is not None and from_environment.mqtt.host == "envhost"
     assert from_environment.mqtt_interval == 2.5
+    assert load_settings({}, config, {"RECORDER_MQTT": ""}).mqtt is None  # set but empty: off
     flagged = load_settings({"mqtt": "mqtt://flaghost", "mqtt_topic": "solar"}, config, environ)
     assert flagged.mqtt == MqttBroker("flaghost", 1883) and flagged.mqtt_topic == "solar"
     # The password is known to `redact`, so no message that happens to hold it shows it.
