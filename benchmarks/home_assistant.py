@@ -1,6 +1,7 @@
 """A real Home Assistant shows what `recorder run --mqtt` publishes: entities by barcode, right values.
 
-    python benchmarks/home_assistant.py [--nodes 12] [--seconds 45] [--venv DIR] [--keep DIR]
+    python benchmarks/home_assistant.py [--nodes 12] [--seconds 45] [--stale-after 45]
+                                        [--venv DIR] [--keep DIR]
 
 Not part of the test suite: the first run installs Home Assistant (`homeassistant==2024.3.3`,
 the last release that installs on Python 3.11, with the requirements of the integrations used
@@ -24,7 +25,11 @@ What it does, printing each step:
    the simulator's ground truth (the last report of each optimizer), and checks, through
    `/api/template`, that each optimizer is a device named by its label or barcode, connected via
    its TAP; the string and array totals are checked against the same truth;
-6. stops the recorder (SIGTERM) and shows the optimizer entities going `unavailable`.
+6. waits, with the recorder still running, until `--stale-after` (45 s) has passed since the last
+   report: every optimizer's measurements must turn `unavailable` (per-optimizer availability),
+   while its "Last report" stays shown and the array total falls to 0 W, 0 reporting;
+7. stops the recorder (SIGTERM): now "Last report" turns `unavailable` too (the recorder's own
+   `tigo/status`).
 
 Exit status 0 when everything matched; 1 with the differences otherwise.
 """
@@ -321,13 +326,15 @@ def start_simulator(truth: Path, nodes: int, seconds: int) -> tuple[subprocess.P
     return simulator, simulator.stdout.readline().strip().rsplit(":", 1)[1]
 
 
-def start_recorder(db: Path, source_port: str, broker: LocalMosquitto, log: Path) -> subprocess.Popen[str]:
+def start_recorder(
+    db: Path, source_port: str, broker: LocalMosquitto, log: Path, stale_after: int
+) -> subprocess.Popen[str]:
     with log.open("w") as errors:
         return subprocess.Popen(
             [
                 *(sys.executable, "-m", "recorder.cli.app", "run", "--db", str(db)),
                 *("--source", f"tcp://127.0.0.1:{source_port}", "--archive-days", "0", "--http", ""),
-                *("--mqtt-interval", "2"),
+                *("--mqtt-interval", "2", "--stale-after", f"{stale_after}s"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=errors,
@@ -417,6 +424,12 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=12)
     parser.add_argument("--seconds", type=int, default=45, help="real-time simulation length")
     parser.add_argument(
+        "--stale-after",
+        type=int,
+        default=45,
+        help="the recorder's --stale-after in seconds (longer than the simulator's 20 s between reports)",
+    )
+    parser.add_argument(
         "--venv", type=Path, default=DEFAULT_VENV, help="Home Assistant's virtual environment"
     )
     parser.add_argument("--keep", type=Path, help="keep the working directory (logs, HA config) here")
@@ -454,7 +467,7 @@ def main() -> int:
         truth_file = work / "truth.jsonl"
         simulator, source_port = start_simulator(truth_file, options.nodes, options.seconds)
         processes.append(simulator)
-        run = start_recorder(db, source_port, broker, work / "recorder.stderr")
+        run = start_recorder(db, source_port, broker, work / "recorder.stderr", options.stale_after)
         processes.append(run)
         say(
             f"recorder run --mqtt mqtt://recorder:***@127.0.0.1:{broker.port} reading a simulator of "
@@ -496,18 +509,36 @@ def main() -> int:
             + home.template(DEVICE_TEMPLATE % check.entity(next(iter(labels)), "Power"))
         )
 
-        say("stopping the recorder (SIGTERM): its entities must become unavailable")
+        say(f"the bus is quiet: waiting --stale-after ({options.stale_after} s) with the recorder running")
+        quiet = time.monotonic()
+
+        def unavailable(field_name: str) -> int:
+            states = home.states()
+            return sum(1 for b in last if states[check.entity(b, field_name)]["state"] == "unavailable")
+
+        wait_for(lambda: unavailable("Power") == len(last), "stale optimizers", options.stale_after + 60)
+        states = home.states()
+        stale_total = (
+            states["sensor.tigo_array_power"]["state"],
+            states["sensor.tigo_array_optimizers_reporting"]["state"],
+        )
+        last_report = states[check.entity(sorted(last)[0], "Last report")]["state"]
+        say(
+            f"{time.monotonic() - quiet:.0f} s later: {unavailable('Power')} of {len(last)} optimizers' "
+            f"Power unavailable, {len(last) - unavailable('Last report')} still show their Last report "
+            f"(e.g. {last_report}); array {stale_total[0]} W, {stale_total[1]} reporting"
+        )
+        if unavailable("Last report") != 0 or stale_total != ("0.0", "0"):
+            check.failures.append(f"after --stale-after: last report {last_report}, array {stale_total}")
+
+        say("stopping the recorder (SIGTERM): now every entity of an optimizer is unavailable")
         run.send_signal(signal.SIGTERM)
         run.wait(60)
-        first = check.entity(sorted(last)[0], "Power")
-        wait_for(lambda: home.states().get(first, {}).get("state") == "unavailable", "unavailable", 30)
-        after = home.states()
-        unavailable = sum(1 for b in last if after[check.entity(b, "Power")]["state"] == "unavailable")
+        wait_for(lambda: unavailable("Last report") == len(last), "unavailable", 30)
         say(
-            f"after the recorder stopped: {unavailable} of {len(last)} optimizers' Power entities unavailable"
+            f"after the recorder stopped: {unavailable('Last report')} of {len(last)} optimizers' "
+            "Last report entities unavailable"
         )
-        if unavailable != len(last):
-            check.failures.append(f"only {unavailable} of {len(last)} optimizers became unavailable")
         log = (work / "recorder.stderr").read_text()
         if MQTT_PASSWORD in log or "Traceback" in log:
             check.failures.append("the recorder's log holds the password or a traceback")
