@@ -25,8 +25,8 @@ short ("Power"): Home Assistant prefixes the device name (entity ids like
 `sensor.4_c286ccz_power`, or `sensor.east_3_power` for an optimizer labelled "east 3").
 
 Optimizer entities are available when both `<base>/status` and the optimizer's availability say
-`online` (`availability_mode: all`); "Last report" (and energy) only follow the recorder's status,
-so the time of the last report stays visible while the optimizer sleeps. Totals follow the
+`online` (`availability_mode: all`); "Last report" only follows the recorder's status, so the
+time of the last report stays visible while the optimizer sleeps. Totals follow the
 recorder's status and are sums over fresh readings (`fresh_total`, the rule the status page uses).
 
 The state JSON keeps the recorder's units, as InfluxDB has them (`duty_cycle` 0-1, `rssi` raw,
@@ -36,6 +36,11 @@ The state JSON keeps the recorder's units, as InfluxDB has them (`duty_cycle` 0-
 Adding a per-optimizer value is one `OPTIMIZER_FIELDS` entry: its key in the state JSON (and in
 the unique_id), its entity name, how to read it from an `OptimizerNow`, and its unit and
 classes.
+
+Not published yet: energy today (Wh, `total_increasing`). The live view holds no per-optimizer
+daily energy; when the energy accumulator provides one, it is one more entry here (`device_class`
+energy, `state_class` total_increasing, `while_reporting=False` so the day's total stays visible
+at night).
 """
 
 from __future__ import annotations
