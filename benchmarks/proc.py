@@ -27,3 +27,11 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def write_bytes(pid: int) -> int:
+    """Bytes the process caused to be written to storage (page cache pages it dirtied)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    raise ValueError(f"no write_bytes in /proc/{pid}/io")

@@ -173,6 +173,7 @@ class Settings:
     site: str | None = None
     batch_size: int = 5000
     flush_interval: float = 1.0
+    commit_interval: float = 60.0
     identity_hold: timedelta = timedelta(hours=36)
     on_unresolved: str = "write"
     archive: Path | None = None
@@ -235,7 +236,7 @@ def _convert(name: str, value: Any, origin: str) -> Any:
             if number < low:
                 raise ValueError(f"must be at least {low}")
             return number
-        if name in ("flush_interval", "watchdog_seconds"):
+        if name in ("flush_interval", "commit_interval", "watchdog_seconds"):
             seconds = float(value)
             if seconds <= 0:
                 raise ValueError("must be positive")

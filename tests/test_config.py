@@ -54,6 +54,7 @@ def test_config_file_from_the_environment(tmp_path: Path) -> None:
         ({"on_unresolved": "keep"}, {}, "must be write or drop"),
         ({}, {"RECORDER_IDENTITY_HOLD": "a while"}, "environment RECORDER_IDENTITY_HOLD"),
         ({"flush_interval": "-1"}, {}, "must be positive"),
+        ({}, {"RECORDER_COMMIT_INTERVAL": "0"}, "environment RECORDER_COMMIT_INTERVAL.*must be positive"),
     ],
 )
 def test_bad_values_name_where_they_came_from(
@@ -61,6 +62,18 @@ def test_bad_values_name_where_they_came_from(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(flags, environ=environ)
+
+
+def test_the_commit_interval_comes_from_each_layer(tmp_path: Path) -> None:
+    assert load_settings({}, environ={}).commit_interval == 60.0
+    config = tmp_path / "recorder.toml"
+    config.write_text("commit_interval = 30\n")
+    assert load_settings({}, config, {}).commit_interval == 30.0
+    assert load_settings({}, config, {"RECORDER_COMMIT_INTERVAL": "20"}).commit_interval == 20.0
+    assert (
+        load_settings({"commit_interval": 10}, config, {"RECORDER_COMMIT_INTERVAL": "20"}).commit_interval
+        == 10
+    )
 
 
 def test_bad_files(tmp_path: Path) -> None:

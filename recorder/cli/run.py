@@ -100,7 +100,14 @@ def run(
     flush_interval: float | None = setting_option(
         "flush_interval",
         "--flush-interval",
-        help="Seconds between commits and writes (default: 1).",
+        help="Seconds between writes to InfluxDB (default: 1).",
+        metavar="SECONDS",
+    ),
+    commit_interval: float | None = setting_option(
+        "commit_interval",
+        "--commit-interval",
+        help="Readings InfluxDB has not acknowledged are committed to disk within this many seconds: "
+        "the most a power cut can lose (default: 60).",
         metavar="SECONDS",
     ),
     identity_hold: str | None = setting_option(
@@ -204,6 +211,7 @@ def run(
         "site": site,
         "batch_size": batch_size,
         "flush_interval": flush_interval,
+        "commit_interval": commit_interval,
         "identity_hold": identity_hold,
         "on_unresolved": on_unresolved,
         "archive": archive,
@@ -267,7 +275,8 @@ def _prepare(
         store = dry_run_store(settings, scratch)
         stack.callback(store.close)
         return store, StdoutWriter(sys.stdout), None
-    store = writable_store(settings)
+    # FULL: a commit is on the disk when it returns, which the stated loss bound relies on.
+    store = writable_store(settings, synchronous="FULL")
     stack.callback(store.close)
     writer = InfluxWriter(settings)
     archive_writer = None
@@ -357,7 +366,7 @@ def status(db: Path | None = DbOption, config: Path | None = ConfigOption) -> No
         h, updated_at = saved
         age = (utc_now() - updated_at).total_seconds()
         last_data = datetime.fromisoformat(h["last_data_at"]) if h.get("last_data_at") else None
-        stale = "  <- not running?" if age > 120 else ""
+        stale = "  <- not running?" if age > 300 else ""  # a running recorder saves it every 2 minutes
         rows += [
             ("health saved", f"{display_time(updated_at)} ({_ago(age)}){stale}"),
             ("source", f"{h.get('source')} ({h.get('source_state')}), last data {display_time(last_data)}"),

@@ -1,12 +1,17 @@
-"""The outbox: readings committed to SQLite before they are sent, deleted once acknowledged.
+"""The outbox: readings InfluxDB has not acknowledged in time, committed to SQLite until it does.
 
-Rows are `ready` (identity known, or given up on) or `held` (waiting for the node's barcode:
-the identity hold). The reader thread adds rows and releases held ones when a mapping is
-learned; the sender thread takes ready rows in insertion order, writes them, and deletes them
-after InfluxDB acknowledged the write. A crash at any point leaves every unacknowledged reading
-in the table; re-sending one that InfluxDB already had is harmless (same series and timestamp).
+A reading first waits in memory (`recorder.storage.inflight`); the ones InfluxDB has not
+acknowledged within the commit interval, and readings waiting for their barcode, are committed
+here, and deleted once InfluxDB acknowledged them. While InfluxDB is down the table grows; when
+it is back it drains. Rows are `ready` (identity known, or given up on) or `held` (waiting for
+the node's barcode: the identity hold). The reader thread adds rows and releases held ones when
+a mapping is learned; the sender thread takes ready rows in insertion order, writes them, and
+deletes them after InfluxDB acknowledged the write. A crash at any point leaves every
+unacknowledged row in the table; re-sending one that InfluxDB already had is harmless (same
+series and timestamp).
 
-(gateway, node, measurement time) is unique, so a reading seen twice is stored once.
+(gateway, node, measurement time) is unique, so a reading seen twice is stored once, and that
+key also finds the row of a reading that was sent from memory after it was committed.
 """
 
 from __future__ import annotations
@@ -149,11 +154,32 @@ class Outbox:
             for start in range(0, len(ids), 900):  # SQLite's limit on bound parameters
                 connection.execute(delete(table).where(table.c.id.in_(ids[start : start + 900])))
 
-    def park(self, row_id: int, line: str, error: str, at: datetime) -> None:
-        """Move a rejected reading aside: keep the line and the error, out of the send queue."""
+    def acknowledge_readings(self, readings: Iterable[Reading]) -> None:
+        """Delete the rows of readings InfluxDB acknowledged (found by their unique key)."""
+        keys = [
+            {"gateway": reading.gateway_id, "node": reading.node_id, "measured": reading.measured_at}
+            for reading in readings
+        ]
+        if not keys:
+            return
+        table = self._table
+        statement = delete(table).where(
+            (table.c.gateway_id == bindparam("gateway"))
+            & (table.c.node_id == bindparam("node"))
+            & (table.c.measured_at == bindparam("measured"))
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement, keys)
+
+    def park(self, row_id: int | None, line: str, error: str, at: datetime) -> None:
+        """Move a rejected reading aside: keep the line and the error, out of the send queue.
+
+        `row_id` is None for a reading sent from memory, which has no row.
+        """
         with self.engine.begin() as connection:
             connection.execute(insert(self._parked), {"line": line, "error": error, "parked_at": at})
-            connection.execute(delete(self._table).where(self._table.c.id == row_id))
+            if row_id is not None:
+                connection.execute(delete(self._table).where(self._table.c.id == row_id))
 
     def depth(self) -> dict[str, int]:
         table = self._table

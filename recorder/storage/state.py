@@ -35,7 +35,7 @@ from recorder.protocol.barcode import (
     parse_long_address,
 )
 from recorder.storage import queries
-from recorder.storage.db import memory_database, open_database
+from recorder.storage.db import Synchronous, memory_database, open_database
 from recorder.storage.models import (
     Gateway,
     NodeActivity,
@@ -47,6 +47,27 @@ from recorder.storage.queries import NodeRow
 
 __all__ = ["ImportedGateway", "ImportedLabels", "ImportedMapping", "Labels", "NodeRow", "StateStore"]
 from recorder.timestamps import from_millis, to_millis
+
+
+class ActivityTally:
+    """Power reports per (gateway, node) not saved yet: [count, first, last measurement time]."""
+
+    __slots__ = ("nodes",)
+
+    def __init__(self) -> None:
+        self.nodes: dict[tuple[int, int], list[Any]] = {}
+
+    def add(self, reading: Reading) -> None:
+        entry = self.nodes.get((reading.gateway_id, reading.node_id))
+        if entry is None:
+            self.nodes[(reading.gateway_id, reading.node_id)] = [1, reading.measured_at, reading.measured_at]
+        else:
+            entry[0] += 1
+            entry[1] = min(entry[1], reading.measured_at)
+            entry[2] = max(entry[2], reading.measured_at)
+
+    def __bool__(self) -> bool:
+        return bool(self.nodes)
 
 
 @dataclass(frozen=True)
@@ -87,10 +108,20 @@ class StateStore:
 
     @classmethod
     def open(
-        cls, path: Path, *, create_directory: bool = False, migrate: bool = True, how: str | None = None
+        cls,
+        path: Path,
+        *,
+        create_directory: bool = False,
+        migrate: bool = True,
+        how: str | None = None,
+        synchronous: Synchronous = "NORMAL",
     ) -> StateStore:
-        """The state database for writing (created and migrated as needed); `how` is for messages."""
-        return cls(open_database(path, migrate=migrate, create_directory=create_directory, how=how))
+        """The state database for writing (created and migrated as needed); `how` is for messages,
+        `synchronous` as `open_database` says."""
+        engine = open_database(
+            path, migrate=migrate, create_directory=create_directory, how=how, synchronous=synchronous
+        )
+        return cls(engine)
 
     @classmethod
     def in_memory(cls, copy_of: sqlite3.Connection | None = None) -> StateStore:
@@ -146,20 +177,10 @@ class StateStore:
         """Persist identity changes and node activity from one batch of observer outputs."""
         mappings: list[MappingLearned] = []
         gateways: list[GatewayLearned] = []
-        activity: dict[tuple[int, int], list[Any]] = {}
+        activity = ActivityTally()
         for output in outputs:
             if isinstance(output, Reading):
-                entry = activity.get((output.gateway_id, output.node_id))
-                if entry is None:
-                    activity[(output.gateway_id, output.node_id)] = [
-                        1,
-                        output.measured_at,
-                        output.measured_at,
-                    ]
-                else:
-                    entry[0] += 1
-                    entry[1] = min(entry[1], output.measured_at)
-                    entry[2] = max(entry[2], output.measured_at)
+                activity.add(output)
             elif isinstance(output, MappingLearned):
                 mappings.append(output)
             elif isinstance(output, GatewayLearned):
@@ -180,8 +201,11 @@ class StateStore:
                     mapping.source,
                     mapping.observed_at,
                 )
-            for (gateway_id, node_id), (count, first, last) in activity.items():
-                self._activity(session, gateway_id, node_id, count, first, last)
+            self._save_activity(session, activity)
+
+    def _save_activity(self, session: Session, activity: ActivityTally) -> None:
+        for (gateway_id, node_id), (count, first, last) in activity.nodes.items():
+            self._activity(session, gateway_id, node_id, count, first, last)
 
     def record_activity(self, activity: Mapping[tuple[int, int], Sequence[int]]) -> None:
         """Node activity counted elsewhere (a backfill): (gateway, node) -> (first ms, last ms, count).
@@ -419,8 +443,15 @@ class StateStore:
     # ----------------------------------------------------------------------------------------
     # Health
 
-    def put_state(self, key: str, value: dict[str, Any], at: datetime) -> None:
+    def put_state(
+        self, key: str, value: dict[str, Any], at: datetime, *, activity: ActivityTally | None = None
+    ) -> None:
+        """Save a small JSON value; with `activity`, also the node activity tallied since the last
+        save, in the same transaction (on an SD card each commit costs a few pages whatever it
+        holds, so `recorder run` saves both at once)."""
         with self.session() as session, session.begin():
+            if activity:
+                self._save_activity(session, activity)
             row = session.get(RecorderState, key)
             text = json.dumps(value, default=str)
             if row is None:
