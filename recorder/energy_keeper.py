@@ -14,18 +14,19 @@ The arithmetic is in `recorder.energy`; this module runs it inside the run loop:
   first, and only when something changed, one transaction writes the changed rows
   (`EnergyStore`), and the changed days' totals go to the sender as `tigo_energy` points. A clean
   stop integrates the reorder buffer and checkpoints (`close`), so a clean restart loses nothing.
-* **Power cuts.** What was integrated since the last checkpoint is lost: at most
-  `CHECKPOINT_EVERY` of energy (the readings themselves are protected by `recorder.ingest`'s own
-  bound). At start the accumulator loads the checkpoint and re-reads the outbox's ready rows
-  (readings InfluxDB had not acknowledged): those at or before their series' last integrated
-  reading are skipped, the rest are integrated, so what the outbox kept is not lost to energy
-  either; held rows are fed when released.
+* **Power cuts.** The readings integrated since the last checkpoint are lost to energy: at most
+  `CHECKPOINT_EVERY` plus the reorder window (the checkpoint persists what was integrated, which
+  is the window behind the newest reading); the readings themselves are protected by
+  `recorder.ingest`'s own bound. At start the accumulator loads the checkpoint and re-reads the
+  outbox's ready rows (readings InfluxDB had not acknowledged): those at or before their series'
+  last integrated reading are skipped, the rest are integrated, so what the outbox kept is not
+  lost to energy either; held rows are fed when released.
 * **Points.** The totals of every day still open, and of days whose point was not acknowledged
   before a stop (`unsent_days`), are sent again at start; rewriting the same point is harmless.
 
 Disk: a checkpoint rewrites one row per optimizer for the current hour, the series positions and
-one small JSON value: with 135 optimizers about 27 KB into the WAL (`benchmarks/energy_disk.py`),
-six an hour in daylight: about 2.7 MB a day, and up to as much again when SQLite copies the WAL
+one small JSON value: with 135 optimizers about 30 KB into the WAL (`benchmarks/energy_disk.py`),
+six an hour in daylight: about 3 MB a day, and up to as much again when SQLite copies the WAL
 back into the database.
 """
 
