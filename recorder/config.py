@@ -181,6 +181,8 @@ class Settings:
     no_report_warning: timedelta = timedelta(minutes=30)
     watchdog_seconds: float = 90.0
     log_level: str = "INFO"
+    timezone: str | None = None  # the site's IANA zone for daily energy; None: the machine's
+    energy_max_gap: timedelta = timedelta(minutes=10)
     http: HttpAddress | None = DEFAULT_ADDRESS  # None: no live face
     stale_after: timedelta = timedelta(minutes=10)  # live views leave out older values
     mqtt: MqttBroker | None = None  # None: no MQTT publisher
@@ -246,6 +248,19 @@ def _convert(name: str, value: Any, origin: str) -> Any:
             if name == "stale_after" and duration <= timedelta(0):
                 raise ValueError("must be positive")
             return duration
+        if name == "energy_max_gap":
+            gap = value if isinstance(value, timedelta) else parse_duration(str(value))
+            if gap <= timedelta(0):
+                raise ValueError("must be positive")
+            return gap
+        if name == "timezone":
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(str(value))
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError("expected an IANA time zone name such as Europe/Berlin") from None
+            return str(value)
         if name == "http":
             return value if isinstance(value, HttpAddress) else parse_http_address(str(value))
         if name == "mqtt":

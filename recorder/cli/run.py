@@ -161,6 +161,18 @@ def run(
         metavar="DURATION",
         rich_help_panel=_LIVE,
     ),
+    timezone: str | None = setting_option(
+        "timezone",
+        "--timezone",
+        help="The site's time zone for daily energy, e.g. Europe/Berlin (default: the machine's).",
+        metavar="ZONE",
+    ),
+    energy_max_gap: str | None = setting_option(
+        "energy_max_gap",
+        "--energy-max-gap",
+        help="Readings further apart add no energy and count as uncovered time (default: 10m).",
+        metavar="DURATION",
+    ),
     mqtt: str | None = setting_option(
         "mqtt",
         "--mqtt",
@@ -220,6 +232,8 @@ def run(
         "watchdog_seconds": watchdog_seconds,
         "http": http,
         "stale_after": stale_after,
+        "timezone": timezone,
+        "energy_max_gap": energy_max_gap,
         "mqtt": mqtt,
         "mqtt_topic": mqtt_topic,
         "mqtt_discovery_prefix": mqtt_discovery_prefix,
