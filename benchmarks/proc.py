@@ -67,3 +67,11 @@ def run_recorder(
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"recorder {' '.join(arguments)} failed in {root}: {text[-2000:]}")
     return Finished(elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, text)
+
+
+def write_bytes(pid: int) -> int:
+    """Bytes the process caused to be written to storage (page cache pages it dirtied)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    raise ValueError(f"no write_bytes in /proc/{pid}/io")

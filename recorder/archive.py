@@ -2,9 +2,15 @@
 
 Layout: `DIR/YYYY/MM/DD/YYYY-MM-DDTHH.cap.gz` (UTC hour of the receive time), in the capture
 format of `recorder.capture`, so `recorder backfill DIR` can replay it after a decoder upgrade.
-A file reopened within the same hour (after a restart) gets another gzip member appended. The
-compressor is flushed every few seconds, so a crash loses at most those seconds of raw bytes.
+A file reopened within the same hour (after a restart) gets another gzip member appended.
 Files older than the retention (by the hour in their name) are deleted as hours roll over.
+
+Light on the disk: compressed bytes reach the file in whole, aligned 4 kB pages as they fill,
+so each page of the file is written once, and the rest only when `flush` is called (`recorder
+run` does so at each of its commits, every `commit_interval / 2` seconds), which also syncs the
+file to the disk. So a crash or power cut loses at most the raw bytes since the last flush;
+appending a few hundred bytes every few seconds would instead rewrite the file's last page
+each time the kernel wrote it back.
 
 Archive problems (full disk, permissions) are logged and counted, never fatal: the readings
 themselves are already safe in the outbox.
@@ -13,6 +19,7 @@ themselves are already safe in the outbox.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -22,6 +29,7 @@ from typing import BinaryIO
 from recorder.capture import CaptureWriter
 
 log = logging.getLogger(__name__)
+PAGE_SIZE = 4096  # the kernel's page: the unit in which a write dirties the page cache
 _NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2})\.cap\.gz$")
 
 
@@ -41,17 +49,53 @@ def archive_files(directory: Path) -> list[tuple[datetime, Path]]:
     return sorted(found)
 
 
+class PageWriter:
+    """A binary stream that hands the file only whole pages, aligned to the file's offset, and
+    the incomplete last page only on `flush`."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._offset = file.seek(0, os.SEEK_END)
+        self._pending = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._pending += data
+        whole = (self._offset + len(self._pending)) // PAGE_SIZE * PAGE_SIZE - self._offset
+        if whole > 0:
+            self._write(whole)
+        return len(data)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._write(len(self._pending))
+
+    def sync(self) -> None:
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._file.close()
+
+    def _write(self, size: int) -> None:
+        data = bytes(self._pending[:size])
+        done = 0
+        while done < size:  # a raw file may take less than it was given
+            done += self._file.write(data[done:])
+        del self._pending[:size]
+        self._offset += size
+
+
 class Archive:
-    def __init__(self, directory: Path, retention_days: int, flush_seconds: float = 5.0) -> None:
+    def __init__(self, directory: Path, retention_days: int) -> None:
         self.directory = directory
         self.retention = timedelta(days=retention_days) if retention_days > 0 else None
-        self.flush_seconds = flush_seconds
         self.errors = 0
         self.bytes = 0
         self._path: Path | None = None
-        self._stream: BinaryIO | None = None
+        self._stream: PageWriter | None = None
         self._writer: CaptureWriter | None = None
-        self._last_flush = time.monotonic()
         self._failing_since: float | None = None
 
     def write(self, data: bytes, at: datetime) -> None:
@@ -64,23 +108,34 @@ class Archive:
             assert self._writer is not None
             self._writer.write(data, at)
             self.bytes += len(data)
-            if time.monotonic() - self._last_flush >= self.flush_seconds:
-                self.flush()
             self._failing_since = None
         except OSError as error:
-            self.errors += 1
-            self._close_quietly()
-            now = time.monotonic()
-            if self._failing_since is None or now - self._failing_since > 3600:
-                self._failing_since = now
-                log.error(
-                    "raw archive: cannot write under %s (%s); readings are unaffected", self.directory, error
-                )
+            self._failed(error)
+
+    def flush(self) -> None:
+        """Everything written so far into the file, and the file onto the disk."""
+        if self._writer is None or self._stream is None:
+            return
+        try:
+            self._writer.flush()
+            self._stream.sync()
+        except OSError as error:
+            self._failed(error)
+
+    def _failed(self, error: OSError) -> None:
+        self.errors += 1
+        self._close_quietly()
+        now = time.monotonic()
+        if self._failing_since is None or now - self._failing_since > 3600:
+            self._failing_since = now
+            log.error(
+                "raw archive: cannot write under %s (%s); readings are unaffected", self.directory, error
+            )
 
     def _rotate(self, path: Path, at: datetime) -> None:
         self.close()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._stream = path.open("ab")
+        self._stream = PageWriter(path.open("ab", buffering=0))
         self._writer = CaptureWriter(self._stream, mtime=int(at.timestamp()))
         self._path = path
         self._prune(at)
@@ -100,11 +155,6 @@ class Archive:
                         parent.rmdir()
             except OSError as error:
                 log.warning("raw archive: cannot remove %s (%s)", path, error)
-
-    def flush(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-        self._last_flush = time.monotonic()
 
     def close(self) -> None:
         if self._writer is not None and self._stream is not None:

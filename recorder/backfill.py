@@ -23,6 +23,13 @@ second backfill, or a backfill over a period `recorder run` already recorded fro
 leaves one copy of each point. (Labels are the current ones: relabelled optimizers get points
 under their new tags.)
 
+Daily energy: every reading that becomes a point is also integrated (`recorder.energy.ReplayEnergy`,
+fed from the readings the formatter turns into points, in one place: `_Readings._points`), and
+at the end of the input the `tigo_energy` point of every local day it replayed is written: the
+same points `recorder run` writes for the same readings, with the same `timezone` and
+`energy_max_gap` settings. A day the input covers only in part gets the energy of that part (see
+the README). The state database's energy tables are `run`'s and are left alone.
+
 Speed: the pipeline and the formatter work on batches of frames and readings with integer
 times and cached texts; a writer thread sends large batches while decoding goes on; and for
 large inputs a child process reads the files and delimits frames ahead of the decoder when a
@@ -59,6 +66,7 @@ from recorder import taptap_json
 from recorder.archive import archive_files
 from recorder.capture import CaptureReader
 from recorder.config import Settings
+from recorder.energy import ReplayEnergy, Sample
 from recorder.errors import CaptureFormatError, RecorderError, SourceError
 from recorder.held import HeldReadings
 from recorder.identity import IdentityMap, NodeKey
@@ -71,9 +79,9 @@ from recorder.readahead import (
     read_frames,
     read_frames_in_child,
 )
-from recorder.reading import MEASURED_MS, Activity, Reading, count_activity
+from recorder.reading import LONG_ADDRESS, MEASURED_MS, Activity, Reading, count_activity
 from recorder.sinks.influx import BadData, LineWriter, RetryLater, send_batch
-from recorder.sinks.points import PointFormatter, PointIdentity, point_identity
+from recorder.sinks.points import PointFormatter, PointIdentity, energy_line, point_identity
 from recorder.sources import describe_size, nothing_decoded
 from recorder.storage.state import Labels, StateStore
 from recorder.timestamps import to_millis
@@ -145,6 +153,8 @@ class Summary:
     rejected: int = 0
     mappings_learned: int = 0
     same_point: int = 0  # waiting readings of a node and millisecond already waiting: one point
+    energy_days: list[str] = field(default_factory=list)  # local days whose tigo_energy was written
+    energy_points: int = 0  # tigo_energy points written (not counted in `points`)
     unrecognised_lines: int = 0  # taptap JSON lines of no shape we know, left out
     first_unrecognised: str | None = None  # where the first one is, and why
     seconds: float = 0.0
@@ -173,6 +183,11 @@ class Summary:
             lines.append(
                 f"  {self.same_point} readings at the node and millisecond of another: one point each pair"
             )
+        if self.energy_days:
+            days = self.energy_days
+            span = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+            count = f"{self.energy_points} tigo_energy points"
+            lines.append(f"  daily energy: {count} written for {len(days)} day(s): {span}")
         if self.out_of_range:
             lines.append(f"  {self.out_of_range} readings outside --since/--until")
         if self.rejected:
@@ -283,6 +298,10 @@ class _Stopped(Exception):
     """Raised inside the run when a stop was asked for; `Backfill.run` turns it into Interrupted."""
 
 
+class EnergyLines(list[str]):
+    """A batch of `tigo_energy` lines (counted apart from the readings' points)."""
+
+
 class _WriterThread(threading.Thread):
     """Sends queued batches through the `LineWriter`; decoding continues meanwhile.
 
@@ -339,7 +358,10 @@ class _WriterThread(threading.Thread):
                 if written is None:  # bad lines in there: send_batch bisects and parks them
                     remaining = [(index, line) for index, line in enumerate(lines) if index not in rejected]
                     written = len(send_batch(self.writer, remaining, reject).written)
-                self.summary.points += written
+                if isinstance(lines, EnergyLines):
+                    self.summary.energy_points += written
+                else:
+                    self.summary.points += written
                 self.summary.rejected += len(rejected)
                 return
             except RetryLater as error:
@@ -535,7 +557,7 @@ class Backfill:
     def _tags(self, gateway_id: int, node_id: int, address: bytes | None) -> PointIdentity:
         return point_identity(gateway_id, node_id, address, self._labels, self.settings.site)
 
-    def _readings(self, identities: IdentityMap) -> _Readings:
+    def _readings(self, identities: IdentityMap, energy: ReplayEnergy | None = None) -> _Readings:
         options = self.options
         return _Readings(
             identities,
@@ -544,6 +566,7 @@ class Backfill:
             self._learned,
             since_ms=to_millis(options.since) if options.since else None,
             until_ms=to_millis(options.until) if options.until else None,
+            energy=energy,
         )
 
     def _frames(self, files: list[InputFile]) -> contextlib.closing[FrameStream]:
@@ -677,7 +700,8 @@ class Backfill:
     ) -> None:
         self.passes += 1
         options = self.options
-        out = self._out = self._readings(identities)
+        energy = ReplayEnergy(self.settings.timezone, self.settings.energy_max_gap)
+        out = self._out = self._readings(identities, energy)
         self.activity = out.activity
         pipelines = self._pipelines = [DecodePipeline(Observer(identities, gateways))]
         previous_format = None
@@ -737,7 +761,19 @@ class Backfill:
         if out.lines:
             writer.submit(out.lines)
             out.lines = []
+        writer.submit(self._energy_lines(energy))  # the end of the input closes every day
         self._count()
+
+    def _energy_lines(self, energy: ReplayEnergy) -> EnergyLines:
+        """The `tigo_energy` points of the days replayed, with the readings' tags."""
+        days = energy.days()
+        self.summary.energy_days = sorted({totals.day.isoformat() for totals in days})
+        return EnergyLines(
+            energy_line(
+                self._tags(*totals.key), totals.day_start_ms, totals.energy_wh, totals.uncovered_seconds
+            )
+            for totals in days
+        )
 
     def _count(self) -> None:
         out = self._out
@@ -753,8 +789,9 @@ class Backfill:
 
 
 class _Readings:
-    """Where the writing pass puts the observer's outputs: lines for readings whose node is known,
-    held readings for the others (released when a mapping is learned), identity to persist."""
+    """Where the writing pass puts the observer's outputs: lines (and daily energy) for readings
+    whose node is known, held readings for the others (released when a mapping is learned),
+    identity to persist."""
 
     def __init__(
         self,
@@ -765,9 +802,12 @@ class _Readings:
         *,
         since_ms: int | None,
         until_ms: int | None,
+        energy: ReplayEnergy | None = None,
     ) -> None:
         self.identities = identities
         self.formatter = formatter
+        self.energy = energy  # None: the first pass, whose readings become no point
+        self._samples: list[Sample] = []  # energy samples of the points made since the last feed
         self.held = held
         self.since_ms = since_ms
         self.until_ms = until_ms
@@ -783,16 +823,33 @@ class _Readings:
             readings = self._in_range(readings)
         count_activity(self.activity, readings)
         unresolved: list[Reading] = []
-        self.lines += self.formatter.lines(readings, unresolved)
+        self._points(readings, unresolved)
         for reading in unresolved:
             self.held.add(reading)
         for output in learned:
             if isinstance(output, MappingLearned):
                 released = self.held.release((output.gateway_id, output.node_id), self.identities)
                 if released:
-                    self.lines += self.formatter.lines(released)
+                    self._points(released)
             if not isinstance(output, tuple):
                 self.learned.append(output)
+        self._feed_energy()
+
+    def _points(self, readings: list[Reading], unresolved: list[Reading] | None = None) -> None:
+        """Readings become points here, and nowhere else: their lines, and their daily energy
+        (`Sample.of`, as `run` feeds a reading when it becomes ready to send). Given
+        `unresolved`, readings whose node is not known yet go there instead (they wait)."""
+        self.lines += self.formatter.lines(readings, unresolved)
+        if self.energy is not None:
+            if unresolved:
+                readings = [reading for reading in readings if reading[LONG_ADDRESS] is not None]
+            self._samples += map(Sample.of, readings)
+
+    def _feed_energy(self) -> None:
+        """Integrate the samples of the points made since the last call, all at once (their
+        order among themselves does not matter; see `EnergyAccumulator.feed`)."""
+        if self.energy is not None:
+            self.energy.feed(self._samples)
 
     def _in_range(self, readings: list[Reading]) -> list[Reading]:
         since_ms = self.since_ms if self.since_ms is not None else -(2**63)
@@ -806,13 +863,14 @@ class _Readings:
         written = dropped = 0
         for batch in self.held.drain(batch_size):
             if write:
-                self.lines.extend(self.formatter.lines(batch))
+                self._points(batch)
                 written += len(batch)
                 if len(self.lines) >= batch_size:
                     writer.submit(self.lines)
                     self.lines = []
             else:
                 dropped += len(batch)
+        self._feed_energy()
         return written, dropped
 
 

@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from recorder.errors import CaptureFormatError
 from recorder.timestamps import from_millis, to_millis
@@ -41,10 +41,18 @@ def encode_records(data: bytes, at: datetime) -> bytes:
     return b"".join(parts)
 
 
+class ByteStream(Protocol):
+    """Where a `CaptureWriter` writes: a binary file, or anything with `write` and `flush`."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class CaptureWriter:
     """Writes one gzip member with the `taptap capture` comment to a binary stream."""
 
-    def __init__(self, stream: BinaryIO, *, level: int = 6, mtime: int = 0) -> None:
+    def __init__(self, stream: ByteStream, *, level: int = 6, mtime: int = 0) -> None:
         self._stream = stream
         self._compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
         self._crc = 0

@@ -1,24 +1,41 @@
-"""`recorder run`: source -> decoder -> outbox (SQLite) -> InfluxDB, without losing a reading.
+"""`recorder run`: source -> decoder -> InfluxDB, without losing a reading, light on the disk.
 
 Two threads:
 
 * the reader (this module's `Ingest.run`, on the main thread) reads the source, appends the raw
-  bytes to the archive, decodes, and once per `flush_interval` commits the new readings to the
-  outbox and identity changes to the state store, in that order, before anything is sent;
-* the sender (`Sender`) takes ready rows from the outbox, writes them to InfluxDB in batches
-  and deletes them only once InfluxDB acknowledged the write. While InfluxDB is down it backs
-  off (1 s doubling to 60 s) and the outbox grows; when it comes back the outbox drains.
+  bytes to the archive, decodes, and puts the new readings in memory (`InFlight`);
+* the sender (`Sender`) takes ready readings from memory (then from the outbox), writes them to
+  InfluxDB in batches, and forgets them (deletes their outbox rows) once InfluxDB acknowledged
+  the write. While InfluxDB is down it backs off (1 s doubling to 60 s).
+
+Durability (the guarantee the README states): every `commit_interval / 2` seconds the reader
+commits to the outbox (SQLite, synced to the disk) the readings that have waited in memory for
+more than `commit_interval / 2` seconds without being acknowledged; every `commit_interval` it
+flushes and syncs the raw archive; identity changes, which are rare, are committed when they
+happen. No reading stays in memory longer than `commit_interval` seconds: that is the most a
+crash or a power cut can lose. With InfluxDB up, readings are acknowledged within a second or
+two and never touch the disk; with InfluxDB down the outbox grows and later drains, as before.
+The snapshot that `recorder status` shows is saved every two minutes, node activity every ten.
+Each commit costs the disk a few pages (WAL frame, -shm index) whatever it holds, so fewer
+commits is what keeps an SD card alive: tens of MB a day instead of about 2 GB.
 
 The sender never blocks the reader: a serial port's buffer holds about a second of bus
 traffic, so a slow database must not stall reading.
 
-Identity hold: readings of a node without a known barcode are committed as `held`; they are
-released, tagged with the barcode valid at their measurement time, as soon as the mapping is
-learned, or after `identity_hold` are written without a barcode (or dropped), as configured.
-Times that decide this are source times, so a replay behaves like the live run it recorded.
+Identity hold: readings of a node without a known barcode wait (in memory, then in the outbox
+as `held`, by the same rule); they are released, tagged with the barcode valid at their
+measurement time, as soon as the mapping is learned, or after `identity_hold` are written
+without a barcode (or dropped), as configured. Times that decide this are source times, so a
+replay behaves like the live run it recorded.
 
-Shutdown (SIGTERM/SIGINT or a finite source's end): the reader commits what it has, the sender
-gets a few seconds to write, and whatever is left stays in the outbox for next time.
+Shutdown (SIGTERM/SIGINT or a finite source's end): the reader commits held readings, the
+sender gets a few seconds to write, and whatever is still unsent is committed to
+the outbox for next time: a clean stop loses nothing.
+
+Daily energy (`recorder.energy_keeper`) is fed in memory as readings become ready to send (the
+announcements of `InFlight` and `Outbox`), ticks after each chunk of the source, checkpoints to
+the state database every 10 minutes and at a clean stop, and its `tigo_energy` points go out
+through the sender.
 """
 
 from __future__ import annotations
@@ -27,26 +44,36 @@ import logging
 import statistics
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from itertools import groupby, islice
 from typing import Any
 
 from recorder.archive import Archive
 from recorder.config import Settings, redact
+from recorder.energy import DayTotals
+from recorder.energy_keeper import EnergyKeeper
 from recorder.live.latest import LatestReadings
-from recorder.observer import GatewayLearned, MappingLearned, Observer, Output
+from recorder.observer import GatewayLearned, IdentityOutput, MappingLearned, Observer
 from recorder.pipeline import DecodePipeline
-from recorder.reading import Reading
-from recorder.sinks.influx import LineWriter, RetryLater, send_batch
-from recorder.sinks.points import PointFormatter, PointIdentity, point_identity, recorder_line
+from recorder.reading import LONG_ADDRESS, Reading
+from recorder.sinks.influx import BadData, BatchResult, LineWriter, RetryLater, send_batch
+from recorder.sinks.points import PointFormatter, PointIdentity, energy_line, point_identity, recorder_line
 from recorder.sources import Source
+from recorder.storage.inflight import InFlight, InFlightReading
 from recorder.storage.outbox import Outbox, PendingReading
-from recorder.storage.state import Labels, StateStore
+from recorder.storage.state import ActivityTally, Labels, StateStore
 from recorder.systemd import Notifier
 
 log = logging.getLogger(__name__)
 
-HEALTH_EVERY = 10.0  # seconds (wall clock) between health snapshots
+HEALTH_EVERY = 10.0  # seconds (wall clock) between health points sent to InfluxDB
+# Seconds between saves of the snapshot `recorder status` shows (which calls a snapshot older than
+# 2.5 saves "not running?"), and of node activity (`nodes list`: last report, count). Each save is
+# one commit, and each commit costs the SD card about 20 kB, whatever it holds.
+STATE_SAVE_EVERY = 120.0
+ACTIVITY_SAVE_EVERY = 600.0
 HOLD_CHECK_EVERY = 60.0
 LABEL_REFRESH_EVERY = 60.0
 SHUTDOWN_GRACE = 5.0
@@ -57,11 +84,16 @@ class LatencyProbe:
     """From the arrival of the bytes completing a report to InfluxDB acknowledging its point.
 
     Durations go into 10 ms buckets up to two minutes (longer ones into the last bucket), so a
-    day of readings costs a fixed few kilobytes and percentiles are exact to 10 ms.
+    day of readings costs a fixed few kilobytes and percentiles are exact to 10 ms. Readings
+    sent from memory carry their arrival time; for readings that went through the outbox the
+    probe remembers arrival times by key (at most `MAX_REMEMBERED`: after a long outage the
+    oldest are not counted). Readings held for their barcode are not counted: their wait is
+    the identity hold, not the recorder's latency.
     """
 
     BUCKET_SECONDS = 0.01
     BUCKETS = 12_000
+    MAX_REMEMBERED = 20_000
 
     def __init__(self) -> None:
         # Keyed by measurement time in whole milliseconds: what the outbox stores and returns.
@@ -71,20 +103,38 @@ class LatencyProbe:
         self._lock = threading.Lock()
 
     def arrived(self, readings: list[Reading], at: float) -> None:
+        """`readings`, which arrived at `at`, are now in the outbox."""
         with self._lock:
             for reading in readings:
                 self._arrivals[reading[:3]] = at  # gateway, node, measured ms
-            if len(self._arrivals) > 200_000:  # readings that never get sent (held, dropped)
-                self._arrivals = dict(list(self._arrivals.items())[-100_000:])
+            excess = len(self._arrivals) - self.MAX_REMEMBERED
+            if excess > 0:  # forget the oldest
+                for key in list(islice(self._arrivals, excess)):
+                    del self._arrivals[key]
+
+    @property
+    def remembered(self) -> int:
+        with self._lock:
+            return len(self._arrivals)
 
     def acknowledged(self, pending: list[PendingReading], at: float) -> None:
+        """InfluxDB acknowledged these outbox rows at `at`."""
         with self._lock:
             for item in pending:
                 arrived = self._arrivals.pop(item.reading[:3], None)
                 if arrived is not None:
-                    bucket = min(int((at - arrived) / self.BUCKET_SECONDS), self.BUCKETS - 1)
-                    self._histogram[bucket] += 1
-                    self.count += 1
+                    self._add(at - arrived)
+
+    def delivered(self, arrivals: Iterable[float], at: float) -> None:
+        """InfluxDB acknowledged at `at` readings sent from memory, which arrived at `arrivals`."""
+        with self._lock:
+            for arrived in arrivals:
+                self._add(at - arrived)
+
+    def _add(self, seconds: float) -> None:
+        bucket = min(int(seconds / self.BUCKET_SECONDS), self.BUCKETS - 1)
+        self._histogram[bucket] += 1
+        self.count += 1
 
     def percentile(self, fraction: float) -> float | None:
         """Upper edge of the bucket holding the given fraction of samples, in seconds."""
@@ -164,10 +214,11 @@ class Health:
 
 
 class Sender(threading.Thread):
-    """Outbox to InfluxDB: ready readings in batches, deleted once acknowledged (module docstring)."""
+    """Writes readings to InfluxDB: from memory first (fresh, bounded), then from the outbox."""
 
     def __init__(
         self,
+        inflight: InFlight,
         outbox: Outbox,
         store: StateStore,
         writer: LineWriter,
@@ -175,6 +226,7 @@ class Sender(threading.Thread):
         probe: LatencyProbe,
     ) -> None:
         super().__init__(name="sender", daemon=True)
+        self.inflight = inflight
         self.outbox = outbox
         self.store = store
         self.writer = writer
@@ -182,6 +234,10 @@ class Sender(threading.Thread):
         self.probe = probe
         self.wake = threading.Event()
         self.stop_requested = threading.Event()
+        # Set when the outbox may hold ready rows (at start, after commits, releases, expiry);
+        # cleared when a look found none, so an empty outbox is not queried every second.
+        self.outbox_ready = threading.Event()
+        self.outbox_ready.set()
         self.written = 0
         self.parked = 0
         self.write_errors = 0
@@ -190,12 +246,24 @@ class Sender(threading.Thread):
         self.idle = threading.Event()
         self._labels: dict[bytes, Labels] = {}
         self._labels_loaded = 0.0
-        self._points = PointFormatter(self._tags)
+        self._points = PointFormatter(self._identity)
         self._backoff = 0.0
         self._retry_at = 0.0
         self._health: Health | None = None
         self._health_lock = threading.Lock()
+        self._energy: dict[tuple[object, date], DayTotals] = {}  # newest totals not yet written
+        self._energy_lock = threading.Lock()
         self.refresh_labels = threading.Event()
+
+    def submit_energy(self, days: Iterable[DayTotals]) -> None:
+        with self._energy_lock:
+            for totals in days:
+                self._energy[(totals.key, totals.day)] = totals
+        self.wake.set()
+
+    def unsent_energy_days(self) -> set[date]:
+        with self._energy_lock:
+            return {day for _, day in self._energy}
 
     def submit_health(self, health: Health) -> None:
         with self._health_lock:
@@ -212,6 +280,7 @@ class Sender(threading.Thread):
                 continue
             try:
                 more = self._send_some()
+                self._send_energy()
                 self._send_health()
             except RetryLater as error:
                 self._failed(error)
@@ -228,19 +297,28 @@ class Sender(threading.Thread):
                 return
 
     def _send_some(self) -> bool:
-        """One batch. Returns True when there may be more ready rows."""
+        """One batch. Returns True when there may be more to send."""
         self.idle.clear()
         self._refresh_labels()
-        batch = self.outbox.next_batch(self.settings.batch_size)
-        if not batch:
-            return False
-        lines = self._points.lines([item.reading for item in batch])
-        items = [(item.id, line) for item, line in zip(batch, lines, strict=True)]
-        result = send_batch(self.writer, items, self._park)
+        limit = self.settings.batch_size
+        entries = self.inflight.take(limit)
+        try:
+            rows = self._outbox_rows(limit - len(entries))
+            if not entries and not rows:
+                return False
+            result = self._write(entries, rows)
+        except BaseException:
+            self.inflight.give_back(entries)
+            raise
         now = time.monotonic()
         written = set(result.written)
-        self.outbox.acknowledge(result.written)
-        self.probe.acknowledged([item for item in batch if item.id in written], now)
+        # Every taken reading was written or parked: forget it, and delete the rows of those the
+        # reader committed while they were on their way.
+        self.outbox.acknowledge_readings(self.inflight.finish(entries))
+        sent_rows = [row for index, row in enumerate(rows, len(entries)) if index in written]
+        self.outbox.acknowledge([row.id for row in sent_rows])
+        self.probe.delivered((entry.arrived for index, entry in enumerate(entries) if index in written), now)
+        self.probe.acknowledged(sent_rows, now)
         self.written += len(result.written)
         self.parked += result.parked
         self.last_write_at = now
@@ -248,7 +326,65 @@ class Sender(threading.Thread):
             log.info("InfluxDB accepts writes again")
         self._backoff = 0.0
         self.last_error = None
-        return len(batch) == self.settings.batch_size
+        return len(entries) + len(rows) == limit
+
+    def _outbox_rows(self, limit: int) -> list[PendingReading]:
+        if limit <= 0 or not self.outbox_ready.is_set():
+            return []
+        self.outbox_ready.clear()  # before looking: a commit made meanwhile sets it again
+        try:
+            rows = self.outbox.next_batch(limit)
+        except BaseException:
+            self.outbox_ready.set()
+            raise
+        if len(rows) == limit:
+            self.outbox_ready.set()
+        return rows
+
+    def _write(self, entries: list[InFlightReading], rows: list[PendingReading]) -> BatchResult:
+        """Send memory entries (indices 0..) and outbox rows (after them) in one batch."""
+        lines = self._points.lines([entry.reading for entry in entries] + [row.reading for row in rows])
+        items = list(enumerate(lines))
+        parked: list[InFlightReading] = []
+
+        def park(index: int, line: str, error: str) -> None:
+            if index < len(entries):
+                self._park(None, line, error)
+                parked.append(entries[index])
+            else:
+                self._park(rows[index - len(entries)].id, line, error)
+
+        try:
+            result = send_batch(self.writer, items, park)
+        except BaseException:
+            # Parked ones are kept aside for good, whatever happens to the rest of the batch.
+            self.outbox.acknowledge_readings(self.inflight.finish(parked))
+            raise
+        return result
+
+    def _send_energy(self) -> None:
+        """The newest daily totals, each rewriting its day's `tigo_energy` point."""
+        with self._energy_lock:
+            due = dict(self._energy)
+        if not due:
+            return
+        lines = [
+            energy_line(
+                self._identity(*totals.key), totals.day_start_ms, totals.energy_wh, totals.uncovered_seconds
+            )
+            for totals in due.values()
+        ]
+        try:
+            self.writer.write(lines)
+        except BadData as error:  # not expected from our own fields; said, and not retried forever
+            log.error(
+                "InfluxDB rejected daily energy points (%s); they are sent again at the next checkpoint",
+                error,
+            )
+        with self._energy_lock:
+            for key, totals in due.items():
+                if self._energy.get(key) is totals:
+                    del self._energy[key]
 
     def _send_health(self) -> None:
         with self._health_lock:
@@ -269,13 +405,15 @@ class Sender(threading.Thread):
             level = logging.ERROR if error.configuration else logging.WARNING
             log.log(
                 level,
-                "%s; readings are kept in the outbox and retried (next in %.0f s)",
+                "%s; readings are kept in the outbox (after at most %g s in memory) and retried "
+                "(next in %.0f s)",
                 message,
+                self.settings.commit_interval,
                 self._backoff,
             )
         self.last_error = message
 
-    def _park(self, row_id: int, line: str, error: str) -> None:
+    def _park(self, row_id: int | None, line: str, error: str) -> None:
         self.outbox.park(row_id, line, redact(error), _utc_now_for_parking())
 
     def _refresh_labels(self) -> None:
@@ -286,7 +424,8 @@ class Sender(threading.Thread):
             self._labels_loaded = now
             self._points.forget_tags()
 
-    def _tags(self, gateway_id: int, node_id: int, long_address: bytes | None) -> PointIdentity:
+    def _identity(self, gateway_id: int, node_id: int, long_address: bytes | None) -> PointIdentity:
+        """The tags of an optimizer's points (readings and daily energy alike)."""
         return point_identity(gateway_id, node_id, long_address, self._labels, self.settings.site)
 
 
@@ -296,8 +435,8 @@ def _utc_now_for_parking() -> datetime:
 
 
 class Ingest:
-    """`recorder run`'s reader loop: source -> pipeline -> outbox, identity and health (module
-    docstring); starts and stops the `Sender`."""
+    """`recorder run`'s reader loop: source -> pipeline -> memory and outbox, identity and health
+    (module docstring); starts and stops the `Sender`."""
 
     def __init__(
         self,
@@ -312,18 +451,21 @@ class Ingest:
         self.settings = settings
         self.latest = latest  # live outputs' view of the newest readings (None: no live output)
         self.store = store
-        self.outbox = Outbox(store.engine)
+        self.energy = EnergyKeeper(store.engine, settings.timezone, settings.energy_max_gap)
+        self.outbox = Outbox(store.engine, on_ready=self.energy.feed)
+        self.inflight = InFlight(self.outbox, on_ready=self.energy.feed)
         self.observer = Observer(store.identity_map(), store.gateway_addresses())
         self.pipeline = DecodePipeline(self.observer)
         self.archive = archive
         self.notifier = notifier or Notifier()
         self.probe = LatencyProbe()
-        self.sender = Sender(self.outbox, store, writer, settings, self.probe)
+        self.sender = Sender(self.inflight, self.outbox, store, writer, settings, self.probe)
         self.writer = writer
         self.stop_requested = threading.Event()
         self.decode_watch = DecodeWatch(settings.no_report_warning)
         self.latest_at: datetime | None = None
         self._mapping_version = store.mapping_version()
+        self._activity = ActivityTally()  # reports since the last save
         self.readings = 0
         self.dropped_unresolved = 0
         self.expired_unresolved = 0
@@ -341,10 +483,12 @@ class Ingest:
         settings = self.settings
         self.sender.start()
         self.notifier.ready()
+        self.energy.start(self.outbox, self.sender)
         released = self.outbox.release(self.observer.identities)  # waiting since an earlier run
         depth = self.outbox.depth()
         if released:
             log.info("released %d held readings from an earlier run whose barcode is now known", released)
+            self._outbox_changed()  # the sender may have looked already (woken by the energy points)
         log.info(
             "recording from %s to %s (bucket %s); outbox holds %d ready and %d held readings",
             source.describe(),
@@ -353,9 +497,10 @@ class Ingest:
             depth["ready"],
             depth["held"],
         )
-        pending: list[Output] = []
-        arrivals: list[Reading] = []
-        last_commit = last_health = last_hold_check = time.monotonic()
+        self._save_state(source)  # `recorder status` can tell at once that we are running
+        commit_every = settings.commit_interval / 2
+        last_commit = last_archive_flush = last_health = last_hold_check = time.monotonic()
+        last_save = last_activity_save = last_commit
         health_minute: datetime | None = None
         finished = False
         try:
@@ -366,90 +511,119 @@ class Ingest:
                     if self.archive is not None:
                         self.archive.write(data, at)
                     _events, readings, learned = self.pipeline.feed(data, at)
-                    pending += readings
-                    pending += learned
-                    arrivals += readings
-                    if readings and self.latest is not None:
+                    if readings and self.latest is not None:  # first: identity learned below updates it
                         self.latest.observe(readings, at)
-                if pending and (
-                    now - last_commit >= settings.flush_interval or len(arrivals) >= settings.batch_size
-                ):
-                    self._commit(pending, arrivals, at, now)
-                    pending, arrivals = [], []
+                    if readings or learned:
+                        self._accept(readings, learned, now)
+                if self.inflight.full:  # faster than InfluxDB takes it: memory stays bounded
+                    self._commit(at, cutoff=None)
                     last_commit = now
-                elif not pending:
+                elif now - last_commit >= commit_every:
+                    self._commit(at, cutoff=now - commit_every)
                     last_commit = now
+                if self.archive is not None and now - last_archive_flush >= settings.commit_interval:
+                    # Raw bytes reach the disk within the same bound. Not at every commit: each
+                    # flush rewrites the file's last, incomplete page once more.
+                    self.archive.flush()
+                    last_archive_flush = now
                 # Housekeeping every so often live, and once per minute of source time in replays.
                 minute = at.replace(second=0, microsecond=0)
                 new_minute = health_minute is not None and minute != health_minute
                 health_minute = minute
                 if now - last_hold_check >= HOLD_CHECK_EVERY or new_minute:
-                    if pending:  # what the observer learned must be in the database first
-                        self._commit(pending, arrivals, at, now)
-                        pending, arrivals = [], []
-                        last_commit = now
                     self._expire_held(at)
                     last_hold_check = now
                 if now - last_health >= HEALTH_EVERY or new_minute:
                     self._health(source)
                     last_health = now
+                if now - last_save >= STATE_SAVE_EVERY:
+                    with_activity = now - last_activity_save >= ACTIVITY_SAVE_EVERY
+                    self._save_state(source, activity=with_activity)
+                    last_save = now
+                    if with_activity:
+                        last_activity_save = now
+                # Every ready reading received up to `at` has been fed (released ones included).
+                self.energy.tick(at)
                 self.notifier.watchdog()
                 if self.stop_requested.is_set():
                     break
             else:
                 finished = True
         finally:
-            if pending and self.latest_at is not None:
-                self._commit(pending, arrivals, self.latest_at, time.monotonic())
+            at = self.latest_at or datetime.now(UTC)
+            # Held readings first, so that the hold's expiry sees every one of them.
+            self._commit(at, cutoff=None, held_only=True)
             if self.latest_at is not None:
                 self._expire_held(self.latest_at)
             if self.archive is not None:
                 self.archive.close()
+            self.energy.close()
             self.notifier.stopping()
             self._health(source)
             self._shutdown(drain=exit_at_end and finished and not self.stop_requested.is_set())
-            self._save_health(source)
+            self.energy.finish()
+            self._commit(at, cutoff=None)  # what InfluxDB has not taken waits in the outbox
+            self._report_leftovers()
+            self._save_state(source)
 
-    def _commit(self, outputs: list[Output], readings: list[Reading], at: datetime, arrived: float) -> None:
-        """Outbox first (the readings are safe from here on), then identity, then tell the sender."""
-        self.outbox.add(readings, at)
-        self.probe.arrived(readings, arrived)
+    def _accept(self, readings: list[Reading], identity: list[IdentityOutput], now: float) -> None:
+        """New observer outputs: readings into memory, identity changes into the state store.
+
+        Identity is committed at once: changes are rare (a new or replaced optimizer), and the
+        observer's memory is reloaded from the database when its mappings change (not for the
+        mappings it learned itself, which it knows already).
+        """
+        self.inflight.add(readings, now)
+        self._activity.add(readings)
         self.readings += len(readings)
+        identity = [output for output in identity if isinstance(output, (MappingLearned, GatewayLearned))]
+        if not identity:
+            return
         version = self.store.mapping_version()
-        self.store.record_outputs(outputs)
+        self.store.record_outputs(identity)
         if version == self._mapping_version:
             # Only our own mappings were added: the observer knows them already, no reload.
             self._mapping_version = self.store.mapping_version()
-        learned = {(o.gateway_id, o.node_id) for o in outputs if isinstance(o, MappingLearned)}
+        learned = {(o.gateway_id, o.node_id) for o in identity if isinstance(o, MappingLearned)}
         if learned:
+            self.inflight.resolve(self.observer.identities, learned)
             released = self.outbox.release(self.observer.identities, learned)
             if self.latest is not None:
                 self.latest.identify(self.observer.identities, learned)
             if released:
                 log.info("identity learned for %d node(s): released %d held readings", len(learned), released)
-        if any(isinstance(o, GatewayLearned) for o in outputs) or learned:
-            self.sender.refresh_labels.set()
+                self._outbox_changed()
+        self.sender.refresh_labels.set()
+
+    def _commit(self, at: datetime, *, cutoff: float | None, held_only: bool = False) -> None:
+        """Commit readings that arrived before `cutoff` (None: all; or only the held ones)."""
+        committed = self.inflight.commit(cutoff, at, held_only=held_only)
+        if committed:
+            ready = [entry for entry in committed if entry.reading[LONG_ADDRESS] is not None]
+            for arrived, group in groupby(ready, key=lambda entry: entry.arrived):
+                self.probe.arrived([entry.reading for entry in group], arrived)
+            self._outbox_changed()
+
+    def _outbox_changed(self) -> None:
+        self.sender.outbox_ready.set()
         self.sender.wake.set()
 
     def _expire_held(self, at: datetime) -> None:
         """Release held readings whose identity is now known, then apply the hold's expiry.
 
         Mappings can also arrive from another process (`recorder nodes import` while we run):
-        when the database's mappings changed, reload them into the observer first. Everything
-        the observer learned has been committed by then (the caller commits first), so the
-        database's history includes it: reloading while some was still pending used to forget
-        it, and readings of a replaced optimizer went on under the old barcode (found by
-        comparing `run` with `backfill`, `tests/test_paths.py`).
+        when the database's mappings changed, reload them into the observer first.
         """
         version = self.store.mapping_version()
         if version != self._mapping_version:
             self._mapping_version = version
             self.observer.identities = self.store.identity_map()
+            self.inflight.resolve(self.observer.identities)
             self.sender.refresh_labels.set()
         released = self.outbox.release(self.observer.identities)
         if released:
             log.info("released %d held readings whose barcode is now known", released)
-            self.sender.wake.set()
+            self._outbox_changed()
         written_unresolved: set[tuple[int, int]] = set()
         expired = self.outbox.expire(
             at, self.settings.identity_hold, self.settings.on_unresolved, written_unresolved
@@ -467,7 +641,10 @@ class Ingest:
                 self.settings.identity_hold,
                 "dropped" if self.settings.on_unresolved == "drop" else "written tagged with node ID only",
             )
-            self.sender.wake.set()
+            self._outbox_changed()
+
+    def _unsent(self) -> int:
+        return self.outbox.depth()["ready"] + self.inflight.counts()[0]
 
     def _shutdown(self, *, drain: bool) -> None:
         sender = self.sender
@@ -477,17 +654,19 @@ class Ingest:
             while not self.stop_requested.is_set():
                 sender.idle.clear()
                 sender.wake.set()
-                if sender.idle.wait(1.0) and self.outbox.depth()["ready"] == 0:
+                if sender.idle.wait(1.0) and self._unsent() == 0:
                     break
         else:
             deadline = time.monotonic() + SHUTDOWN_GRACE
-            while time.monotonic() < deadline and self.outbox.depth()["ready"]:
+            while time.monotonic() < deadline and self._unsent():
                 sender.wake.set()
                 time.sleep(0.1)
         sender.stop_requested.set()
         sender.wake.set()
         sender.join(timeout=SHUTDOWN_GRACE)
         self.writer.close()
+
+    def _report_leftovers(self) -> None:
         depth = self.outbox.depth()
         if depth["ready"] or depth["held"]:
             log.info(
@@ -524,6 +703,7 @@ class Ingest:
         }
         values.update(
             readings=self.readings,
+            readings_in_memory=sum(self.inflight.counts()),
             outbox_ready=depth["ready"],
             outbox_held=depth["held"],
             points_parked=depth["parked"],
@@ -550,17 +730,23 @@ class Ingest:
         if warning:
             log.warning(warning)
         values = self.health_values(source)
-        self._save_health(source, values)
         self.sender.submit_health(Health({**values, "source_name": source.describe()}, at))
         self.notifier.status(
             f"{self.sender.written} points written, outbox {values['outbox_ready']} ready / "
             f"{values['outbox_held']} held, source {source.status.state}"
         )
 
-    def _save_health(self, source: Source, values: dict[str, Any] | None = None) -> None:
-        """The snapshot `recorder status` shows. Stamped with the wall clock: whether the recorder
-        is alive is a wall-clock question, whatever time the data carries."""
-        self.store.put_state("health", self.status_snapshot(source, values), datetime.now(UTC))
+    def _save_state(self, source: Source, *, activity: bool = True) -> None:
+        """The snapshot `recorder status` shows, with node activity since the last save if asked.
+
+        One transaction: each commit costs the SD card a few pages whatever it holds. The
+        snapshot is stamped with the wall clock: whether the recorder is alive is a wall-clock
+        question, whatever time the data carries.
+        """
+        tally = None
+        if activity and self._activity:
+            tally, self._activity = self._activity, ActivityTally()
+        self.store.put_state("health", self.status_snapshot(source), datetime.now(UTC), activity=tally)
 
     def status_snapshot(self, source: Source, values: dict[str, Any] | None = None) -> dict[str, Any]:
         """Health as `recorder status` and the live face show it (it only reads: any thread)."""

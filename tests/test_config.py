@@ -54,6 +54,7 @@ def test_config_file_from_the_environment(tmp_path: Path) -> None:
         ({"on_unresolved": "keep"}, {}, "must be write or drop"),
         ({}, {"RECORDER_IDENTITY_HOLD": "a while"}, "environment RECORDER_IDENTITY_HOLD"),
         ({"flush_interval": "-1"}, {}, "must be positive"),
+        ({}, {"RECORDER_COMMIT_INTERVAL": "0"}, "environment RECORDER_COMMIT_INTERVAL.*must be positive"),
     ],
 )
 def test_bad_values_name_where_they_came_from(
@@ -61,6 +62,18 @@ def test_bad_values_name_where_they_came_from(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(flags, environ=environ)
+
+
+def test_the_commit_interval_comes_from_each_layer(tmp_path: Path) -> None:
+    assert load_settings({}, environ={}).commit_interval == 60.0
+    config = tmp_path / "recorder.toml"
+    config.write_text("commit_interval = 30\n")
+    assert load_settings({}, config, {}).commit_interval == 30.0
+    assert load_settings({}, config, {"RECORDER_COMMIT_INTERVAL": "20"}).commit_interval == 20.0
+    assert (
+        load_settings({"commit_interval": 10}, config, {"RECORDER_COMMIT_INTERVAL": "20"}).commit_interval
+        == 10
+    )
 
 
 def test_bad_files(tmp_path: Path) -> None:
@@ -82,3 +95,18 @@ def test_the_token_never_shows() -> None:
     assert settings.influx_token.reveal() == "admin:s3cr3t-pass"
     assert redact("401 for admin:s3cr3t-pass and s3cr3t-pass") == "401 for *** and ***"
     assert Secret("x") == Secret("x")
+
+
+def test_energy_settings(tmp_path: Path) -> None:
+    config = tmp_path / "recorder.toml"
+    config.write_text('timezone = "Europe/Berlin"\nenergy_max_gap = "15m"\n')
+    settings = load_settings({}, config, {})
+    assert settings.timezone == "Europe/Berlin" and settings.energy_max_gap == timedelta(minutes=15)
+    assert load_settings({}, environ={}).timezone is None  # the machine's zone
+    assert load_settings({}, environ={}).energy_max_gap == timedelta(minutes=10)
+    with pytest.raises(
+        ConfigError, match=r"--timezone: 'Mars/Olympus' is not a valid timezone \(expected an IANA"
+    ):
+        load_settings({"timezone": "Mars/Olympus"}, environ={})
+    with pytest.raises(ConfigError, match=r"energy-max-gap.*must be positive"):
+        load_settings({"energy_max_gap": "0m"}, environ={})

@@ -18,9 +18,13 @@ from typing import Any
 
 import pytest
 
+from recorder.capture import CaptureReader
+from recorder.observer import Reading
+from recorder.pipeline import DecodePipeline
 from recorder.sim.bus import BusSimulation
 from recorder.sim.config import SimulationConfig
 from recorder.sim.truth import compare_points, load_truth
+from recorder.timestamps import to_millis
 from tests.bus_server import BusServer, reset, send_slowly
 from tests.conftest import ROOT, run_recorder
 from tests.influx import InfluxDatabase
@@ -119,7 +123,17 @@ def test_influxdb_outage_loses_nothing(influx_database: InfluxDatabase, tmp_path
         start="2025-06-21T10:00:00%2B00:00", duration="2h", nodes=40, seed=3, speed="400x", truth=truth_file
     )
     db = tmp_path / "state.db"
-    process = start_run(influx_database, db, "--source", source, "--exit-at-end", "--archive-days", "0")
+    process = start_run(
+        influx_database,
+        db,
+        "--source",
+        source,
+        "--exit-at-end",
+        "--archive-days",
+        "0",
+        "--commit-interval",  # what InfluxDB has not taken after 2 s is committed
+        "2",
+    )
     server = influx_database.server
     try:
         time.sleep(4)
@@ -151,7 +165,9 @@ def test_kill_9_then_restart_loses_and_doubles_nothing_that_reached_the_outbox(
     server = influx_database.server
     server.stop_influxd()  # nothing can be sent: everything decoded waits in the outbox
     try:
-        process = start_run(influx_database, db, "--source", source, "--archive", str(archive))
+        process = start_run(
+            influx_database, db, "--source", source, "--archive", str(archive), "--commit-interval", "2"
+        )
         time.sleep(8)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
@@ -443,3 +459,144 @@ def test_the_token_never_appears_in_output(tmp_path: Path) -> None:
     assert process.returncode == 0
     assert "sup3r-s3cret" not in stdout + stderr
     assert "cannot reach InfluxDB at http://127.0.0.1:1" in stderr
+
+
+# --- The loss guarantee: readings wait in memory at most the commit interval ----------------------
+
+
+def archived_readings(archive: Path) -> list[Reading]:
+    """Every reading the raw archive holds, decoded as the run decoded it."""
+    pipeline = DecodePipeline()
+    readings: list[Reading] = []
+    for path in sorted(archive.rglob("*.cap.gz")):
+        for data, at in CaptureReader(path):
+            _, outputs = pipeline.feed(data, at)
+            readings += [output for output in outputs if isinstance(output, Reading)]
+    return readings
+
+
+def upgraded_database(tmp_path: Path) -> Path:
+    db = tmp_path / "state.db"
+    run_recorder("db", "upgrade", "--db", str(db))
+    return db
+
+
+def test_readings_influxdb_acknowledges_in_time_never_touch_the_outbox(
+    influx_database: InfluxDatabase, tmp_path: Path
+) -> None:
+    db = upgraded_database(tmp_path)
+    with sqlite3.connect(db) as connection:  # a witness of every row the recorder ever inserts
+        connection.executescript(
+            """
+            CREATE TABLE outbox_witness (node_id INTEGER, measured_at INTEGER, state TEXT);
+            CREATE TRIGGER outbox_witness AFTER INSERT ON outbox BEGIN
+                INSERT INTO outbox_witness VALUES (NEW.node_id, NEW.measured_at, NEW.state);
+            END;
+            """
+        )
+    process = start_run(
+        influx_database,
+        db,
+        "--source",
+        sim(start="2025-06-21T10:00:00%2B00:00", duration="2h", nodes=40, seed=21, speed="10x"),
+        "--archive-days",
+        "0",
+        "--commit-interval",  # commit points every 10 s, while InfluxDB acknowledges within ~1 s
+        "20",
+    )
+    try:
+        time.sleep(25)  # two commit points pass
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, errors
+    with sqlite3.connect(db) as connection:
+        witnessed = connection.execute("SELECT node_id, measured_at, state FROM outbox_witness").fetchall()
+        health = json.loads(
+            connection.execute("SELECT value FROM recorder_state WHERE key = 'health'").fetchone()[0]
+        )
+    stored = points(influx_database)
+    assert len(stored) > 300 and health["readings"] >= len(stored)
+    # Readings waiting for their barcode may be committed (held); none that could be sent was.
+    assert [row for row in witnessed if row[2] != "held"] == []
+    assert outbox_rows(db) == [] or all(state == "held" for *_, state in outbox_rows(db))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["influxdb down", "influxdb up", "no barcodes yet"])
+def test_sigkill_loses_at_most_the_commit_interval_and_a_restart_doubles_nothing(
+    influx_database: InfluxDatabase, tmp_path: Path, case: str
+) -> None:
+    bound = 4.0  # --commit-interval, seconds (wall clock)
+    speed = 5  # source time runs at most this much faster than the wall clock
+    db = tmp_path / "state.db"
+    archive = tmp_path / "archive"
+    restart = 0 if case == "no barcodes yet" else 1  # without a controller start, nodes stay unknown
+    source = sim(
+        start="2025-06-21T10:00:00%2B00:00",
+        duration="1h",
+        nodes=135,
+        seed=22,
+        speed=f"{speed}x",
+        controller_restart=restart,
+    )
+    server = influx_database.server
+    if case == "influxdb down":
+        server.stop()  # influxd itself: the recorder sees connection refused
+    try:
+        process = start_run(
+            influx_database,
+            db,
+            "--source",
+            source,
+            "--archive",
+            str(archive),
+            "--commit-interval",
+            str(bound),
+        )
+        time.sleep(16)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        server.start()
+    # What had arrived more than the bound before the kill must be in InfluxDB or the outbox. The
+    # archive (flushed every commit interval) says what had arrived, and when, in source time.
+    archived = archived_readings(archive)
+    assert len(archived) > 100
+    last_arrival = max(reading.received_at for reading in archived)
+    due = {
+        (r.node_id, to_millis(r.measured_at))
+        for r in archived
+        if r.received_at <= last_arrival - timedelta(seconds=bound * speed)
+    }
+    committed = outbox_rows(db)
+    kept = {(node, measured) for _, node, measured, _ in committed}
+    sent = {(int(p["node_id"]), p["time"]) for p in points(influx_database)}
+    assert due and due <= kept | sent, f"{len(due - kept - sent)} readings older than the bound were lost"
+    with sqlite3.connect(db) as connection:
+        ages = connection.execute("SELECT max(enqueued_at - received_at) FROM outbox").fetchone()[0]
+    if case == "influxdb up":
+        assert len(sent) > len(kept)  # acknowledged from memory, mostly never committed
+    else:
+        assert kept and ages <= (bound + 0.5) * speed * 1000  # committed within the bound
+    if case == "no barcodes yet":
+        # (a node that announces itself meanwhile is sent with its barcode, from memory)
+        assert {state for *_, state in committed} == {"held"}
+    # A restart on the same database sends what was committed, once.
+    run_recorder(
+        "run",
+        "--db",
+        str(db),
+        "--source",
+        sim(duration="1m", nodes=1, seed=99, start="2020-01-01T00:00:00%2B00:00"),
+        "--archive-days",
+        "0",
+        "--exit-at-end",
+        env=influx_env(influx_database),
+    )
+    stored = points(influx_database)
+    keys = [(int(p["node_id"]), p["time"]) for p in stored if p["time"] > 1_600_000_000_000]
+    assert len(keys) == len(set(keys)), "a reading was written twice"
+    if case != "no barcodes yet":
+        assert due <= set(keys) and outbox_rows(db) == []

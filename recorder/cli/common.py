@@ -19,6 +19,7 @@ from recorder.errors import UsageError
 if TYPE_CHECKING:
     import sqlite3
 
+    from recorder.storage.db import Synchronous
     from recorder.storage.state import StateStore
 
 SourceOption = typer.Option(
@@ -87,13 +88,16 @@ def read_only_database(settings: Settings) -> sqlite3.Connection:
     return open_read_only(settings.database_path, settings.database.how)
 
 
-def writable_store(settings: Settings) -> StateStore:
+def writable_store(settings: Settings, *, synchronous: Synchronous = "NORMAL") -> StateStore:
     """The state database, to change: created (its directory too, at the default location) and
-    migrated when needed."""
+    migrated when needed. `recorder run` asks for `synchronous="FULL"` (see storage.db)."""
     from recorder.storage.state import StateStore
 
     return StateStore.open(
-        settings.database_path, create_directory=settings.db is None, how=settings.database.how
+        settings.database_path,
+        create_directory=settings.db is None,
+        how=settings.database.how,
+        synchronous=synchronous,
     )
 
 

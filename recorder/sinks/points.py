@@ -31,6 +31,11 @@ backfill formats millions and formatting floats is the costliest part of a line:
 the measured fields for every raw value are built once (module tables), the texts of the two
 computed fields are cached by the raw integers that decide them, and the tags by node.
 
+Measurement `tigo_energy`, one point per optimizer and local day (`recorder.energy`): the same
+tags as `tigo_optimizer` (built by the same function), fields `energy_wh` (float) and
+`uncovered_seconds` (integer), time = the day's local midnight; rewritten during the day, so the
+point holds the day's latest total.
+
 Measurement `tigo_recorder`, the recorder's own health: integer counters and gauges, tagged
 `source` (and `site`). `source` is the kind of source only (serial, tcp, capture, raw,
 simulator), so that its series key stays the same when a converter's address or port, a device
@@ -57,11 +62,13 @@ from recorder.reading import Reading
 from recorder.timestamps import to_millis
 
 OPTIMIZER_MEASUREMENT = "tigo_optimizer"
+ENERGY_MEASUREMENT = "tigo_energy"
 RECORDER_MEASUREMENT = "tigo_recorder"
 # Every tag key each measurement may carry, and the optimizer's field keys (the health fields
 # are the names `Ingest.health_values` produces).
 TAG_KEYS = {
     OPTIMIZER_MEASUREMENT: ("barcode", "gateway", "name", "node_id", "site", "string"),
+    ENERGY_MEASUREMENT: ("barcode", "gateway", "name", "node_id", "site", "string"),
     RECORDER_MEASUREMENT: ("site", "source"),
 }
 OPTIMIZER_FIELD_KEYS = (
@@ -74,6 +81,7 @@ OPTIMIZER_FIELD_KEYS = (
     "temperature",
     "rssi",
 )
+ENERGY_FIELD_KEYS = ("energy_wh", "uncovered_seconds")
 
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": " ", "\r": " "})
 # A backslash that ends a tag value, or stands before a character we escape, would escape our
@@ -138,9 +146,10 @@ def point_identity(
     )
 
 
-def optimizer_tags(identity: PointIdentity) -> str:
-    """Measurement and tags: the series key of a reading's point (tags in sorted order)."""
-    tags = [OPTIMIZER_MEASUREMENT]
+def optimizer_tags(identity: PointIdentity, measurement: str = OPTIMIZER_MEASUREMENT) -> str:
+    """Measurement and tags: the series key of a reading's point (tags in sorted order), and of
+    its optimizer's daily energy point."""
+    tags = [measurement]
     if identity.barcode:
         tags.append(f"barcode={escape_tag(identity.barcode)}")
     tags.append(f"gateway={escape_tag(identity.gateway)}")
@@ -174,9 +183,15 @@ POWER_DECIMALS = 2  # W
 CURRENT_OUT_DECIMALS = 3  # A
 
 
+def power_value(voltage_in_raw: int, current_in_raw: int) -> float:
+    """The power a point carries: `units.power` (Vin × Iin), to 0.01 W. Daily energy integrates
+    the same value (`recorder.energy.Sample`)."""
+    return round(units.power(voltage_in_raw, current_in_raw), POWER_DECIMALS)
+
+
 def power_text(voltage_in_raw: int, current_in_raw: int) -> str:
-    """The power field: `units.power` (Vin × Iin), to 0.01 W."""
-    return f"power={round(units.power(voltage_in_raw, current_in_raw), POWER_DECIMALS)!r},"
+    """The power field (`power_value`)."""
+    return f"power={power_value(voltage_in_raw, current_in_raw)!r},"
 
 
 def current_out_text(current_in_raw: int, duty_cycle_raw: int) -> str:
@@ -259,6 +274,11 @@ class PointFormatter:
 def optimizer_line(identity: PointIdentity, reading: Reading) -> str:
     """One reading's line with the given tags (tests, diagnostics: `PointFormatter` batches)."""
     return PointFormatter(lambda _gateway, _node, _address: identity).lines([reading])[0]
+
+
+def energy_line(identity: PointIdentity, day_start_ms: int, energy_wh: float, uncovered_seconds: int) -> str:
+    tags = optimizer_tags(identity, ENERGY_MEASUREMENT)
+    return f"{tags} energy_wh={_number(energy_wh)},uncovered_seconds={int(uncovered_seconds)}i {day_start_ms}"
 
 
 def recorder_line(

@@ -5,6 +5,8 @@ Every process that touches the database goes through `open_database`, which:
 * creates a SQLAlchemy engine on the SQLite file with WAL journaling (readers never block the
   writer, so `recorder nodes list` works while `recorder run` records), `foreign_keys=ON` and a
   busy timeout (a second writer waits instead of failing with "database is locked");
+  `synchronous=NORMAL` unless the caller asks for `FULL` (`recorder run`, whose loss bound needs
+  each commit on the disk when it returns; it commits rarely, so the syncs cost little);
 * refuses, with a message saying what to do, a file that is not a SQLite database, and a
   database whose schema revision is newer than this program knows;
 * upgrades the schema to the newest revision in-process (Alembic), unless asked not to.
@@ -23,7 +25,7 @@ import os
 import sqlite3
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DatabaseError
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 15_000
 # HEAD_REVISION: the newest revision in migrations/versions (a test keeps the two in step). Knowing
 # it lets the common case, a database already at head, open without importing Alembic (~10 MB).
+Synchronous = Literal["NORMAL", "FULL"]
 
 
 def _set_pragmas(connection: Any, _record: Any) -> None:
@@ -51,9 +54,15 @@ def _set_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_database_engine(path: Path) -> Engine:
+def _sync_every_commit(connection: Any, _record: Any) -> None:
+    connection.execute("PRAGMA synchronous = FULL")
+
+
+def create_database_engine(path: Path, *, synchronous: Synchronous = "NORMAL") -> Engine:
     engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
     event.listen(engine, "connect", _set_pragmas)
+    if synchronous == "FULL":
+        event.listen(engine, "connect", _sync_every_commit)
     return engine
 
 
@@ -104,7 +113,12 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 
 def open_database(
-    path: Path, *, migrate: bool = True, create_directory: bool = False, how: str | None = None
+    path: Path,
+    *,
+    migrate: bool = True,
+    create_directory: bool = False,
+    how: str | None = None,
+    synchronous: Synchronous = "NORMAL",
 ) -> Engine:
     """An engine on the state database at `path`, checked and (by default) migrated to head.
 
@@ -126,7 +140,7 @@ def open_database(
             raise StateDatabaseError(f"cannot create directory {path.parent}: {error.strerror}") from None
     _check_writable(path, named)
     creating = not path.exists()
-    engine = create_database_engine(path)
+    engine = create_database_engine(path, synchronous=synchronous)
     try:
         with engine.connect() as connection:
             connection.execute(text("PRAGMA schema_version")).scalar()

@@ -1,12 +1,24 @@
-"""The outbox: readings committed to SQLite before they are sent, deleted once acknowledged.
+"""The outbox: readings InfluxDB has not acknowledged in time, committed to SQLite until it does.
 
-Rows are `ready` (identity known, or given up on) or `held` (waiting for the node's barcode:
-the identity hold). The reader thread adds rows and releases held ones when a mapping is
-learned; the sender thread takes ready rows in insertion order, writes them, and deletes them
-after InfluxDB acknowledged the write. A crash at any point leaves every unacknowledged reading
-in the table; re-sending one that InfluxDB already had is harmless (same series and timestamp).
+A reading first waits in memory (`recorder.storage.inflight`); the ones InfluxDB has not
+acknowledged within the commit interval, and readings waiting for their barcode, are committed
+here, and deleted once InfluxDB acknowledged them. While InfluxDB is down the table grows; when
+it is back it drains. Rows are `ready` (identity known, or given up on) or `held` (waiting for
+the node's barcode: the identity hold). The reader thread adds rows and releases held ones when
+a mapping is learned; the sender thread takes ready rows in insertion order, writes them, and
+deletes them after InfluxDB acknowledged the write. A crash at any point leaves every
+unacknowledged row in the table; re-sending one that InfluxDB already had is harmless (same
+series and timestamp).
 
-(gateway, node, measurement time) is unique, so a reading seen twice is stored once.
+`on_ready` (optional) is called, after the commit, with every held row that becomes ready, as
+the reading it is sent as (with its identity): released when its barcode is learned
+(`release`), or given up on after the hold (`expire`, long address None). Rows dropped after the
+hold never become ready. Readings committed here already ready were announced when they arrived
+(`InFlight`), so `add` announces nothing. The daily energy accumulator follows these
+announcements, so it follows the identity hold exactly as the `tigo_optimizer` points do.
+
+(gateway, node, measurement time) is unique, so a reading seen twice is stored once, and that
+key also finds the row of a reading that was sent from memory after it was committed.
 
 Rows are compact readings (`recorder.reading`) as they are: the same integers in columns, times
 in epoch milliseconds, and the long address (as text) once known.
@@ -14,7 +26,7 @@ in epoch milliseconds, and the long address (as text) once known.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -23,7 +35,7 @@ from sqlalchemy import Engine, Table, delete, func, insert, select, update
 
 from recorder.identity import IdentityMap
 from recorder.protocol.barcode import format_long_address, parse_long_address
-from recorder.reading import LONG_ADDRESS, Reading
+from recorder.reading import LONG_ADDRESS, MEASURED_MS, Reading, with_address
 from recorder.storage.models import OUTBOX_HELD, OUTBOX_READY, OutboxEntry, ParkedPoint
 from recorder.timestamps import to_millis
 
@@ -52,12 +64,16 @@ class PendingReading:
     reading: Reading
 
 
+ReadyCallback = Callable[[Sequence[Reading]], None]
+
+
 class Outbox:
     """The outbox table (see the module docstring). Thread-safe as SQLite is: the reader adds and
     releases, the sender takes, acknowledges and parks."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, on_ready: ReadyCallback | None = None) -> None:
         self.engine = engine
+        self.on_ready = on_ready
         self._table = cast(Table, OutboxEntry.__table__)
         self._parked = cast(Table, ParkedPoint.__table__)
         table = self._table
@@ -107,27 +123,30 @@ class Outbox:
 
     def release(self, identities: IdentityMap, keys: Iterable[tuple[int, int]] | None = None) -> int:
         """Resolve held rows whose node is now known (by each row's measurement time); only the
-        rows of `keys` (gateway, node) when given."""
+        rows of `keys` (gateway, node) when given. Announces them to `on_ready`."""
         name = self._table.name
-        query = f"SELECT id, gateway_id, node_id, measured_at FROM {name} WHERE state = ?"
+        query = self._select
         selections: list[tuple[str, tuple[str | int, ...]]] = [(query, (OUTBOX_HELD,))]
         if keys is not None:
             query += " AND gateway_id = ? AND node_id = ?"
             selections = [(query, (OUTBOX_HELD, gateway_id, node_id)) for gateway_id, node_id in keys]
+        released: list[Reading] = []
         with self.engine.begin() as connection:
             updates = []
             for statement, parameters in selections:
-                for row_id, gateway_id, node_id, measured_ms in connection.exec_driver_sql(
-                    statement, parameters
-                ):
-                    address = identities.resolve((gateway_id, node_id), measured_ms)
+                for item in self._readings(connection.exec_driver_sql(statement, parameters)):
+                    reading = item.reading
+                    address = identities.resolve((reading[0], reading[1]), reading[MEASURED_MS])
                     if address is not None:
-                        updates.append((OUTBOX_READY, format_long_address(address), row_id))
+                        updates.append((OUTBOX_READY, format_long_address(address), item.id))
+                        released.append(with_address(reading, address))
             if updates:
                 connection.exec_driver_sql(
                     f"UPDATE {name} SET state = ?, long_address = ? WHERE id = ?", updates
                 )
-        return len(updates)
+        if released and self.on_ready is not None:
+            self.on_ready(released)
+        return len(released)
 
     def expire(
         self, now: datetime, hold: timedelta, policy: str, released: set[tuple[int, int]] | None = None
@@ -139,6 +158,7 @@ class Outbox:
         """
         table = self._table
         condition = (table.c.state == OUTBOX_HELD) & (table.c.measured_at < now - hold)
+        given_up: list[Reading] = []
         with self.engine.begin() as connection:
             if released is not None and policy != "drop":
                 nodes = select(table.c.gateway_id, table.c.node_id).where(condition).distinct()
@@ -146,14 +166,38 @@ class Outbox:
             if policy == "drop":
                 result = connection.execute(delete(table).where(condition))
             else:
+                if self.on_ready is not None:
+                    cutoff = to_millis(now - hold)
+                    rows = connection.exec_driver_sql(
+                        self._select + " AND measured_at < ? ORDER BY id", (OUTBOX_HELD, cutoff)
+                    )
+                    given_up = [item.reading for item in self._readings(rows)]
                 result = connection.execute(update(table).where(condition).values(state=OUTBOX_READY))
-            return int(result.rowcount or 0)
+        if given_up and self.on_ready is not None:
+            self.on_ready(given_up)
+        return int(result.rowcount or 0)
 
     def next_batch(self, limit: int) -> list[PendingReading]:
         """The oldest ready readings, up to `limit`."""
         with self.engine.connect() as connection:
             rows = connection.exec_driver_sql(self._select + " ORDER BY id LIMIT ?", (OUTBOX_READY, limit))
             return self._readings(rows)
+
+    def ready_rows(self, chunk: int = 5000) -> Iterator[list[Reading]]:
+        """Every ready row's reading, in batches (memory stays flat): readings announced ready
+        before a stop that InfluxDB has not acknowledged, for the energy accumulator to re-read."""
+        last_id = 0
+        while True:
+            with self.engine.connect() as connection:
+                rows = self._readings(
+                    connection.exec_driver_sql(
+                        self._select + " AND id > ? ORDER BY id LIMIT ?", (OUTBOX_READY, last_id, chunk)
+                    )
+                )
+            if not rows:
+                return
+            last_id = rows[-1].id
+            yield [item.reading for item in rows]
 
     def acknowledge(self, ids: list[int]) -> None:
         if not ids:
@@ -163,11 +207,26 @@ class Outbox:
             for start in range(0, len(ids), 900):  # SQLite's limit on bound parameters
                 connection.execute(delete(table).where(table.c.id.in_(ids[start : start + 900])))
 
-    def park(self, row_id: int, line: str, error: str, at: datetime) -> None:
-        """Move a rejected reading aside: keep the line and the error, out of the send queue."""
+    def acknowledge_readings(self, readings: Iterable[Reading]) -> None:
+        """Delete the rows of readings InfluxDB acknowledged (found by their unique key)."""
+        keys = [reading[:3] for reading in readings]  # gateway, node, measured ms
+        if not keys:
+            return
+        name = self._table.name
+        with self.engine.begin() as connection:
+            connection.exec_driver_sql(
+                f"DELETE FROM {name} WHERE gateway_id = ? AND node_id = ? AND measured_at = ?", keys
+            )
+
+    def park(self, row_id: int | None, line: str, error: str, at: datetime) -> None:
+        """Move a rejected reading aside: keep the line and the error, out of the send queue.
+
+        `row_id` is None for a reading sent from memory, which has no row.
+        """
         with self.engine.begin() as connection:
             connection.execute(insert(self._parked), {"line": line, "error": error, "parked_at": at})
-            connection.execute(delete(self._table).where(self._table.c.id == row_id))
+            if row_id is not None:
+                connection.execute(delete(self._table).where(self._table.c.id == row_id))
 
     def depth(self) -> dict[str, int]:
         table = self._table

@@ -36,7 +36,7 @@ from recorder.protocol.barcode import (
 )
 from recorder.reading import Activity, Reading, count_activity
 from recorder.storage import queries
-from recorder.storage.db import memory_database, open_database
+from recorder.storage.db import Synchronous, memory_database, open_database
 from recorder.storage.models import (
     Gateway,
     NodeActivity,
@@ -48,6 +48,22 @@ from recorder.storage.queries import NodeRow
 
 __all__ = ["ImportedGateway", "ImportedLabels", "ImportedMapping", "Labels", "NodeRow", "StateStore"]
 from recorder.timestamps import from_millis, to_millis
+
+
+class ActivityTally:
+    """Power reports per (gateway, node) not saved yet, counted by `count_activity` (the one rule
+    `run` and `backfill` count node activity by): (gateway, node) -> [first ms, last ms, count]."""
+
+    __slots__ = ("nodes",)
+
+    def __init__(self) -> None:
+        self.nodes: Activity = {}
+
+    def add(self, readings: Iterable[Reading]) -> None:
+        count_activity(self.nodes, readings)
+
+    def __bool__(self) -> bool:
+        return bool(self.nodes)
 
 
 @dataclass(frozen=True)
@@ -91,10 +107,20 @@ class StateStore:
 
     @classmethod
     def open(
-        cls, path: Path, *, create_directory: bool = False, migrate: bool = True, how: str | None = None
+        cls,
+        path: Path,
+        *,
+        create_directory: bool = False,
+        migrate: bool = True,
+        how: str | None = None,
+        synchronous: Synchronous = "NORMAL",
     ) -> StateStore:
-        """The state database for writing (created and migrated as needed); `how` is for messages."""
-        return cls(open_database(path, migrate=migrate, create_directory=create_directory, how=how))
+        """The state database for writing (created and migrated as needed); `how` is for messages,
+        `synchronous` as `open_database` says."""
+        engine = open_database(
+            path, migrate=migrate, create_directory=create_directory, how=how, synchronous=synchronous
+        )
+        return cls(engine)
 
     @classmethod
     def in_memory(cls, copy_of: sqlite3.Connection | None = None) -> StateStore:
@@ -150,7 +176,7 @@ class StateStore:
         """Persist identity changes and node activity from one batch of observer outputs."""
         mappings: list[MappingLearned] = []
         gateways: list[GatewayLearned] = []
-        activity: Activity = {}
+        activity = ActivityTally()
         readings: list[Reading] = []
         for output in outputs:
             if isinstance(output, tuple):  # a reading
@@ -159,7 +185,7 @@ class StateStore:
                 mappings.append(output)
             elif isinstance(output, GatewayLearned):
                 gateways.append(output)
-        count_activity(activity, readings)
+        activity.add(readings)
         if not (mappings or gateways or activity):
             return
         with self.session() as session, session.begin():
@@ -176,8 +202,11 @@ class StateStore:
                     mapping.source,
                     mapping.observed_at,
                 )
-            for (gateway_id, node_id), (first, last, count) in activity.items():
-                self._activity(session, gateway_id, node_id, count, from_millis(first), from_millis(last))
+            self._save_activity(session, activity)
+
+    def _save_activity(self, session: Session, activity: ActivityTally) -> None:
+        for (gateway_id, node_id), (first, last, count) in activity.nodes.items():
+            self._activity(session, gateway_id, node_id, count, from_millis(first), from_millis(last))
 
     def record_activity(self, activity: Mapping[tuple[int, int], Sequence[int]]) -> None:
         """Node activity counted elsewhere (a backfill, by `count_activity`): (gateway, node) ->
@@ -413,8 +442,15 @@ class StateStore:
     # ----------------------------------------------------------------------------------------
     # Health
 
-    def put_state(self, key: str, value: dict[str, Any], at: datetime) -> None:
+    def put_state(
+        self, key: str, value: dict[str, Any], at: datetime, *, activity: ActivityTally | None = None
+    ) -> None:
+        """Save a small JSON value; with `activity`, also the node activity tallied since the last
+        save, in the same transaction (on an SD card each commit costs a few pages whatever it
+        holds, so `recorder run` saves both at once)."""
         with self.session() as session, session.begin():
+            if activity:
+                self._save_activity(session, activity)
             row = session.get(RecorderState, key)
             text = json.dumps(value, default=str)
             if row is None:
