@@ -125,8 +125,15 @@ def test_readings_never_identified_wait_on_disk_then_go_out_without_a_barcode(
     assert spilled[0] > summary.readings - 500  # all but the last few hundred waited on disk
     assert not any(path.name.startswith("recorder-held-") for path in tmp_path.iterdir())  # cleaned up
     if on_unresolved == "write":
-        assert len(writer.lines) == summary.readings and summary.dropped_unresolved == 0
+        points = [line for line in writer.lines if line.startswith("tigo_optimizer,")]
+        assert len(points) == summary.readings and summary.dropped_unresolved == 0
         assert not any("barcode=" in line for line in writer.lines)
-        assert len(set(writer.lines)) == len(writer.lines)
-    else:
+        assert len(set(points)) == len(points)
+        # Written without a barcode, they count in daily energy under their node (as `run` does
+        # with readings whose identity hold expired): one tigo_energy point per node.
+        energy = [line for line in writer.lines if line.startswith("tigo_energy,")]
+        assert len(energy) == summary.energy_points == config.nodes
+        assert len(points) + len(energy) == len(writer.lines)
+    else:  # dropped readings never become ready: no energy either
         assert writer.lines == [] and summary.dropped_unresolved == summary.readings
+        assert summary.energy_points == 0

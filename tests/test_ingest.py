@@ -63,18 +63,16 @@ def test_latency_probe_percentiles() -> None:
 
 def test_latency_probe_memory_is_bounded_and_counts_readings_sent_from_memory() -> None:
     probe = LatencyProbe()
-    start = datetime(2025, 6, 21).astimezone()
+    start = to_millis(datetime(2025, 6, 21).astimezone())
     # A long outage: every reading goes through the outbox and its arrival is remembered.
-    readings = [
-        Reading(4609, 7, start + timedelta(seconds=n), start, REPORT, None, None)
+    readings: list[Reading] = [
+        (4609, 7, start + 1000 * n, start, 0x1000, 700, 350, 255, 1000, 250, 150, None)
         for n in range(LatencyProbe.MAX_REMEMBERED + 500)
     ]
     probe.arrived(readings, at=10.0)
     assert probe.remembered == LatencyProbe.MAX_REMEMBERED  # the oldest were forgotten
-    newest = readings[-1]
-    probe.acknowledged([PendingReading(1, 4609, 7, newest.measured_at, REPORT, None)], at=12.0)
-    oldest = readings[0]
-    probe.acknowledged([PendingReading(2, 4609, 7, oldest.measured_at, REPORT, None)], at=12.0)
+    probe.acknowledged([PendingReading(1, readings[-1])], at=12.0)
+    probe.acknowledged([PendingReading(2, readings[0])], at=12.0)
     assert probe.count == 1  # the forgotten one is not counted
     probe.delivered([11.5, 11.9], at=12.0)  # sent from memory: the arrival travels with it
     assert probe.count == 3
