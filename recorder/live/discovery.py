@@ -108,14 +108,19 @@ def _rounded(digits: int, read: Callable[[Source], float | None]) -> Callable[[S
     return value
 
 
-ENERGY_DIGITS = 2  # Wh: rounding keeps a total that only goes up from ever going down
+ENERGY_DIGITS = 2  # Wh; rounding keeps a total that only goes up from ever going down
+
+
+def energy_value(energy: float | None) -> float | None:
+    """`energy_today` as the state JSON carries it."""
+    return None if energy is None else round(energy, ENERGY_DIGITS)
 
 
 def _energy_field(read: Callable[[Source], float | None]) -> Field[Source]:
     return Field(
         "energy_today",
         "Energy today",
-        _rounded(ENERGY_DIGITS, read),
+        lambda source: energy_value(read(source)),
         "Wh",
         "energy",
         state_class="total_increasing",

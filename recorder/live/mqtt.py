@@ -97,6 +97,8 @@ class MqttPublisher:
         self._described: dict[str, tuple[str | None, int]] = {}  # barcode -> (name, gateway)
         self._groups: set[Group] = set()
         self._stated: dict[str, bytes] = {}  # barcode -> the state published
+        # barcode -> (long address, last state): kept across refreshes, for barcodes that leave
+        self._last_states: dict[str, tuple[bytes | None, dict[str, Any]]] = {}
         self._group_states: dict[Group, bytes] = {}
         self._availability: dict[str, str] = {}  # barcode -> online/offline
         self._pending: list[mqtt.MQTTMessageInfo] = []
@@ -265,11 +267,24 @@ class MqttPublisher:
                 for topic, config in discovery.optimizer_configs(optimizer, self.topics, self.version):
                     publish(topic, discovery.encode(config), QOS_DISCOVERY)
                 self._described[barcode] = described
-            state = discovery.encode(discovery.optimizer_state(optimizer))
+            document = discovery.optimizer_state(optimizer)
+            self._last_states[barcode] = (reading.long_address, document)
+            state = discovery.encode(document)
             if self._stated.get(barcode) != state:  # a newer reading, or more energy today
                 publish(self.topics.state(barcode), state, QOS_STATE)
                 self._stated[barcode] = state
             shown[barcode] = OFFLINE if optimizer.stale else ONLINE
+        # Barcodes that left the view (replaced) keep their last reading; their energy today
+        # still follows the day (and starts again at midnight) instead of freezing.
+        for barcode, (address, document) in self._last_states.items():
+            if barcode in shown or address is None:
+                continue
+            energy = snapshot.energy.by_address.get(address, 0.0) if snapshot.energy else None
+            document = {**document, "energy_today": discovery.energy_value(energy)}
+            state = discovery.encode(document)
+            if self._stated.get(barcode) != state:
+                publish(self.topics.state(barcode), state, QOS_STATE)
+                self._stated[barcode] = state
         with self._lock:
             claimed, self._claimed_online = self._claimed_online, set()
         # Barcodes that left the view (replaced), or that an earlier run left online.

@@ -271,7 +271,7 @@ def test_energy_today_is_the_keepers_running_total_and_starts_again_after_midnig
 ) -> None:
     # Node 1 carried NEW this morning and EAST since (a replacement); both labelled in string A1.
     view = View({EAST: Labels(name=None, string="A1"), NEW: Labels(name=None, string="a1")})
-    view.feed(reading(1, 0, long_address=EAST), reading(2, 0, long_address=WEST), reading(3, 0))
+    view.feed(reading(1, -60, long_address=NEW), reading(2, 0, long_address=WEST), reading(3, 0))
     day = date(2025, 6, 21)
     view.energy = EnergyToday.of(
         day,
@@ -284,6 +284,10 @@ def test_energy_today_is_the_keepers_running_total_and_starts_again_after_midnig
         },
     )
     publisher = start(running, view.publisher(broker))
+    wait_for(lambda: subscriber.json(f"tigo/{NEW_BARCODE}/state") is not None, "NEW's state")
+    assert subscriber.json(f"tigo/{NEW_BARCODE}/state")["energy_today"] == 40.0
+    view.feed(reading(1, 0, long_address=EAST))  # the replacement
+    wait_for(lambda: subscriber.json(f"tigo/{BARCODE}/state") is not None, "EAST's state")
     wait_for(lambda: (subscriber.json("tigo/array/state") or {}).get("energy_today") == 197.0, "the totals")
     assert subscriber.json(f"tigo/{BARCODE}/state")["energy_today"] == 100.0  # to 0.01 Wh
     assert subscriber.json(f"tigo/{WEST_BARCODE}/state")["energy_today"] == 50.0
@@ -323,6 +327,9 @@ def test_energy_today_is_the_keepers_running_total_and_starts_again_after_midnig
     view.energy = EnergyToday.of(day + timedelta(days=1), 0, {})
     wait_for(lambda: subscriber.json(f"tigo/{BARCODE}/state")["energy_today"] == 0.0, "the reset")
     assert subscriber.json(f"tigo/{WEST_BARCODE}/state")["energy_today"] == 0.0
+    # The replaced unit is out of the view, but its retained energy does not freeze at yesterday's.
+    wait_for(lambda: subscriber.json(f"tigo/{NEW_BARCODE}/state")["energy_today"] == 0.0, "NEW's reset")
+    assert subscriber.json(f"tigo/{NEW_BARCODE}/state")["measured_at"] == "2025-06-21T11:59:00.000+00:00"
     for group in ("array", "gateway/4609", "string/a1"):
         wait_for(lambda g=group: subscriber.json(f"tigo/{g}/state")["energy_today"] == 0.0, group)
 
