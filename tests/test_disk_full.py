@@ -262,6 +262,8 @@ def test_a_full_disk_is_survived_said_and_recovered_from_without_a_restart(
     assert full["archive_paused"] is True, "the raw archive gives way while readings are at risk"
     assert "FULL since" in status and "readings wait in memory" in status, status
     assert still_full["full"] is True
+    health = influx_database.server.query("SELECT disk_full FROM tigo_recorder", influx_database.name)
+    assert any(row["disk_full"] is True for row in health), "the tigo_recorder health field says it"
     # The archive gave way before any reading was risked; none was dropped.
     assert errors.index("raw archive paused") < errors.index("DISK FULL: cannot write readings")
     assert full["readings_dropped"] == 0
