@@ -123,6 +123,7 @@ class Archive:
         self.removed_for_space = 0  # archive files deleted to make room for readings
         self._checked_at = time.monotonic()
         self._cut_short: Path | None = None  # an hour's file left without its gzip end
+        self._resumed = False
         self._path: Path | None = None
         self._stream: PageWriter | None = None
         self._writer: CaptureWriter | None = None
@@ -148,6 +149,9 @@ class Archive:
             self._writer.write(data, at)
             self.bytes += len(data)
             self._failing_since = None
+            if self._resumed:  # a write went through: no longer short of space
+                self._resumed = False
+                self.disk.recovered(self.directory, "the raw archive")
         except OSError as error:
             self._failed(error)
 
@@ -215,6 +219,7 @@ class Archive:
         if others_full or free is None or free < 2 * reserve_bytes(self.directory):
             return False
         self.paused = False
+        self._resumed = True
         log.warning(
             "raw archive resumed under %s (%s free; %s were not archived meanwhile)",
             self.directory,
