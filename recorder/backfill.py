@@ -17,6 +17,13 @@ second backfill, or a backfill over a period `recorder run` already recorded fro
 leaves one copy of each point. (Labels are the current ones: relabelled optimizers get points
 under their new tags.)
 
+Daily energy: every reading that becomes a point is also integrated (`recorder.energy.ReplayEnergy`,
+fed once per batch of frames and once per taptap file), and at the end of the input the
+`tigo_energy` point of every local day it replayed is written: the same points `recorder run`
+writes for the same readings, with the same `timezone` and `energy_max_gap` settings. A day the
+input covers only in part gets the energy of that part (see the README). The state database's
+energy tables are `run`'s and are left alone.
+
 Speed: power reports take the fast lane in `recorder.replay`; a writer thread sends large
 batches while decoding goes on; and for large inputs a child process reads the files and
 delimits frames ahead of the decoder when a core is spare for it (`recorder.readahead`).
@@ -50,6 +57,7 @@ from recorder import taptap_json
 from recorder.archive import archive_files
 from recorder.capture import CaptureReader
 from recorder.config import Settings
+from recorder.energy import ReplayEnergy
 from recorder.errors import CaptureFormatError, RecorderError, SourceError
 from recorder.identity import IdentityMap
 from recorder.observer import SOURCE_IMPORT, MappingLearned, Observer, Output
@@ -63,7 +71,7 @@ from recorder.readahead import (
 )
 from recorder.replay import LineApplication, line_stack
 from recorder.sinks.influx import BadData, LineWriter, RetryLater, send_batch
-from recorder.sinks.points import PointIdentity
+from recorder.sinks.points import PointIdentity, energy_line
 from recorder.sources import describe_size, nothing_decoded
 from recorder.storage.state import Labels, StateStore
 from recorder.timestamps import to_millis
@@ -117,6 +125,8 @@ class Summary:
     out_of_range: int = 0
     rejected: int = 0
     mappings_learned: int = 0
+    energy_days: list[str] = field(default_factory=list)  # local days whose tigo_energy was written
+    energy_points: int = 0  # tigo_energy points written (not counted in `points`)
     unrecognised_lines: int = 0  # taptap JSON lines of no shape we know, left out
     first_unrecognised: str | None = None  # where the first one is, and why
     seconds: float = 0.0
@@ -131,6 +141,11 @@ class Summary:
             f"  identity: {self.mappings_learned} mappings learned from the files; "
             f"{self.unresolved} readings without a barcode{dropped}",
         ]
+        if self.energy_days:
+            days = self.energy_days
+            span = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+            count = f"{self.energy_points} tigo_energy points"
+            lines.append(f"  daily energy: {count} written for {len(days)} day(s): {span}")
         if self.out_of_range:
             lines.append(f"  {self.out_of_range} readings outside --since/--until")
         if self.rejected:
@@ -241,6 +256,10 @@ class _Stopped(Exception):
     """Raised inside the run when a stop was asked for; `Backfill.run` turns it into Interrupted."""
 
 
+class EnergyLines(list[str]):
+    """A batch of `tigo_energy` lines (counted apart from the readings' points)."""
+
+
 class _WriterThread(threading.Thread):
     """Sends queued batches through the `LineWriter`; decoding continues meanwhile.
 
@@ -297,7 +316,10 @@ class _WriterThread(threading.Thread):
                 if written is None:  # bad lines in there: send_batch bisects and parks them
                     remaining = [(index, line) for index, line in enumerate(lines) if index not in rejected]
                     written = len(send_batch(self.writer, remaining, reject).written)
-                self.summary.points += written
+                if isinstance(lines, EnergyLines):
+                    self.summary.energy_points += written
+                else:
+                    self.summary.points += written
                 self.summary.rejected += len(rejected)
                 return
             except RetryLater as error:
@@ -642,6 +664,8 @@ class Backfill:
             identities, Observer(identities, gateways), emit=True
         )
         self.activity = application.activity
+        energy = ReplayEnergy(self.settings.timezone, self.settings.energy_max_gap)
+        application.samples = []
         stack = line_stack(application)
         previous_format = None
         last_progress = time.monotonic()
@@ -650,6 +674,7 @@ class Backfill:
                 if item.format == "taptap-json":
                     try:
                         self._json_file(item, application, write=True)
+                        energy.feed(application.samples)  # daily energy: this file's readings
                     except SkippedFile as error:
                         self.summary.skipped.append((item.path, str(error)))
                     except (OSError, EOFError, zlib.error) as error:
@@ -665,6 +690,7 @@ class Backfill:
                     for batch in _until_done(frames, done):
                         bodies += len(batch.bodies)
                         application.observe(stack.feed_frames(batch.bodies, batch.times))
+                        energy.feed(application.samples)  # daily energy: this batch's readings
                         self._check_stop(application)
                         if len(application.lines) >= self.options.batch_size:
                             writer.submit(application.lines)
@@ -688,10 +714,23 @@ class Backfill:
         written, dropped = application.flush_unresolved(self.options.on_unresolved == "write")
         self.summary.unresolved = written + dropped
         self.summary.dropped_unresolved = dropped
+        energy.feed(application.samples)  # daily energy: the end of the input closes every day
         if application.lines:
             writer.submit(application.lines)
             application.lines = []
+        writer.submit(self._energy_lines(energy))
         self._count(application)
+
+    def _energy_lines(self, energy: ReplayEnergy) -> EnergyLines:
+        """The `tigo_energy` points of the days replayed, with the readings' tags."""
+        days = energy.days()
+        self.summary.energy_days = sorted({totals.day.isoformat() for totals in days})
+        return EnergyLines(
+            energy_line(
+                self._tags(*totals.key), totals.day_start_ms, totals.energy_wh, totals.uncovered_seconds
+            )
+            for totals in days
+        )
 
     def _count(self, application: LineApplication) -> None:
         self.summary.readings = application.readings

@@ -30,8 +30,12 @@ which path was chosen and how, for `recorder status`, `run`'s first log line and
 Without `db` anywhere, root uses `/var/lib/recorder/recorder.db` and anyone else
 `$XDG_DATA_HOME/recorder/recorder.db` (`~/.local/share/recorder/recorder.db`).
 
-The token is held in a `Secret`, whose text form is `***`, and `redact` removes it from any
-message before it is logged or shown.
+`mqtt` (`mqtt[s]://[user:pass@]HOST[:PORT]`, see `recorder.live.broker`) turns the MQTT publisher
+on; `mqtt_topic`, `mqtt_discovery_prefix` and `mqtt_interval` shape it.
+
+The token and the MQTT password are held in `Secret`s, whose text form is `***`, and `redact`
+removes them from any message before it is logged or shown; a bad MQTT URL is quoted without
+its password.
 """
 
 from __future__ import annotations
@@ -42,11 +46,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recorder.errors import ConfigError, RecorderError
 from recorder.live.address import DEFAULT_ADDRESS, HttpAddress, parse_http_address
 from recorder.sim.config import parse_duration
+
+if TYPE_CHECKING:
+    from recorder.live.broker import MqttBroker
 
 SYSTEM_CONFIG_FILE = Path("/etc/recorder/recorder.toml")
 SYSTEM_DATABASE = Path("/var/lib/recorder/recorder.db")
@@ -174,8 +181,14 @@ class Settings:
     no_report_warning: timedelta = timedelta(minutes=30)
     watchdog_seconds: float = 90.0
     log_level: str = "INFO"
+    timezone: str | None = None  # the site's IANA zone for daily energy; None: the machine's
+    energy_max_gap: timedelta = timedelta(minutes=10)
     http: HttpAddress | None = DEFAULT_ADDRESS  # None: no live face
     stale_after: timedelta = timedelta(minutes=10)  # live views leave out older values
+    mqtt: MqttBroker | None = None  # None: no MQTT publisher
+    mqtt_topic: str = "tigo"
+    mqtt_discovery_prefix: str = "homeassistant"
+    mqtt_interval: float = 10.0  # seconds between publications
     # Not a setting: where the others came from (never read from a file or the environment).
     provenance: Provenance = field(default_factory=Provenance, compare=False, repr=False)
 
@@ -209,7 +222,7 @@ _EXTRA_ENVIRONMENT = {
     "influx_bucket": ("INFLUX_BUCKET", "INFLUXDB_V2_BUCKET"),
 }
 # settings whose empty value means "off", so an empty environment variable counts
-_EMPTY_MEANS_OFF = {"http"}
+_EMPTY_MEANS_OFF = {"http", "mqtt"}
 
 
 def _convert(name: str, value: Any, origin: str) -> Any:
@@ -235,8 +248,35 @@ def _convert(name: str, value: Any, origin: str) -> Any:
             if name == "stale_after" and duration <= timedelta(0):
                 raise ValueError("must be positive")
             return duration
+        if name == "energy_max_gap":
+            gap = value if isinstance(value, timedelta) else parse_duration(str(value))
+            if gap <= timedelta(0):
+                raise ValueError("must be positive")
+            return gap
+        if name == "timezone":
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(str(value))
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError("expected an IANA time zone name such as Europe/Berlin") from None
+            return str(value)
         if name == "http":
             return value if isinstance(value, HttpAddress) else parse_http_address(str(value))
+        if name == "mqtt":
+            from recorder.live.broker import MqttBroker, parse_mqtt_url  # it needs Secret from here
+
+            return value if isinstance(value, MqttBroker) else parse_mqtt_url(str(value))
+        if name in ("mqtt_topic", "mqtt_discovery_prefix"):
+            return _topic_prefix(str(value))
+        if name == "mqtt_interval":
+            try:
+                seconds = float(value)  # seconds, or a duration such as 30s or 1m
+            except ValueError:
+                seconds = parse_duration(str(value)).total_seconds()
+            if not 0 < seconds < float("inf"):
+                raise ValueError("must be a positive number of seconds, or a duration such as 30s")
+            return seconds
         if name == "on_unresolved":
             text = str(value).lower()
             if text not in ("write", "drop"):
@@ -262,7 +302,22 @@ def _convert(name: str, value: Any, origin: str) -> Any:
         message = str(error)
         if "is not a duration" in message:
             message = "expected a duration such as 90m, 36h or 7d"
-        raise ConfigError(f"{origin}: {value!r} is not a valid {name} ({message})") from None
+        shown = value
+        if name == "mqtt":  # quote the URL, never its password
+            from recorder.live.broker import redact_url
+
+            shown = redact_url(str(value))
+        raise ConfigError(f"{origin}: {shown!r} is not a valid {name} ({message})") from None
+
+
+def _topic_prefix(text: str) -> str:
+    """An MQTT topic prefix: levels without wildcards, no leading or trailing `/`."""
+    text = text.strip()
+    if not text or text.startswith("/") or text.endswith("/") or "//" in text:
+        raise ValueError("expected topic levels such as tigo or home/tigo, without a leading or trailing /")
+    if any(character in "+#" or ord(character) < 32 for character in text):
+        raise ValueError("an MQTT topic prefix cannot hold +, # or control characters")
+    return text
 
 
 def setting_names() -> list[str]:
@@ -309,6 +364,8 @@ def load_settings(
     provenance = Provenance(located, origins, default_database(environ))
     settings = replace(Settings(), provenance=provenance, **values)
     _remember(settings.influx_token)
+    if settings.mqtt is not None and settings.mqtt.password is not None:
+        _remember(settings.mqtt.password)
     return settings
 
 

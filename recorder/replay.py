@@ -24,6 +24,10 @@ noise, firmware 4.x, two gateways and a replacement):
   chunked;
 * the line: `points.optimizer_tags` + `points.optimizer_fields`, the same functions `run` uses;
 * the counters (packets, truncated, retransmitted, invalid reports) are the canonical ones;
+* daily energy: when `samples` is a list, every reading that becomes a line is also appended to
+  it as an energy `Sample` with the long address its line is tagged with, at the moment its line
+  is made (as `recorder run` feeds a reading when it becomes ready to send), for the backfill to
+  integrate exactly as `run` does;
 * node activity (first and last measurement time and count of each node's readings, what
   `recorder nodes list` shows as LAST REPORT) is what `StateStore.record_outputs` would count from
   the same readings (`LineApplication.activity`).
@@ -35,6 +39,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from datetime import datetime
 
+from recorder.energy import Sample
 from recorder.identity import IdentityMap, NodeKey
 from recorder.observer import DUPLICATE_WINDOW, GatewayLearned, MappingLearned, Observer, Output
 from recorder.protocol.events import Event
@@ -59,6 +64,7 @@ from recorder.sinks.points import (
     optimizer_fields,
     optimizer_tags,
     power_text,
+    power_value,
 )
 from recorder.timestamps import to_millis
 
@@ -105,6 +111,8 @@ class LineApplication(ApplicationDecoder):
         self._prefixes: dict[tuple[int, int, bytes | None], str] = {}
         # Line prefix of nodes with one identity for all time: their readings skip the look-ups.
         self.fixed: dict[NodeKey, str] = {}
+        self.fixed_address: dict[NodeKey, bytes] = {}
+        self.samples: list[Sample] | None = None  # daily energy's readings (see module docstring)
         self._last_at: datetime | None = None
         self._last_ms = 0
         # The texts of the two computed fields, by the raw integers that decide them (power:
@@ -132,6 +140,7 @@ class LineApplication(ApplicationDecoder):
         """The identity of `key` changed: drop its cached intervals."""
         self._intervals.pop(key, None)
         self.fixed.pop(key, None)
+        self.fixed_address.pop(key, None)
 
     def resolve(self, key: NodeKey, measured_ms: int) -> bytes | None:
         cached = self._intervals.get(key)
@@ -156,10 +165,15 @@ class LineApplication(ApplicationDecoder):
             prefix = self._prefixes[key] = optimizer_tags(self.tags(gateway_id, node_id, address))
         return prefix
 
-    def line(
+    def emit_line(
         self, gateway_id: int, node_id: int, address: bytes | None, measured_ms: int, values: Values
-    ) -> str:
-        return f"{self.prefix(gateway_id, node_id, address)} {optimizer_fields(*values)} {measured_ms}"
+    ) -> None:
+        """A reading's line (and its energy sample, when asked for)."""
+        self.lines.append(
+            f"{self.prefix(gateway_id, node_id, address)} {optimizer_fields(*values)} {measured_ms}"
+        )
+        if self.samples is not None:
+            self.samples.append(sample(gateway_id, node_id, address, measured_ms, values))
 
     def place(self, key: NodeKey, measured_ms: int, values: Values) -> None:
         """The line of a reading in range, or hold it until its node's identity is known."""
@@ -167,10 +181,10 @@ class LineApplication(ApplicationDecoder):
         if address is None:
             self.held.setdefault(key, []).append((measured_ms, values))
             return
-        prefix = self.prefix(key[0], key[1], address)
-        self.lines.append(f"{prefix} {optimizer_fields(*values)} {measured_ms}")
+        self.emit_line(key[0], key[1], address, measured_ms, values)
         if len(self._intervals[key][1]) == 1:
-            self.fixed[key] = prefix
+            self.fixed[key] = self.prefix(key[0], key[1], address)
+            self.fixed_address[key] = address
 
     def received(
         self,
@@ -242,7 +256,7 @@ class LineApplication(ApplicationDecoder):
             if address is None:
                 remaining.append((measured_ms, values))
                 continue
-            self.lines.append(self.line(key[0], key[1], address, measured_ms, values))
+            self.emit_line(key[0], key[1], address, measured_ms, values)
             released += 1
         if remaining:
             self.held[key] = remaining
@@ -256,7 +270,7 @@ class LineApplication(ApplicationDecoder):
         for (gateway_id, node_id), waiting in self.held.items():
             for measured_ms, values in waiting:
                 if write:
-                    self.lines.append(self.line(gateway_id, node_id, None, measured_ms, values))
+                    self.emit_line(gateway_id, node_id, None, measured_ms, values)
                     written += 1
                 else:
                     dropped += 1
@@ -286,6 +300,7 @@ class LineTransport(TransportDecoder):
         application = self.application
         fixed = application.fixed
         append_line = application.lines.append
+        samples = application.samples
         recent = application.recent
         activity = application.activity
         emit = application.emit
@@ -397,6 +412,18 @@ class LineTransport(TransportDecoder):
             power = power_texts.get(product)
             if power is None:
                 power = power_texts[product] = power_text(voltage_in, current_in)
+            if samples is not None:  # `LineApplication.emit_line`'s sample, inline
+                samples.append(
+                    Sample(
+                        gateway_id,
+                        node_id,
+                        application.fixed_address[key],
+                        measured_ms,
+                        power_value(voltage_in, current_in),
+                        body[data_start + 12],
+                        temperature / 10,
+                    )
+                )
             append_line(
                 f"{prefix} {VOLTAGE_IN[voltage_in]}"
                 f"{VOLTAGE_OUT[((body[data_start + 1] & 0x0F) << 8) | body[data_start + 2]]}"
@@ -413,6 +440,15 @@ class LineTransport(TransportDecoder):
         application.duplicate_reports += duplicates
         application.readings += readings
         application.out_of_range += out_of_range
+
+
+def sample(gateway_id: int, node_id: int, address: bytes | None, measured_ms: int, values: Values) -> Sample:
+    """A reading's energy sample from its raw values (`optimizer_fields` order), as
+    `Sample.of` makes it from a `PowerReport`."""
+    voltage_in, _voltage_out, _duty, current_in, temperature, rssi = values
+    return Sample(
+        gateway_id, node_id, address, measured_ms, power_value(voltage_in, current_in), rssi, temperature / 10
+    )
 
 
 def line_stack(application: LineApplication) -> Stack:

@@ -95,3 +95,18 @@ def test_the_token_never_shows() -> None:
     assert settings.influx_token.reveal() == "admin:s3cr3t-pass"
     assert redact("401 for admin:s3cr3t-pass and s3cr3t-pass") == "401 for *** and ***"
     assert Secret("x") == Secret("x")
+
+
+def test_energy_settings(tmp_path: Path) -> None:
+    config = tmp_path / "recorder.toml"
+    config.write_text('timezone = "Europe/Berlin"\nenergy_max_gap = "15m"\n')
+    settings = load_settings({}, config, {})
+    assert settings.timezone == "Europe/Berlin" and settings.energy_max_gap == timedelta(minutes=15)
+    assert load_settings({}, environ={}).timezone is None  # the machine's zone
+    assert load_settings({}, environ={}).energy_max_gap == timedelta(minutes=10)
+    with pytest.raises(
+        ConfigError, match=r"--timezone: 'Mars/Olympus' is not a valid timezone \(expected an IANA"
+    ):
+        load_settings({"timezone": "Mars/Olympus"}, environ={})
+    with pytest.raises(ConfigError, match=r"energy-max-gap.*must be positive"):
+        load_settings({"energy_max_gap": "0m"}, environ={})

@@ -5,8 +5,9 @@ CLI after its optimizers have been given string and name labels. Every query of 
 panel and template-variable queries alike, is read from the JSON, its macros are filled in the way
 Grafana or Chronograf fill them, and it is run on InfluxDB 1.6. Each answer must be non-empty and
 equal to what the simulator's ground truth predicts for that query: per-panel means per interval,
-string and array totals as sums of per-panel means, daily energy as the trapezoidal integral of
-each panel's power, series named by the labels. A query this file cannot interpret fails, so a
+string and array totals as sums of per-panel means, daily energy (the recorder's `tigo_energy`
+points, summed per panel and per string) as the trapezoidal integral of each panel's power over the
+recorder's days, series named by the labels. A query this file cannot interpret fails, so a
 panel added later cannot go unchecked. Summing raw points instead (what the totals must not do) is
 shown to overstate the power by the number of reports per panel in an interval.
 """
@@ -224,6 +225,8 @@ def grafana_text(query: str, setting: Setting) -> str:
     variables = {v["name"]: v for v in GRAFANA_DOCUMENT["templating"]["list"]}
     values = {
         "timeFilter": f"time >= {ms(RANGE_START)}ms and time <= {ms(RANGE_END)}ms",
+        "__from": str(ms(RANGE_START)),
+        "__to": str(ms(RANGE_END)),
         "__interval": duration_text(setting.interval),
         "barcode": grafana_regex(setting.barcodes, variables["barcode"].get("allValue")),
         "string": grafana_regex(setting.strings, variables["string"].get("allValue")),
@@ -373,8 +376,11 @@ def parse(text: str) -> Statement:
         ):
             raise NotRecognised(f"integral without a 1h unit, or a unit elsewhere: {text}")
     for condition in re.split(r"\s+AND\s+", match["where"], flags=re.IGNORECASE):
-        if bound := re.fullmatch(r"time (?P<op>[<>]=?) (?:(?P<ms>\d+)ms|'(?P<iso>[^']+)')", condition):
+        if bound := re.fullmatch(
+            r"time (?P<op>[<>]=?) (?:(?P<ms>\d+)ms|'(?P<iso>[^']+)')(?: - (?P<days>\d+)d)?", condition
+        ):
             at = int(bound["ms"]) if bound["ms"] else ms(datetime.fromisoformat(bound["iso"]))
+            at -= int(bound["days"] or 0) * 24 * HOUR_MS
             limit = (at, bound["op"].endswith("="))
             if bound["op"].startswith(">"):
                 statement.lower = limit
@@ -516,9 +522,25 @@ class Recorded:
     server: LocalInfluxDB
     database: str
     rows: list[Row]
+    energy_rows: list[Row]
 
     def series(self, text: str) -> list[dict[str, Any]]:
         return self.server.query_series(text, self.database)
+
+
+def energy_rows(rows: list[Row]) -> list[Row]:
+    """The `tigo_energy` points the truth predicts: each panel's integral per UTC day (the
+    recorder runs with --timezone UTC here), at the day's midnight, with the panel's tags."""
+    days = Statement(None, None, [], interval=24 * HOUR_MS)
+    by_barcode: dict[str, list[Row]] = defaultdict(list)
+    for row in rows:
+        by_barcode[row.tags["barcode"]].append(row)
+    return [
+        Row(midnight, dict(members[0].tags), {"energy_wh": energy})
+        for members in by_barcode.values()
+        for midnight, energy in integral(days, members, "power").items()
+        if midnight is not None
+    ]
 
 
 def truth_rows(truth: list[dict[str, Any]], points: list[dict[str, Any]]) -> list[Row]:
@@ -639,6 +661,8 @@ def recorded(influxdb: LocalInfluxDB, tmp_path_factory: pytest.TempPathFactory) 
             sim(duration="2h", truth=truth_file),
             "--archive-days",
             "0",
+            "--timezone",
+            "UTC",
             "--exit-at-end",
             "--site",
             SITE,
@@ -652,9 +676,13 @@ def recorded(influxdb: LocalInfluxDB, tmp_path_factory: pytest.TempPathFactory) 
             (panel.barcode, panel.string, panel.name, SITE) for panel in PANELS
         }
         assert all(ms(RANGE_START) < p["time"] < ms(RANGE_END) for p in points)
-        others = other_site_rows()
+        rows = truth_rows(truth, points)
+        stored = influxdb.query("SELECT * FROM tigo_energy", database)
+        assert len(stored) == len(PANELS) and {p["time"] for p in stored} == {ms(START.replace(hour=0))}
+        assert {p.get("site") for p in stored} == {SITE}
+        others = other_site_rows()  # readings only: the other site's energy is not ours to predict
         influxdb.write_v1(database, "\n".join(line_of(row) for row in others).encode())
-        yield Recorded(influxdb, database, truth_rows(truth, points) + others)
+        yield Recorded(influxdb, database, rows + others, energy_rows(rows))
     finally:
         influxdb.ensure_running()
         influxdb.drop_database(database)
@@ -686,13 +714,12 @@ def check(recorded: Recorded, text: str) -> None:
             assert seen and HEALTH[column](seen), f"{column}: {seen}: {text}"
         return
     inner = statement.source or statement
-    if inner.measurement != "tigo_optimizer" or not statement.items or (statement.source and inner.source):
+    if inner.measurement not in ("tigo_optimizer", "tigo_energy") or not statement.items:
         raise NotRecognised(f"not a query this test recognises: {text}")
-    if statement.source and [i.function for i in statement.items] != ["sum"]:
+    if statement.source and (inner.source or [i.function for i in statement.items] != ["sum"]):
         raise NotRecognised(f"a subquery that is not summed: {text}")
-    assert_same(
-        actual_answer(recorded.series(text), statement), expected_answer(statement, recorded.rows), text
-    )
+    rows = recorded.rows if inner.measurement == "tigo_optimizer" else recorded.energy_rows
+    assert_same(actual_answer(recorded.series(text), statement), expected_answer(statement, rows), text)
 
 
 GRAFANA_CASES = [
@@ -722,6 +749,7 @@ def test_chronograf_query_equals_the_truth(
 def with_placeholders(text: str) -> str:
     """A query with its macros replaced by anything well-formed, to read its shape."""
     text = text.replace("$timeFilter", "time >= 0ms").replace(":db:", '"tigo"')
+    text = text.replace("${__from}", "0").replace("${__to}", "0")
     text = re.sub(r":(?:dashboardTime|upperDashboardTime):", "'2025-01-01T00:00:00Z'", text)
     return re.sub(r"\$\w+|:[A-Za-z]\w*:", "1m", text)
 
@@ -759,16 +787,21 @@ def test_both_dashboards_cover_the_required_content() -> None:
         "mean temperature by barcode",
         "string total",
         "array total",
-        "integral power by barcode, name",
+        "sum energy_wh by barcode, name",
         "health",
     }
     assert required <= kinds(GRAFANA_QUERIES), required - kinds(GRAFANA_QUERIES)
     assert required <= kinds(CHRONOGRAF_QUERIES), required - kinds(CHRONOGRAF_QUERIES)
-    assert {"mean current_out by barcode", "mean power by string, name"} <= kinds(GRAFANA_QUERIES)
-    # Days must be the user's days, not UTC's: every daily energy query names its time zone.
+    assert {"mean current_out by barcode", "mean power by string, name", "sum energy_wh by string"} <= kinds(
+        GRAFANA_QUERIES
+    )
+    # Days must be the user's days, not UTC's: every daily energy query names its time zone, and
+    # reaches back a day so that the point at the first day's midnight is in range.
     for query in GRAFANA_QUERIES + CHRONOGRAF_QUERIES:
-        if "integral(" in query.text:
+        if "integral(" in query.text or "tigo_energy" in query.text:
             assert parse(with_placeholders(query.text)).timezone, query.where
+        if "tigo_energy" in query.text:
+            assert re.search(r"time > \S+ - 1d", query.text), query.where
 
 
 def test_grafana_dashboard_is_importable_and_tidy() -> None:
@@ -788,8 +821,11 @@ def test_grafana_dashboard_is_importable_and_tidy() -> None:
         assert variable["query"] == f'SHOW TAG VALUES FROM "tigo_optimizer" WITH KEY = "{name}"'
         assert variable["multi"] and variable["includeAll"] and variable["allValue"] == ".*"
     for query in GRAFANA_QUERIES:
-        if '"tigo_optimizer" WHERE' in query.text:
-            assert "$timeFilter" in query.text, query.where
+        if '"tigo_energy" WHERE' in query.text:
+            assert "${__from}ms - 1d" in query.text and "${__to}ms" in query.text, query.where
+        if '"tigo_optimizer" WHERE' in query.text or '"tigo_energy" WHERE' in query.text:
+            if '"tigo_optimizer" WHERE' in query.text:
+                assert "$timeFilter" in query.text, query.where
             for name in ("site", "barcode", "string", "name"):
                 assert f'"{name}" =~ /^${name}$/' in query.text, f"{query.where} ignores ${name}"
         if '"tigo_recorder" WHERE' in query.text:

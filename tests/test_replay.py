@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,17 +16,19 @@ from recorder import replay
 from recorder.archive import Archive
 from recorder.backfill import Backfill, BackfillOptions
 from recorder.config import load_settings
+from recorder.energy import DEFAULT_MAX_GAP, ReplayEnergy, Sample
 from recorder.identity import IdentityMap
 from recorder.observer import MappingLearned, Observer, Reading
 from recorder.pipeline import DecodePipeline
 from recorder.protocol import encode
+from recorder.protocol.barcode import barcode_from_address
 from recorder.protocol.pv import application as app
 from recorder.protocol.pv.network import encode_packet
 from recorder.protocol.stack import Stack
 from recorder.replay import LineApplication, line_stack
 from recorder.sim.bus import BusSimulation
 from recorder.sim.config import SimulationConfig
-from recorder.sinks.points import PointIdentity, optimizer_line
+from recorder.sinks.points import PointIdentity, energy_line, optimizer_line
 from recorder.storage.state import StateStore
 from recorder.timestamps import to_millis
 from tests.protocol import reference_frames as ref
@@ -44,12 +47,17 @@ class Collect:
 
 def canonical_lines(records: list[tuple[bytes, datetime]]) -> list[str]:
     """What `recorder run` writes: readings resolved when emitted, unresolved ones held (the
-    outbox) until their mapping is learned, the rest written without a barcode at the end."""
+    outbox) until their mapping is learned, the rest written without a barcode at the end; and
+    the daily energy of those readings, fed as each becomes ready (`Sample.of`, as run feeds
+    them), the `tigo_energy` line of every day at the end."""
     pipeline = DecodePipeline()
     lines: list[str] = []
     held: dict[tuple[int, int], list[Reading]] = {}
+    energy = ReplayEnergy(None, DEFAULT_MAX_GAP)
 
     def line(reading: Reading, barcode: str | None) -> str:
+        address = pipeline.observer.resolve(reading.gateway_id, reading.node_id, reading.measured_at)[0]
+        energy.feed([Sample.of(replace(reading, long_address=address if barcode else None))])
         return optimizer_line(
             PointIdentity(str(reading.gateway_id), reading.node_id, barcode),
             reading.report,
@@ -76,6 +84,11 @@ def canonical_lines(records: list[tuple[bytes, datetime]]) -> list[str]:
                     )
     for waiting in held.values():
         lines.extend(line(reading, None) for reading in waiting)
+    for totals in energy.days():
+        gateway_id, node_id, address = totals.key
+        barcode = barcode_from_address(address) if address else None
+        identity = PointIdentity(str(gateway_id), node_id, barcode)
+        lines.append(energy_line(identity, totals.day_start_ms, totals.energy_wh, totals.uncovered_seconds))
     return lines
 
 
@@ -138,7 +151,8 @@ def test_fast_lane_equals_the_canonical_pipeline(
     backfill.run()
     assert backfill.passes == (2 if two_pass else 1)
     assert len(expected) > 1000
-    assert sorted(writer.lines) == sorted(expected)
+    assert sorted(writer.lines) == sorted(expected)  # the readings' points and the daily energy
+    assert sum(line.startswith("tigo_energy,") for line in expected) >= config.nodes
     # nodes list's LAST REPORT and report counts, as `recorder run` would have recorded them
     activity = canonical_activity(records)
     assert backfill.activity == activity

@@ -13,7 +13,7 @@ import sys
 import typer
 
 from recorder import __version__
-from recorder.cli import backfill, db, diagnostics, nodes, run, simulate
+from recorder.cli import backfill, db, diagnostics, nodes, report, run, simulate
 from recorder.cli.framework import Command, Group
 from recorder.errors import RecorderError
 from recorder.logs import configure_logging
@@ -61,6 +61,7 @@ app.command("run", cls=Command)(run.run)
 app.command("status", cls=Command)(run.status)
 app.command("backfill", cls=Command)(backfill.backfill)
 app.command("simulate", cls=Command)(simulate.simulate)
+app.command("report", cls=Command)(report.report)
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(db.app, name="db")
 

@@ -110,6 +110,18 @@ def backfill(
         help="Readings whose barcode is never learned: write (node ID only) or drop.",
         metavar="write|drop",
     ),
+    timezone: str | None = setting_option(
+        "timezone",
+        "--timezone",
+        help="As for `recorder run`: the site's time zone for daily energy (default: the machine's).",
+        metavar="ZONE",
+    ),
+    energy_max_gap: str | None = setting_option(
+        "energy_max_gap",
+        "--energy-max-gap",
+        help="As for `recorder run`: readings further apart add no energy (default: 10m).",
+        metavar="DURATION",
+    ),
 ) -> None:
     """Replay recorded traffic into InfluxDB, tagged by the barcode valid at each measurement.
 
@@ -127,6 +139,8 @@ def backfill(
         "influx_api": influx_api,
         "site": site,
         "on_unresolved": on_unresolved,
+        "timezone": timezone,
+        "energy_max_gap": energy_max_gap,
     }
     settings = load_settings(flags, config)
     options = BackfillOptions(

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from recorder.ingest import Ingest
     from recorder.live.address import HttpAddress
     from recorder.live.latest import LatestReadings
+    from recorder.live.snapshot import LiveData
     from recorder.sinks.influx import LineWriter
     from recorder.sources import Source
     from recorder.storage.state import StateStore
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 _OPTIONS = "InfluxDB"
 _LIVE = "Status page and Prometheus metrics"
+_MQTT = "MQTT and Home Assistant"
 
 
 def run(
@@ -159,6 +161,41 @@ def run(
         metavar="DURATION",
         rich_help_panel=_LIVE,
     ),
+    timezone: str | None = setting_option(
+        "timezone",
+        "--timezone",
+        help="The site's time zone for daily energy, e.g. Europe/Berlin (default: the machine's).",
+        metavar="ZONE",
+    ),
+    energy_max_gap: str | None = setting_option(
+        "energy_max_gap",
+        "--energy-max-gap",
+        help="Readings further apart add no energy and count as uncovered time (default: 10m).",
+        metavar="DURATION",
+    ),
+    mqtt: str | None = setting_option(
+        "mqtt",
+        "--mqtt",
+        help="Publish to this MQTT broker with Home Assistant discovery (default: off).",
+        metavar="mqtt[s]://[USER:PASS@]HOST[:PORT]",
+        rich_help_panel=_MQTT,
+    ),
+    mqtt_topic: str | None = setting_option(
+        "mqtt_topic", "--mqtt-topic", help="Topic base for states (default: tigo).", rich_help_panel=_MQTT
+    ),
+    mqtt_discovery_prefix: str | None = setting_option(
+        "mqtt_discovery_prefix",
+        "--mqtt-discovery-prefix",
+        help="Home Assistant's discovery prefix (default: homeassistant).",
+        rich_help_panel=_MQTT,
+    ),
+    mqtt_interval: str | None = setting_option(
+        "mqtt_interval",
+        "--mqtt-interval",
+        help="Seconds between publications, at most (default: 10).",
+        metavar="SECONDS",
+        rich_help_panel=_MQTT,
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the line protocol instead of writing it (no changes saved)."
     ),
@@ -195,6 +232,12 @@ def run(
         "watchdog_seconds": watchdog_seconds,
         "http": http,
         "stale_after": stale_after,
+        "timezone": timezone,
+        "energy_max_gap": energy_max_gap,
+        "mqtt": mqtt,
+        "mqtt_topic": mqtt_topic,
+        "mqtt_discovery_prefix": mqtt_discovery_prefix,
+        "mqtt_interval": mqtt_interval,
     }
     settings = load_settings(flags, config)
     configure_logging(
@@ -217,13 +260,13 @@ def run(
     with ExitStack() as stack:
         store, writer, archive_writer = _prepare(settings, dry_run, stack)
         latest = None
-        if settings.http is not None:
+        if settings.http is not None or settings.mqtt is not None:
             from recorder.live.latest import LatestReadings
 
             latest = LatestReadings(settings.stale_after)
         ingest = Ingest(settings, store, writer, archive=archive_writer, latest=latest)
-        if settings.http is not None and latest is not None:
-            _start_live_face(settings.http, latest, ingest, bus, store, stack)
+        if latest is not None:
+            _start_live_outputs(settings, dry_run, latest, ingest, bus, store, stack)
         _handle_signals(ingest)
         ingest.run(bus, exit_at_end=exit_at_end and not isinstance(bus, LiveSource))
         if not ingest.stop_requested.is_set() and (
@@ -261,21 +304,45 @@ def _prepare(
     return store, writer, archive_writer
 
 
-def _start_live_face(
-    address: HttpAddress,
+def _start_live_outputs(
+    settings: Settings,
+    dry_run: bool,
     latest: LatestReadings,
     ingest: Ingest,
     bus: Source,
     store: StateStore,
     stack: ExitStack,
 ) -> None:
-    """The HTTP face (imported only when on); if it cannot bind, run records without it."""
+    """The HTTP face and the MQTT publisher (each imported only when on), both reading one view.
+    If the face cannot bind, or the broker cannot be reached, run records without them."""
     from recorder import __version__
-    from recorder.live.server import start_live_face
     from recorder.live.snapshot import LiveData
 
     data = LiveData(latest, health=lambda: ingest.status_snapshot(bus), labels=store.labels)
-    server = start_live_face(address, data, __version__)
+    if settings.http is not None:
+        _start_live_face(settings.http, data, __version__, stack)
+    if settings.mqtt is not None:
+        if dry_run:
+            log.info("dry run: not publishing to MQTT (retained messages would outlive it)")
+        else:
+            from recorder.live.mqtt import MqttPublisher
+
+            publisher = MqttPublisher(
+                settings.mqtt,
+                data,
+                topic=settings.mqtt_topic,
+                discovery_prefix=settings.mqtt_discovery_prefix,
+                interval=settings.mqtt_interval,
+                version=__version__,
+            )
+            publisher.start()
+            stack.callback(publisher.stop)  # after the run: a last pass, then offline
+
+
+def _start_live_face(address: HttpAddress, data: LiveData, version: str, stack: ExitStack) -> None:
+    from recorder.live.server import start_live_face
+
+    server = start_live_face(address, data, version)
     if server is not None:
         stack.callback(server.stop)  # before the store closes (callbacks run last-in, first-out)
 

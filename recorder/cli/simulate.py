@@ -16,7 +16,7 @@ import typer
 
 from recorder.cli.common import check_output_path, parse_datetime
 from recorder.errors import UsageError
-from recorder.sim.config import DEFAULT_START, SimulationConfig, parse_duration, parse_speed
+from recorder.sim.config import DEFAULT_START, SimulationConfig, parse_duration, parse_silence, parse_speed
 
 if TYPE_CHECKING:
     from recorder.sim.outputs import TcpBroadcastServer
@@ -76,6 +76,9 @@ def simulate(
         "--quiet-replacement",
         help="The replacement sends no topology report: only the node table read after it tells.",
     ),
+    silence: str = typer.Option(
+        "", "--silence", help="NODE@TIME[,...]: that optimizer (first gateway) stops reporting then."
+    ),
     speed: str = typer.Option(
         "",
         "--speed",
@@ -106,6 +109,7 @@ def simulate(
         controller_restart=controller_restart,
         aliases_last=aliases_last,
         quiet_replacement=quiet_replacement,
+        silence=parse_silence(silence),
     ).validate()
     live = bool(listen or pty)
     pace = parse_speed(speed) if speed else (1.0 if live else None)

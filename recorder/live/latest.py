@@ -116,6 +116,18 @@ class OptimizerNow:
         return self.identity != HELD
 
 
+def fresh_total(optimizers: Iterable[OptimizerNow]) -> tuple[float, int]:
+    """The power of a group (array, string, gateway): the sum over its optimizers whose latest
+    reading is fresh, and how many those are. Every live output totals with this."""
+    power = 0.0
+    reporting = 0
+    for optimizer in optimizers:
+        if not optimizer.stale:
+            power += optimizer.reading.power
+            reporting += 1
+    return power, reporting
+
+
 @dataclass(frozen=True, slots=True)
 class LatestSnapshot:
     now: datetime | None  # the view's clock (see the module docstring); None before any reading

@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import Any
 
 from recorder.config import redact
-from recorder.live.latest import HELD, UNRESOLVED, OptimizerNow
+from recorder.live.latest import HELD, UNRESOLVED, OptimizerNow, fresh_total
 from recorder.live.snapshot import LiveSnapshot
 
 COUNTERS = (
@@ -64,26 +64,25 @@ def status_document(snapshot: LiveSnapshot, version: str) -> dict[str, Any]:
         groups.setdefault(key, []).append(optimizer)
     strings = []
     for (_kind, name, gateway), members in sorted(groups.items(), key=lambda item: _group_order(item[0])):
-        fresh = [o.reading.power for o in members if not o.stale]
-        best = max(fresh, default=0.0)
+        best = max((o.reading.power for o in members if not o.stale), default=0.0)
         members.sort(key=lambda o: (_natural(o.name or ""), _natural(o.reading.barcode or "~"), o.key))
         strings.append(
             {
                 "name": name or None,
                 "gateway": None if name else gateway,
-                "power": round(sum(fresh), 1),
+                "power": round(fresh_total(members)[0], 1),
                 "best_power": round(best, 1),
                 "optimizers": [_optimizer(o, best) for o in members],
             }
         )
-    fresh_power = sum(o.reading.power for o in optimizers if not o.stale)
+    fresh_power, reporting = fresh_total(optimizers)
     return {
         "now": latest.now.isoformat() if latest.now is not None else None,
         "stale_after_seconds": latest.stale_after.total_seconds(),
         "recorder": _recorder(snapshot.health, latest.now, version),
         "totals": {
             "optimizers": len(optimizers),
-            "reporting": sum(1 for o in optimizers if not o.stale),
+            "reporting": reporting,
             "stale": sum(1 for o in optimizers if o.stale),
             "held": sum(1 for o in optimizers if o.identity == HELD),
             "unresolved": sum(1 for o in optimizers if o.identity == UNRESOLVED),

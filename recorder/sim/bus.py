@@ -113,6 +113,11 @@ class BusSimulation:
         ]
         for state in self._gateways:
             state.request_number = state.next_packet_number
+        first_gateway = self.model.gateways[0].gateway_id
+        self._silenced = {  # (gateway, node) -> seconds from which it no longer reports
+            (first_gateway, node_id): (since - config.start).total_seconds()
+            for node_id, since in config.silence
+        }
         self._nodes: list[_NodeState] = []
         self._node_heap: list[tuple[float, int, int]] = []  # (time, tiebreak, node index)
         self._deliveries: list[
@@ -244,6 +249,9 @@ class BusSimulation:
                 self._release_held(node, measured)
                 continue  # nothing is measured after the simulated period
             awake = self.model.is_awake(measured)
+            silenced = self._silenced.get((node.optimizer.gateway_id, node.optimizer.node_id))
+            if silenced is not None and measured >= silenced:
+                awake = False  # a dead optimizer (or radio): it stops reporting for good
             if awake and not node.awake:
                 self._topology_report(node, measured)
             elif node.awake and not awake:

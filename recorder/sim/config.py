@@ -31,6 +31,7 @@ class SimulationConfig:
     # The replacement never announces itself with topology reports (it joined while nobody
     # listened): the node table the controller reads after commissioning it is the only news.
     quiet_replacement: bool = False
+    silence: tuple[tuple[int, datetime], ...] = ()  # (node ID on the first gateway, from): it stops reporting
     report_period_slots: int = 4000  # 20 s at 5 ms per slot
     poll_interval: float = 0.3  # seconds between polls of one gateway
 
@@ -59,6 +60,13 @@ class SimulationConfig:
             raise UsageError("--start needs a UTC offset, e.g. 2025-06-21T09:00:00+00:00")
         if not 400 <= self.report_period_slots <= 48000 or 48000 % self.report_period_slots:
             raise UsageError("the report period must divide 48000 slots (e.g. 2000 or 4000)")
+        for node_id, since in self.silence:
+            if not 2 <= node_id < 2 + self.nodes:
+                raise UsageError(
+                    f"silence: node {node_id} is not one of the simulated nodes (2 to {self.nodes + 1})"
+                )
+            if since.tzinfo is None:
+                raise UsageError("silence: the time needs a UTC offset, e.g. 7@2025-06-21T12:00:00+00:00")
         at = self.reassignment_time
         if at is not None and not self.start < at < self.end:
             raise UsageError("--reassign-at must fall inside the simulated period")
@@ -101,3 +109,18 @@ def parse_speed(text: str) -> float | None:
     if value <= 0:
         raise UsageError(f"--speed: {text!r} is not a speed (expected realtime, 60x or max)")
     return value
+
+
+def parse_silence(text: str) -> tuple[tuple[int, datetime], ...]:
+    """`7@2025-06-21T12:00:00+00:00[,9@...]`: node 7 of the first gateway stops reporting then."""
+    found = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        node, _, since = item.partition("@")
+        try:
+            at = datetime.fromisoformat(since.strip().replace("Z", "+00:00").replace(" ", "+"))
+            found.append((int(node), at))
+        except ValueError:
+            raise UsageError(
+                f"silence: {item!r} is not NODE@TIME (e.g. 7@2025-06-21T12:00:00+00:00)"
+            ) from None
+    return tuple(found)

@@ -2,7 +2,8 @@
 
 Options (all optional): gateways, nodes, start (ISO-8601), duration (90m, 3h, 7d), seed,
 firmware (legacy|4x), noise (probability per frame), reassign (0|1), controller_restart (0|1),
-aliases_last (0|1), quiet_replacement (0|1) (see `SimulationConfig`), speed (max, realtime, 60x;
+aliases_last (0|1), quiet_replacement (0|1) (see `SimulationConfig`), silence (NODE@TIME[,...]:
+that node of the first gateway stops reporting from then on), speed (max, realtime, 60x;
 default max), truth (write the ground truth there).
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from recorder.errors import SourceError, UsageError
 from recorder.sim.bus import BusSimulation
-from recorder.sim.config import SimulationConfig, parse_duration, parse_speed
+from recorder.sim.config import SimulationConfig, parse_duration, parse_silence, parse_speed
 from recorder.sim.outputs import Pacer, TruthWriter
 from recorder.sources import Chunk, Source
 
@@ -30,6 +31,7 @@ _KNOWN = {
     "controller_restart",
     "aliases_last",
     "quiet_replacement",
+    "silence",
     "speed",
     "truth",
 }
@@ -61,6 +63,11 @@ def config_from_settings(settings: dict[str, str]) -> tuple[SimulationConfig, fl
         changes["duration"] = parse_duration(settings["duration"])
     if "firmware" in settings:
         changes["firmware"] = settings["firmware"]
+    try:
+        if "silence" in settings:
+            changes["silence"] = parse_silence(settings["silence"])
+    except UsageError as error:
+        raise SourceError(f"simulator option {error}") from None
     for flag in ("reassign", "controller_restart", "aliases_last", "quiet_replacement"):
         if flag in settings:
             changes[flag] = settings[flag].lower() in ("1", "true", "yes", "on")

@@ -23,6 +23,11 @@ The same reading always produces the same series key and timestamp, so writing i
 leaves one point in InfluxDB. Values come from the raw wire integers with the same conversions
 the decoder uses.
 
+Measurement `tigo_energy`, one point per optimizer and local day (`recorder.energy`): the same
+tags as `tigo_optimizer` (built by the same function), fields `energy_wh` (float) and
+`uncovered_seconds` (integer), time = the day's local midnight; rewritten during the day, so the
+point holds the day's latest total.
+
 Measurement `tigo_recorder`, the recorder's own health: integer counters and gauges, tagged
 `source` (and `site`). `source` is the kind of source only (serial, tcp, capture, raw,
 simulator), so that its series key stays the same when a converter's address or port, a device
@@ -45,11 +50,13 @@ from recorder.protocol.events import PowerReport
 from recorder.timestamps import to_millis
 
 OPTIMIZER_MEASUREMENT = "tigo_optimizer"
+ENERGY_MEASUREMENT = "tigo_energy"
 RECORDER_MEASUREMENT = "tigo_recorder"
 # Every tag key each measurement may carry, and the optimizer's field keys (the health fields
 # are the names `Ingest.health_values` produces).
 TAG_KEYS = {
     OPTIMIZER_MEASUREMENT: ("barcode", "gateway", "name", "node_id", "site", "string"),
+    ENERGY_MEASUREMENT: ("barcode", "gateway", "name", "node_id", "site", "string"),
     RECORDER_MEASUREMENT: ("site", "source"),
 }
 OPTIMIZER_FIELD_KEYS = (
@@ -62,6 +69,7 @@ OPTIMIZER_FIELD_KEYS = (
     "temperature",
     "rssi",
 )
+ENERGY_FIELD_KEYS = ("energy_wh", "uncovered_seconds")
 
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": " ", "\r": " "})
 # A backslash that ends a tag value, or stands before a character we escape, would escape our
@@ -94,9 +102,10 @@ class PointIdentity:
     site: str | None = None
 
 
-def optimizer_tags(identity: PointIdentity) -> str:
-    """Measurement and tags: the series key of a reading's point (tags in sorted order)."""
-    tags = [OPTIMIZER_MEASUREMENT]
+def optimizer_tags(identity: PointIdentity, measurement: str = OPTIMIZER_MEASUREMENT) -> str:
+    """Measurement and tags: the series key of a reading's point (tags in sorted order), and of
+    its optimizer's daily energy point."""
+    tags = [measurement]
     if identity.barcode:
         tags.append(f"barcode={escape_tag(identity.barcode)}")
     tags.append(f"gateway={escape_tag(identity.gateway)}")
@@ -127,9 +136,15 @@ POWER_DECIMALS = 2  # W
 CURRENT_OUT_DECIMALS = 3  # A
 
 
+def power_value(voltage_in_raw: int, current_in_raw: int) -> float:
+    """The power a point carries: Vin × Iin, 50 mV × 5 mA steps (= raw product / 4000), to 0.01 W.
+    Daily energy integrates the same value (`recorder.energy.Sample`)."""
+    return round(voltage_in_raw * current_in_raw / 4000, POWER_DECIMALS)
+
+
 def power_text(voltage_in_raw: int, current_in_raw: int) -> str:
-    """The power field: Vin × Iin, 50 mV × 5 mA steps (= raw product / 4000), to 0.01 W."""
-    return f"power={round(voltage_in_raw * current_in_raw / 4000, POWER_DECIMALS)!r},"
+    """The power field (`power_value`)."""
+    return f"power={power_value(voltage_in_raw, current_in_raw)!r},"
 
 
 def current_out_text(current_in_raw: int, duty_cycle_raw: int) -> str:
@@ -183,6 +198,11 @@ def report_values(report: PowerReport) -> tuple[int, int, int, int, int, int]:
 def optimizer_line(identity: PointIdentity, report: PowerReport, measured_at: datetime) -> str:
     fields = optimizer_fields(*report_values(report))
     return f"{optimizer_tags(identity)} {fields} {to_millis(measured_at)}"
+
+
+def energy_line(identity: PointIdentity, day_start_ms: int, energy_wh: float, uncovered_seconds: int) -> str:
+    tags = optimizer_tags(identity, ENERGY_MEASUREMENT)
+    return f"{tags} energy_wh={_number(energy_wh)},uncovered_seconds={int(uncovered_seconds)}i {day_start_ms}"
 
 
 def recorder_line(

@@ -18,6 +18,11 @@ to the outbox:
 * `commit(None)` commits everything, for a clean stop and when more than `limit` readings
   wait (a replay faster than InfluxDB, or InfluxDB down during a replay): memory stays bounded.
 
+`on_ready` (optional) is called on the reader's thread, outside the lock, with every reading
+that becomes ready here: added with its barcode known, or resolved while it waits (held readings
+already committed are announced by `Outbox.release`/`expire` instead). The daily energy
+accumulator is fed that way, in memory.
+
 The two threads meet here under one lock. The sender `take`s ready readings (they are then in
 flight to InfluxDB), and afterwards either `finish`es them (acknowledged, or parked as bad
 data) or `give_back`s them (InfluxDB unavailable). `commit` may catch a reading while it is in
@@ -29,7 +34,7 @@ insert, so a `finish` can never come between the decision to commit and the row.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import count
@@ -60,9 +65,16 @@ class InFlightReading:
 class InFlight:
     """The memory side of the outbox (see the module docstring)."""
 
-    def __init__(self, outbox: Outbox, *, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        on_ready: Callable[[Sequence[Reading]], None] | None = None,
+    ) -> None:
         self.outbox = outbox
         self.limit = limit
+        self.on_ready = on_ready
         self._entries: dict[int, InFlightReading] = {}  # by sequence number: arrival order
         self._sequence = count()
         self._lock = threading.Lock()
@@ -103,14 +115,19 @@ class InFlight:
         return dropped
 
     def add(self, readings: Iterable[Reading], arrived: float) -> None:
+        ready: list[Reading] = []
         with self._lock:
             for reading in readings:
                 key = next(self._sequence)
                 self._entries[key] = InFlightReading(reading, arrived, key)
+                if reading.long_address is not None:
+                    ready.append(reading)
+        if ready and self.on_ready is not None:
+            self.on_ready(ready)
 
     def resolve(self, identities: IdentityMap, keys: set[tuple[int, int]] | None = None) -> int:
         """Give held readings whose node is now known their address. Returns how many."""
-        resolved = 0
+        resolved: list[Reading] = []
         with self._lock:
             for entry in self._entries.values():
                 reading = entry.reading
@@ -123,8 +140,10 @@ class InFlight:
                     entry.reading = replace(
                         reading, long_address=address, barcode=barcode_from_address(address)
                     )
-                    resolved += 1
-        return resolved
+                    resolved.append(entry.reading)
+        if resolved and self.on_ready is not None:
+            self.on_ready(resolved)
+        return len(resolved)
 
     def take(self, limit: int) -> list[InFlightReading]:
         """Up to `limit` ready readings, oldest first, now in flight to InfluxDB."""

@@ -9,7 +9,14 @@
 * `outbox`: readings committed before they are sent to InfluxDB, deleted once acknowledged.
   `held` rows wait for the node's identity (the identity hold); `ready` rows can be sent.
 * `parked_points`: points InfluxDB rejected as bad data (4xx), kept with the error.
-* `recorder_state`: small key -> JSON values (health snapshot for `recorder status`).
+* `recorder_state`: small key -> JSON values (health snapshot for `recorder status`; the energy
+  accumulator's settings and position under `energy`).
+* `energy_series`: one row per optimizer as the energy points name it (gateway, node ID, long
+  address; NULL for readings written without a barcode) with its last integrated reading.
+* `energy_hours`: per series, local day and elapsed hour of that day: energy, covered and
+  uncovered time, readings, peak power, RSSI sum, highest temperature (`recorder.energy`).
+  Without rowid, keyed (day, hour, series): a checkpoint rewrites only the current hour's rows,
+  which sit together on one or two pages.
 
 All times are stored as integer milliseconds since the Unix epoch, UTC (`UtcMillis`), so they
 compare exactly and never depend on the SQLite driver's idea of time zones.
@@ -22,6 +29,7 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -171,3 +179,36 @@ class RecorderState(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UtcMillis)
+
+
+class EnergySeries(Base):
+    """An optimizer as the energy points name it, and where its integral has got to."""
+
+    __tablename__ = "energy_series"
+    __table_args__ = (UniqueConstraint("gateway_id", "node_id", "long_address"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gateway_id: Mapped[int] = mapped_column(Integer)
+    node_id: Mapped[int] = mapped_column(Integer)
+    long_address: Mapped[str | None] = mapped_column(String(23))
+    last_at: Mapped[datetime | None] = mapped_column(UtcMillis)
+    last_power: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class EnergyHour(Base):
+    """One series' hour of one local day (`day` is the local date, `hour` elapsed hours from its
+    midnight: 0..22 on a 23-hour day, 0..24 on a 25-hour one)."""
+
+    __tablename__ = "energy_hours"
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012 (SQLAlchemy's declaration)
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    series_id: Mapped[int] = mapped_column(ForeignKey("energy_series.id"), primary_key=True)
+    energy_wh: Mapped[float] = mapped_column(Float)
+    covered_ms: Mapped[int] = mapped_column(BigInteger)
+    uncovered_ms: Mapped[int] = mapped_column(BigInteger)
+    readings: Mapped[int] = mapped_column(Integer)
+    peak_w: Mapped[float] = mapped_column(Float)
+    rssi_sum: Mapped[int] = mapped_column(BigInteger)
+    temperature_max: Mapped[float | None] = mapped_column(Float)

@@ -10,16 +10,23 @@ deletes them after InfluxDB acknowledged the write. A crash at any point leaves 
 unacknowledged row in the table; re-sending one that InfluxDB already had is harmless (same
 series and timestamp).
 
+`on_ready` (optional) is called, after the commit, with every held row that becomes ready, with
+the identity it is sent with: released when its barcode is learned (`release`), or given up on
+after the hold (`expire`, `long_address` None). Rows dropped after the hold never become ready.
+Readings committed here already ready were announced when they arrived (`InFlight`), so `add`
+announces nothing. The daily energy accumulator follows these announcements, so it follows the
+identity hold exactly as the `tigo_optimizer` points do.
+
 (gateway, node, measurement time) is unique, so a reading seen twice is stored once, and that
 key also finds the row of a reading that was sent from memory after it was committed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Engine, Table, bindparam, delete, func, insert, select, update
 
@@ -42,9 +49,15 @@ class PendingReading:
     long_address: bytes | None
 
 
+ReadyCallback = Callable[[Sequence[Reading | PendingReading]], None]
+
+
 class Outbox:
-    def __init__(self, engine: Engine) -> None:
+    """Readings InfluxDB has not acknowledged in time, in SQLite (see the module docstring)."""
+
+    def __init__(self, engine: Engine, on_ready: ReadyCallback | None = None) -> None:
         self.engine = engine
+        self.on_ready = on_ready
         self._table = cast(Table, OutboxEntry.__table__)
         self._parked = cast(Table, ParkedPoint.__table__)
 
@@ -78,19 +91,18 @@ class Outbox:
     def release(self, identities: IdentityMap, keys: Iterable[tuple[int, int]] | None = None) -> int:
         """Resolve held rows whose node is now known (by each row's measurement time)."""
         table = self._table
-        query = select(table.c.id, table.c.gateway_id, table.c.node_id, table.c.measured_at).where(
-            table.c.state == OUTBOX_HELD
-        )
+        query = select(table).where(table.c.state == OUTBOX_HELD)
         wanted = set(keys) if keys is not None else None
-        released = 0
+        released: list[PendingReading] = []
         with self.engine.begin() as connection:
             updates = []
-            for row_id, gateway_id, node_id, measured_at in connection.execute(query):
-                if wanted is not None and (gateway_id, node_id) not in wanted:
+            for row in connection.execute(query):
+                if wanted is not None and (row.gateway_id, row.node_id) not in wanted:
                     continue
-                address = identities.resolve((gateway_id, node_id), measured_at)
+                address = identities.resolve((row.gateway_id, row.node_id), row.measured_at)
                 if address is not None:
-                    updates.append({"row_id": row_id, "address": format_long_address(address)})
+                    updates.append({"row_id": row.id, "address": format_long_address(address)})
+                    released.append(replace(_pending(row), long_address=address))
             if updates:
                 statement = (
                     update(table)
@@ -98,8 +110,9 @@ class Outbox:
                     .values(state=OUTBOX_READY, long_address=bindparam("address"))
                 )
                 connection.execute(statement, updates)
-                released = len(updates)
-        return released
+        if released and self.on_ready is not None:
+            self.on_ready(released)
+        return len(released)
 
     def expire(
         self, now: datetime, hold: timedelta, policy: str, released: set[tuple[int, int]] | None = None
@@ -111,6 +124,7 @@ class Outbox:
         """
         table = self._table
         condition = (table.c.state == OUTBOX_HELD) & (table.c.measured_at < now - hold)
+        given_up: list[PendingReading] = []
         with self.engine.begin() as connection:
             if released is not None and policy != "drop":
                 nodes = select(table.c.gateway_id, table.c.node_id).where(condition).distinct()
@@ -118,33 +132,37 @@ class Outbox:
             if policy == "drop":
                 result = connection.execute(delete(table).where(condition))
             else:
+                if self.on_ready is not None:
+                    given_up = [_pending(row) for row in connection.execute(select(table).where(condition))]
                 result = connection.execute(update(table).where(condition).values(state=OUTBOX_READY))
-            return int(result.rowcount or 0)
+        if given_up and self.on_ready is not None:
+            self.on_ready(given_up)
+        return int(result.rowcount or 0)
 
     def next_batch(self, limit: int) -> list[PendingReading]:
         table = self._table
         query = select(table).where(table.c.state == OUTBOX_READY).order_by(table.c.id).limit(limit)
         with self.engine.connect() as connection:
-            return [
-                PendingReading(
-                    id=row.id,
-                    gateway_id=row.gateway_id,
-                    node_id=row.node_id,
-                    measured_at=row.measured_at,
-                    report=PowerReport(
-                        voltage_in_raw=row.voltage_in_raw,
-                        voltage_out_raw=row.voltage_out_raw,
-                        duty_cycle_raw=row.duty_cycle_raw,
-                        current_in_raw=row.current_in_raw,
-                        temperature_raw=row.temperature_raw,
-                        unknown=_UNKNOWN,
-                        slot_counter=row.slot_counter,
-                        rssi=row.rssi,
-                    ),
-                    long_address=parse_long_address(row.long_address) if row.long_address else None,
-                )
-                for row in connection.execute(query)
-            ]
+            return [_pending(row) for row in connection.execute(query)]
+
+    def ready_rows(self, chunk: int = 5000) -> Iterator[list[PendingReading]]:
+        """Every ready row, in batches (memory stays flat): readings announced ready before a
+        stop that InfluxDB has not acknowledged, for the energy accumulator to re-read."""
+        table = self._table
+        last_id = 0
+        while True:
+            query = (
+                select(table)
+                .where(table.c.state == OUTBOX_READY, table.c.id > last_id)
+                .order_by(table.c.id)
+                .limit(chunk)
+            )
+            with self.engine.connect() as connection:
+                rows = [_pending(row) for row in connection.execute(query)]
+            if not rows:
+                return
+            last_id = rows[-1].id
+            yield rows
 
     def acknowledge(self, ids: list[int]) -> None:
         if not ids:
@@ -203,3 +221,24 @@ class Outbox:
                 .subquery()
             )
             return int(connection.execute(query).scalar_one())
+
+
+def _pending(row: Any) -> PendingReading:
+    """An outbox row as a reading."""
+    return PendingReading(
+        id=row.id,
+        gateway_id=row.gateway_id,
+        node_id=row.node_id,
+        measured_at=row.measured_at,
+        report=PowerReport(
+            voltage_in_raw=row.voltage_in_raw,
+            voltage_out_raw=row.voltage_out_raw,
+            duty_cycle_raw=row.duty_cycle_raw,
+            current_in_raw=row.current_in_raw,
+            temperature_raw=row.temperature_raw,
+            unknown=_UNKNOWN,
+            slot_counter=row.slot_counter,
+            rssi=row.rssi,
+        ),
+        long_address=parse_long_address(row.long_address) if row.long_address else None,
+    )

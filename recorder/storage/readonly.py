@@ -41,7 +41,7 @@ from recorder.errors import StateDatabaseError
 
 # The schema revision this recorder reads and writes (kept equal to the newest migration in
 # `migrations/versions` by a test); `recorder.storage.db` re-exports it.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 BUSY_TIMEOUT_S = 15.0
 
 

@@ -4,14 +4,18 @@ import re
 
 from recorder.protocol.events import PowerReport
 from recorder.sinks.points import (
+    ENERGY_FIELD_KEYS,
+    ENERGY_MEASUREMENT,
     OPTIMIZER_FIELD_KEYS,
     OPTIMIZER_MEASUREMENT,
     RECORDER_MEASUREMENT,
     TAG_KEYS,
     PointIdentity,
     current_out_text,
+    energy_line,
     escape_tag,
     optimizer_line,
+    optimizer_tags,
     power_text,
     recorder_line,
 )
@@ -116,8 +120,12 @@ def test_schema_keys_follow_the_rules_every_engine_shares() -> None:
     assert tags == sorted(TAG_KEYS[OPTIMIZER_MEASUREMENT]) and fields == list(OPTIMIZER_FIELD_KEYS)
     health_tags, _ = _keys(recorder_line("sim", {"frames": 1}, T0, "x"))
     assert health_tags == sorted(TAG_KEYS[RECORDER_MEASUREMENT])
+    energy_tags, energy_fields = _keys(energy_line(identity, 0, 1.0, 2))
+    assert energy_tags == sorted(TAG_KEYS[ENERGY_MEASUREMENT]) and energy_fields == list(ENERGY_FIELD_KEYS)
     for measurement, keys in TAG_KEYS.items():
-        field_keys = OPTIMIZER_FIELD_KEYS if measurement == OPTIMIZER_MEASUREMENT else ()
+        field_keys = {OPTIMIZER_MEASUREMENT: OPTIMIZER_FIELD_KEYS, ENERGY_MEASUREMENT: ENERGY_FIELD_KEYS}.get(
+            measurement, ()
+        )
         assert not set(keys) & set(field_keys)
         for key in (*keys, *field_keys, measurement):
             assert re.fullmatch(r"[a-z][a-z0-9_]*", key) and key != "time", key
@@ -131,3 +139,16 @@ def test_a_label_cannot_break_the_line_protocol() -> None:
     assert escape_tag("C:\\panels\\east") == "C:\\panels\\east"  # harmless inside a value
     line = optimizer_line(PointIdentity(gateway="g", node_id=1, name="east\\", string="A\\ 1"), REPORT, T0)
     assert ",name=east/,node_id=1,string=A/\\ 1 " in line
+
+
+def test_energy_line_has_the_optimizer_tags_and_the_days_midnight() -> None:
+    identity = PointIdentity(gateway="4609", node_id=116, barcode="4-9A57A2L", name="east 3", string="A1")
+    line = energy_line(identity, 1750456800000, 1234.5, 61)
+    assert line == (
+        "tigo_energy,barcode=4-9A57A2L,gateway=4609,name=east\\ 3,node_id=116,string=A1 "
+        "energy_wh=1234.5,uncovered_seconds=61i 1750456800000"
+    )
+    assert line.split(" energy_wh")[0] == optimizer_tags(identity, "tigo_energy")
+    assert energy_line(PointIdentity(gateway="4609", node_id=7), 0, 0, 0) == (
+        "tigo_energy,gateway=4609,node_id=7 energy_wh=0.0,uncovered_seconds=0i 0"
+    )

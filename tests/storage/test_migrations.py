@@ -29,9 +29,18 @@ def test_the_head_revision_constant_matches_the_migrations() -> None:
 
 def test_empty_database_is_upgraded_to_head(tmp_path: Path) -> None:
     engine = open_database(tmp_path / "state.db")
-    assert current_revision(engine) == head_revision() == "0002"
+    assert current_revision(engine) == head_revision() == "0003"
     tables = set(inspect(engine).get_table_names())
-    assert {"gateways", "optimizers", "node_mappings", "node_activity", "outbox", "parked_points"} <= tables
+    assert {
+        "gateways",
+        "optimizers",
+        "node_mappings",
+        "node_activity",
+        "outbox",
+        "parked_points",
+        "energy_series",
+        "energy_hours",
+    } <= tables
     with engine.connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
@@ -88,8 +97,8 @@ def test_db_commands(tmp_path: Path) -> None:
     missing_db = run_recorder("db", "current", "--db", str(path), check=False)
     assert missing_db.returncode == 2 and "no state database at" in missing_db.stderr
     assert not path.exists()  # looking never creates it
-    assert "revision 0002 (newest)" in run_recorder("db", "upgrade", "--db", str(path)).stdout
-    assert "revision 0002 (newest)" in run_recorder("db", "current", "--db", str(path)).stdout
+    assert "revision 0003 (newest)" in run_recorder("db", "upgrade", "--db", str(path)).stdout
+    assert "revision 0003 (newest)" in run_recorder("db", "current", "--db", str(path)).stdout
     missing = run_recorder("db", "upgrade", "--db", str(tmp_path / "no" / "such" / "dir.db"), check=False)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
@@ -107,3 +116,4 @@ def test_migrations_ship_inside_the_installed_package(tmp_path: Path) -> None:
     assert "recorder/migrations/env.py" in names
     assert "recorder/migrations/versions/0001_identity.py" in names
     assert "recorder/migrations/versions/0002_outbox.py" in names
+    assert "recorder/migrations/versions/0003_energy.py" in names
