@@ -626,7 +626,7 @@ class Ingest:
                     if with_activity:
                         last_activity_save = now
                 # Every ready reading received up to `at` has been fed (released ones included).
-                self.energy.tick(at)
+                self._energy(self.energy.tick, at)
                 self.notifier.watchdog()
                 if self.stop_requested.is_set():
                     break
@@ -641,11 +641,11 @@ class Ingest:
                 self._expire_held(self.latest_at)
             if self.archive is not None:
                 self.archive.close()
-            self.energy.close()
+            self._energy(lambda _at: self.energy.close(), at)
             self.notifier.stopping()
             self._health(source)
             self._shutdown(drain=exit_at_end and finished and not self.stop_requested.is_set())
-            self.energy.finish()
+            self._energy(lambda _at: self.energy.finish(), at)
             self._disk_retry_at = 0.0
             if not self._commit(at, cutoff=None):  # what InfluxDB has not taken waits in the outbox
                 lost = sum(self.inflight.counts())
@@ -734,6 +734,17 @@ class Ingest:
         )
         if first and self._source is not None:
             self._save_state(self._source)  # small: it may fit where readings did not
+
+    def _energy(self, step: Callable[[datetime], None], at: datetime) -> None:
+        """An energy step that may checkpoint: on a full disk the checkpoint waits (the keeper
+        keeps its changes and writes them with the next one), the run goes on."""
+        try:
+            step(at)
+        except Exception as error:
+            if not is_disk_full(error):
+                raise
+            if not self._disk_retry_at:
+                self._out_of_space("energy totals")
 
     def _shed(self) -> None:
         dropped = self.inflight.shed(self.memory_limit)
