@@ -23,6 +23,13 @@ The arithmetic is in `recorder.energy`; this module runs it inside the run loop:
   lost to energy either; held rows are fed when released.
 * **Points.** The totals of every day still open, and of days whose point was not acknowledged
   before a stop (`unsent_days`), are sent again at start; rewriting the same point is harmless.
+* **Energy today, live.** `today()` (any thread: the MQTT publisher) returns the running totals
+  of the local day integration has reached (`EnergyAccumulator.running_today`: the same
+  `day_totals` the points carry), as of the last time the read loop made them. Asking is what
+  makes the read loop make them again, once, after its next advance of the reorder window (at
+  most every `ADVANCE_EVERY` of source time) and at a clean stop: a run without a live output
+  never computes them, and the reader only ever swaps one immutable object that the other
+  thread reads, so neither waits for the other.
 
 Disk: a checkpoint rewrites one row per optimizer for the current hour, the series positions and
 one small JSON value: with 135 optimizers about 30 KB into the WAL (`benchmarks/energy_disk.py`),
@@ -45,6 +52,7 @@ from recorder.energy import (
     Changes,
     DayTotals,
     EnergyAccumulator,
+    EnergyToday,
     ReadyReading,
     zone_named,
 )
@@ -90,6 +98,9 @@ class EnergyKeeper:
         self._advanced_to: datetime | None = None
         self._last_wall = time.monotonic()
         self._closed = False
+        self._today: EnergyToday | None = None
+        self._today_wanted = False  # set by a live output, cleared by the read loop
+        self._today_asked = False  # a live output has asked at least once
         self.checkpoints = 0
         self._pending: Changes | None = None  # a checkpoint that could not be written (full disk)
 
@@ -122,6 +133,9 @@ class EnergyKeeper:
         if self._advanced_to is None or at - self._advanced_to >= ADVANCE_EVERY:
             self.accumulator.advance(to_millis(at) - REORDER_WINDOW_MS)
             self._advanced_to = at
+            if self._today_wanted:
+                self._today_wanted = False  # before making them: a request meanwhile is kept
+                self._today = self.accumulator.running_today()
         now = time.monotonic()
         if self._last_source is None:
             self._last_source = at
@@ -138,7 +152,15 @@ class EnergyKeeper:
             return
         self.accumulator.close()
         self._closed = True
+        if self._today_asked:  # the live outputs' last pass shows the day's final totals
+            self._today = self.accumulator.running_today()
         self.checkpoint()
+
+    def today(self) -> EnergyToday | None:
+        """The running totals of the current local day, as of the read loop's last advance (any
+        thread; None until they are first made). Asking makes the read loop make them again."""
+        self._today_asked = self._today_wanted = True
+        return self._today
 
     def finish(self) -> None:
         """After the sender stopped: remember the days whose points it could not send."""

@@ -318,7 +318,12 @@ def _start_live_outputs(
     from recorder import __version__
     from recorder.live.snapshot import LiveData
 
-    data = LiveData(latest, health=lambda: ingest.status_snapshot(bus), labels=store.labels)
+    data = LiveData(
+        latest,
+        health=lambda: ingest.status_snapshot(bus),
+        labels=store.labels,
+        energy=ingest.energy.today,
+    )
     if settings.http is not None:
         _start_live_face(settings.http, data, __version__, stack)
     if settings.mqtt is not None:
