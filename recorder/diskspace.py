@@ -91,6 +91,15 @@ class DiskSpace:
         self.events = 0  # writes that failed for lack of space, ever
         self.last_path: Path | None = None
         self.last_full_at: datetime | None = None
+        self.primary: Path | None = None  # shown first when full (the state database)
+
+    def _shown(self) -> Path | None:
+        """The path health speaks of: the primary one if full, else the first to fill."""
+        if self.primary is not None and self.primary in self._full:
+            return self.primary
+        if self._full:
+            return min(self._full, key=lambda path: self._full[path].since)
+        return self.last_path
 
     @property
     def full(self) -> bool:
@@ -150,7 +159,7 @@ class DiskSpace:
         """Numeric fields for the health snapshot (`tigo_recorder`, `recorder status`, /metrics)."""
         with self._lock:
             full = bool(self._full)
-            path = min(self._full) if self._full else self.last_path
+            path = self._shown()
         values: dict[str, int | bool] = {"disk_full": full, "disk_full_events": self.events}
         free = free_bytes(path) if path is not None else None
         if free is not None:
@@ -160,7 +169,7 @@ class DiskSpace:
     def describe(self) -> dict[str, Any]:
         """Where and since when, for `recorder status` and /api/status (text, not fields)."""
         with self._lock:
-            path = min(self._full) if self._full else self.last_path
+            path = self._shown()
             since = self._full[path].since_wall if path in self._full else None
             what = self._full[path].what if path in self._full else None
         return {

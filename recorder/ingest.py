@@ -524,6 +524,7 @@ class Ingest:
         self.archive = archive
         self.disk = archive.disk if archive is not None else DiskSpace()
         self.database = database_path(store)
+        self.disk.primary = self.database
         self.notifier = notifier or Notifier()
         self.probe = LatencyProbe()
         self.sender = Sender(self.inflight, self.outbox, store, writer, settings, self.probe, self.disk)
