@@ -49,6 +49,7 @@ from sqlalchemy import Engine
 
 from recorder.energy import (
     REORDER_WINDOW_MS,
+    Changes,
     DayTotals,
     EnergyAccumulator,
     EnergyToday,
@@ -101,6 +102,7 @@ class EnergyKeeper:
         self._today_wanted = False  # set by a live output, cleared by the read loop
         self._today_asked = False  # a live output has asked at least once
         self.checkpoints = 0
+        self._pending: Changes | None = None  # a checkpoint that could not be written (full disk)
 
     def feed(self, readings: Sequence[ReadyReading]) -> None:
         """Buffer only: a chunk may add readings and then release older held ones, so nothing
@@ -141,8 +143,8 @@ class EnergyKeeper:
             at - self._last_source >= CHECKPOINT_EVERY
             or now - self._last_wall >= CHECKPOINT_EVERY.total_seconds()
         ):
+            self._last_source, self._last_wall = at, now  # first: a failed one waits its turn
             self.checkpoint()
-            self._last_source, self._last_wall = at, now
 
     def close(self) -> None:
         """A clean stop: integrate the reorder buffer, checkpoint and hand over the points."""
@@ -167,7 +169,7 @@ class EnergyKeeper:
 
     def checkpoint(self) -> None:
         assert self._sink is not None
-        changes = self.accumulator.take_changes()
+        changes = _merged(self._pending, self.accumulator.take_changes())
         unsent = self._sink.unsent_energy_days() | {totals.day for totals in changes.days}
         if not (changes.series or changes.hours or unsent != self._unsent):
             return
@@ -177,8 +179,29 @@ class EnergyKeeper:
             "newest_ms": changes.newest_ms,
             "unsent_days": sorted(day.isoformat() for day in unsent),
         }
-        self.store.checkpoint(changes, settings)
+        try:
+            self.store.checkpoint(changes, settings)
+        except Exception:
+            self._pending = changes  # written with the next checkpoint (a full disk: see ingest)
+            raise
+        self._pending = None
         self._unsent = unsent
         self.checkpoints += 1
         if changes.days:
             self._sink.submit_energy(changes.days)
+
+
+def _merged(older: Changes | None, newer: Changes) -> Changes:
+    """`newer` on top of changes not written yet: the newest state of each row wins."""
+    if older is None:
+        return newer
+    series = {state.key: state for state in [*older.series, *newer.series]}
+    hours = {(key, day, hour): totals for key, day, hour, totals in [*older.hours, *newer.hours]}
+    days = {(totals.key, totals.day): totals for totals in [*older.days, *newer.days]}
+    newest = max((ms for ms in (older.newest_ms, newer.newest_ms) if ms is not None), default=None)
+    return Changes(
+        list(series.values()),
+        [(key, day, hour, totals) for (key, day, hour), totals in hours.items()],
+        list(days.values()),
+        newest,
+    )
