@@ -44,8 +44,9 @@ days it replayed become `tigo_energy` lines (`recorder.sinks.points.energy_line`
 from __future__ import annotations
 
 import bisect
+import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -139,6 +140,43 @@ def day_totals(key: SeriesKey, day: date, day_start_ms: int, hours: dict[int, Ho
         energy += hours[hour].energy_wh
         uncovered += hours[hour].uncovered_ms
     return DayTotals(key, day, day_start_ms, energy, uncovered // 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyToday:
+    """Energy so far on the local day integration has reached, for live outputs (MQTT).
+
+    Made by `EnergyAccumulator.running_today` from the same `day_totals` as the `tigo_energy`
+    points, so a series' value here is its point's `energy_wh` at that moment. Sums over several
+    series use `math.fsum` (correctly rounded, so a sum never goes down while its parts go up:
+    what Home Assistant's `total_increasing` needs).
+    """
+
+    day: date
+    through_ms: int  # every reading measured up to here is integrated
+    by_address: Mapping[bytes, float]  # Wh per long address (its series of the day, summed)
+    by_gateway: Mapping[int, float]  # Wh per gateway, readings without a barcode included
+    total: float  # Wh, every series
+
+    @classmethod
+    def of(cls, day: date, through_ms: int, by_series: Mapping[SeriesKey, float]) -> EnergyToday:
+        addresses: dict[bytes, list[float]] = {}
+        gateways: dict[int, list[float]] = {}
+        for (gateway_id, _node_id, address), energy in by_series.items():
+            gateways.setdefault(gateway_id, []).append(energy)
+            if address is not None:
+                addresses.setdefault(address, []).append(energy)
+        return cls(
+            day,
+            through_ms,
+            {address: math.fsum(parts) for address, parts in addresses.items()},
+            {gateway: math.fsum(parts) for gateway, parts in gateways.items()},
+            math.fsum(by_series.values()),
+        )
+
+    def of_addresses(self, addresses: Iterable[bytes]) -> float:
+        """The total of a group of optimizers (a string), by their long addresses."""
+        return math.fsum(self.by_address.get(address, 0.0) for address in set(addresses))
 
 
 class LocalDays:
@@ -306,6 +344,10 @@ class EnergyAccumulator:
         """Integrate everything buffered: a clean stop closes the reorder window."""
         if self._waiting:
             self._integrate_through(None)
+        if self.newest_ms is not None and (
+            self.integrated_through is None or self.newest_ms > self.integrated_through
+        ):
+            self.integrated_through = self.newest_ms
 
     def _integrate_through(self, limit: int | None) -> None:
         if limit is not None and (self.integrated_through is None or limit > self.integrated_through):
@@ -437,6 +479,21 @@ class EnergyAccumulator:
 
     def day(self, key: SeriesKey, day: date, hours: dict[int, HourTotals]) -> DayTotals:
         return day_totals(key, day, self.days.start_ms(day), hours)
+
+    def running_today(self) -> EnergyToday | None:
+        """Each series' energy so far on the local day of `integrated_through` (None before any
+        integration): the day changes when integration passes local midnight, the reorder window
+        after it, so a day's last readings count in that day before its totals start again."""
+        through = self.integrated_through
+        if through is None:
+            return None
+        day = self.days.day_of(through)
+        by_series = {}
+        for series in self._series.values():
+            hours = series.days.get(day)
+            if hours:
+                by_series[series.key] = self.day(series.key, day, hours).energy_wh
+        return EnergyToday.of(day, through, by_series)
 
     def hours(self, key: SeriesKey, day: date) -> dict[int, HourTotals]:
         """The hours of a day still in memory (empty when none)."""

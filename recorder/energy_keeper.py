@@ -23,6 +23,13 @@ The arithmetic is in `recorder.energy`; this module runs it inside the run loop:
   lost to energy either; held rows are fed when released.
 * **Points.** The totals of every day still open, and of days whose point was not acknowledged
   before a stop (`unsent_days`), are sent again at start; rewriting the same point is harmless.
+* **Energy today, live.** `today()` (any thread: the MQTT publisher) returns the running totals
+  of the local day integration has reached (`EnergyAccumulator.running_today`: the same
+  `day_totals` the points carry), as of the last time the read loop made them. Asking is what
+  makes the read loop make them again, once, after its next advance of the reorder window (at
+  most every `ADVANCE_EVERY` of source time) and at a clean stop: a run without a live output
+  never computes them, and the reader only ever swaps one immutable object that the other
+  thread reads, so neither waits for the other.
 
 Disk: a checkpoint rewrites one row per optimizer for the current hour, the series positions and
 one small JSON value: with 135 optimizers about 30 KB into the WAL (`benchmarks/energy_disk.py`),
@@ -40,7 +47,14 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
-from recorder.energy import REORDER_WINDOW_MS, DayTotals, EnergyAccumulator, zone_named
+from recorder.energy import (
+    REORDER_WINDOW_MS,
+    Changes,
+    DayTotals,
+    EnergyAccumulator,
+    EnergyToday,
+    zone_named,
+)
 from recorder.reading import Reading
 from recorder.storage.energy import EnergyStore
 from recorder.storage.outbox import Outbox
@@ -84,7 +98,11 @@ class EnergyKeeper:
         self._advanced_to: datetime | None = None
         self._last_wall = time.monotonic()
         self._closed = False
+        self._today: EnergyToday | None = None
+        self._today_wanted = False  # set by a live output, cleared by the read loop
+        self._today_asked = False  # a live output has asked at least once
         self.checkpoints = 0
+        self._pending: Changes | None = None  # a checkpoint that could not be written (full disk)
 
     def feed(self, readings: Sequence[Reading]) -> None:
         """Buffer only: a chunk may add readings and then release older held ones, so nothing
@@ -115,6 +133,9 @@ class EnergyKeeper:
         if self._advanced_to is None or at - self._advanced_to >= ADVANCE_EVERY:
             self.accumulator.advance(to_millis(at) - REORDER_WINDOW_MS)
             self._advanced_to = at
+            if self._today_wanted:
+                self._today_wanted = False  # before making them: a request meanwhile is kept
+                self._today = self.accumulator.running_today()
         now = time.monotonic()
         if self._last_source is None:
             self._last_source = at
@@ -122,8 +143,8 @@ class EnergyKeeper:
             at - self._last_source >= CHECKPOINT_EVERY
             or now - self._last_wall >= CHECKPOINT_EVERY.total_seconds()
         ):
+            self._last_source, self._last_wall = at, now  # first: a failed one waits its turn
             self.checkpoint()
-            self._last_source, self._last_wall = at, now
 
     def close(self) -> None:
         """A clean stop: integrate the reorder buffer, checkpoint and hand over the points."""
@@ -131,7 +152,15 @@ class EnergyKeeper:
             return
         self.accumulator.close()
         self._closed = True
+        if self._today_asked:  # the live outputs' last pass shows the day's final totals
+            self._today = self.accumulator.running_today()
         self.checkpoint()
+
+    def today(self) -> EnergyToday | None:
+        """The running totals of the current local day, as of the read loop's last advance (any
+        thread; None until they are first made). Asking makes the read loop make them again."""
+        self._today_asked = self._today_wanted = True
+        return self._today
 
     def finish(self) -> None:
         """After the sender stopped: remember the days whose points it could not send."""
@@ -140,7 +169,7 @@ class EnergyKeeper:
 
     def checkpoint(self) -> None:
         assert self._sink is not None
-        changes = self.accumulator.take_changes()
+        changes = _merged(self._pending, self.accumulator.take_changes())
         unsent = self._sink.unsent_energy_days() | {totals.day for totals in changes.days}
         if not (changes.series or changes.hours or unsent != self._unsent):
             return
@@ -150,8 +179,29 @@ class EnergyKeeper:
             "newest_ms": changes.newest_ms,
             "unsent_days": sorted(day.isoformat() for day in unsent),
         }
-        self.store.checkpoint(changes, settings)
+        try:
+            self.store.checkpoint(changes, settings)
+        except Exception:
+            self._pending = changes  # written with the next checkpoint (a full disk: see ingest)
+            raise
+        self._pending = None
         self._unsent = unsent
         self.checkpoints += 1
         if changes.days:
             self._sink.submit_energy(changes.days)
+
+
+def _merged(older: Changes | None, newer: Changes) -> Changes:
+    """`newer` on top of changes not written yet: the newest state of each row wins."""
+    if older is None:
+        return newer
+    series = {state.key: state for state in [*older.series, *newer.series]}
+    hours = {(key, day, hour): totals for key, day, hour, totals in [*older.hours, *newer.hours]}
+    days = {(totals.key, totals.day): totals for totals in [*older.days, *newer.days]}
+    newest = max((ms for ms in (older.newest_ms, newer.newest_ms) if ms is not None), default=None)
+    return Changes(
+        list(series.values()),
+        [(key, day, hour, totals) for (key, day, hour), totals in hours.items()],
+        list(days.values()),
+        newest,
+    )

@@ -28,6 +28,18 @@ measurement time, as soon as the mapping is learned, or after `identity_hold` ar
 without a barcode (or dropped), as configured. Times that decide this are source times, so a
 replay behaves like the live run it recorded.
 
+A full disk (see `recorder.diskspace`): a commit that fails for lack of space leaves its readings
+in memory, where the sender keeps writing them to InfluxDB; the recorder says so once (and every
+ten minutes while it lasts), makes the raw archive give way (it pauses and deletes its oldest
+file, one per attempt, when it shares the filesystem), and tries again every `RETRY_EVERY`
+seconds instead of at each commit point. At most `DISK_FULL_LIMIT` readings wait in memory; beyond
+that the oldest are dropped, counted (`readings_dropped_disk_full`) and said. Identity changes and
+the status snapshot that could not be saved are saved at the next attempt. When a write succeeds
+again everything held is committed and the run carries on as before; it never stops for it.
+The sender, when it cannot delete acknowledged rows from a full outbox, stops reading the outbox
+until the next attempt (those rows are sent again later: the same points, harmless) and keeps
+writing readings from memory.
+
 Shutdown (SIGTERM/SIGINT or a finite source's end): the reader commits held readings, the
 sender gets a few seconds to write, and whatever is still unsent is committed to
 the outbox for next time: a clean stop loses nothing.
@@ -44,14 +56,16 @@ import logging
 import statistics
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from itertools import groupby, islice
+from pathlib import Path
 from typing import Any
 
 from recorder.archive import Archive
 from recorder.config import Settings, redact
+from recorder.diskspace import LOG_EVERY, RETRY_EVERY, DiskSpace, is_disk_full
 from recorder.energy import DayTotals
 from recorder.energy_keeper import EnergyKeeper
 from recorder.live.latest import LatestReadings
@@ -61,7 +75,7 @@ from recorder.reading import LONG_ADDRESS, Reading
 from recorder.sinks.influx import BadData, BatchResult, LineWriter, RetryLater, send_batch
 from recorder.sinks.points import PointFormatter, PointIdentity, energy_line, point_identity, recorder_line
 from recorder.sources import Source
-from recorder.storage.inflight import InFlight, InFlightReading
+from recorder.storage.inflight import DISK_FULL_LIMIT, InFlight, InFlightReading
 from recorder.storage.outbox import Outbox, PendingReading
 from recorder.storage.state import ActivityTally, Labels, StateStore
 from recorder.systemd import Notifier
@@ -224,8 +238,12 @@ class Sender(threading.Thread):
         writer: LineWriter,
         settings: Settings,
         probe: LatencyProbe,
+        disk: DiskSpace | None = None,
     ) -> None:
         super().__init__(name="sender", daemon=True)
+        self.disk = disk or DiskSpace()
+        self.database = database_path(store)
+        self._outbox_paused_until = 0.0  # the outbox's rows could not be deleted: disk full
         self.inflight = inflight
         self.outbox = outbox
         self.store = store
@@ -285,7 +303,13 @@ class Sender(threading.Thread):
             except RetryLater as error:
                 self._failed(error)
                 more = False
-            except Exception:  # a bug must not silently stop sending: log and keep going
+            except Exception as error:
+                if not is_disk_full(error):  # a bug must not silently stop sending: log, go on
+                    log.exception("sender: unexpected error; retrying")
+                else:  # parking a rejected point failed: the batch waits
+                    self.disk.failed(self.database, "points InfluxDB rejected", "the batch is retried")
+                self._retry_at = time.monotonic() + (RETRY_EVERY if is_disk_full(error) else 5)
+                more = False
                 log.exception("sender: unexpected error; retrying")
                 self._retry_at = time.monotonic() + 5
                 more = False
@@ -314,9 +338,9 @@ class Sender(threading.Thread):
         written = set(result.written)
         # Every taken reading was written or parked: forget it, and delete the rows of those the
         # reader committed while they were on their way.
-        self.outbox.acknowledge_readings(self.inflight.finish(entries))
+        committed = self.inflight.finish(entries)
         sent_rows = [row for index, row in enumerate(rows, len(entries)) if index in written]
-        self.outbox.acknowledge([row.id for row in sent_rows])
+        self._delete_rows(committed, [row.id for row in sent_rows])
         self.probe.delivered((entry.arrived for index, entry in enumerate(entries) if index in written), now)
         self.probe.acknowledged(sent_rows, now)
         self.written += len(result.written)
@@ -328,8 +352,26 @@ class Sender(threading.Thread):
         self.last_error = None
         return len(entries) + len(rows) == limit
 
+    def _delete_rows(self, committed: list[Reading], ids: list[int]) -> None:
+        """Delete the outbox rows of what InfluxDB acknowledged. On a full disk even a delete can
+        fail (the WAL must grow): the rows stay and are sent again later, and until the next
+        attempt the outbox is left alone, so that readings from memory keep going out."""
+        try:
+            self.outbox.acknowledge_readings(committed)
+            self.outbox.acknowledge(ids)
+        except Exception as error:
+            if not is_disk_full(error):
+                raise
+            self.disk.failed(
+                self.database,
+                "the outbox (deleting rows InfluxDB acknowledged)",
+                "those rows are sent again later; readings in memory keep going to InfluxDB",
+            )
+            self._outbox_paused_until = time.monotonic() + RETRY_EVERY
+            self.outbox_ready.set()
+
     def _outbox_rows(self, limit: int) -> list[PendingReading]:
-        if limit <= 0 or not self.outbox_ready.is_set():
+        if limit <= 0 or not self.outbox_ready.is_set() or time.monotonic() < self._outbox_paused_until:
             return []
         self.outbox_ready.clear()  # before looking: a commit made meanwhile sets it again
         try:
@@ -429,6 +471,19 @@ class Sender(threading.Thread):
         return point_identity(gateway_id, node_id, long_address, self._labels, self.settings.site)
 
 
+def database_path(store: StateStore) -> Path:
+    """The state database's file (for messages about disk space); "." for one in memory."""
+    database = store.engine.url.database
+    return Path(database) if database and database != ":memory:" else Path(".")
+
+
+def _same_filesystem(first: Path, second: Path) -> bool:
+    try:
+        return first.stat().st_dev == second.stat().st_dev
+    except OSError:
+        return False
+
+
 def _utc_now_for_parking() -> datetime:
     # Parking is bookkeeping about *when we gave up*, not data time: the wall clock is right.
     return datetime.now(UTC)
@@ -457,9 +512,12 @@ class Ingest:
         self.observer = Observer(store.identity_map(), store.gateway_addresses())
         self.pipeline = DecodePipeline(self.observer)
         self.archive = archive
+        self.disk = archive.disk if archive is not None else DiskSpace()
+        self.database = database_path(store)
+        self.disk.primary = self.database
         self.notifier = notifier or Notifier()
         self.probe = LatencyProbe()
-        self.sender = Sender(self.inflight, self.outbox, store, writer, settings, self.probe)
+        self.sender = Sender(self.inflight, self.outbox, store, writer, settings, self.probe, self.disk)
         self.writer = writer
         self.stop_requested = threading.Event()
         self.decode_watch = DecodeWatch(settings.no_report_warning)
@@ -470,6 +528,15 @@ class Ingest:
         self.dropped_unresolved = 0
         self.expired_unresolved = 0
         self._source: Source | None = None
+        # A full disk (see the module docstring): when to try again (0: not full), what waits.
+        self.memory_limit = DISK_FULL_LIMIT
+        self.dropped_disk_full = 0
+        self._disk_retry_at = 0.0
+        self._dropped_logged_at: float | None = None
+        self._identity_unsaved: list[IdentityOutput] = []
+        self._archive_yields = archive is not None and _same_filesystem(
+            archive.directory, self.database.parent
+        )
 
     def stop(self) -> None:
         """Ask the run to end (signal handlers call this)."""
@@ -484,7 +551,9 @@ class Ingest:
         self.sender.start()
         self.notifier.ready()
         self.energy.start(self.outbox, self.sender)
-        released = self.outbox.release(self.observer.identities)  # waiting since an earlier run
+        released = self._write_or_wait(  # held since an earlier run, and their barcode is known now
+            "the outbox", lambda: self.outbox.release(self.observer.identities)
+        )
         depth = self.outbox.depth()
         if released:
             log.info("released %d held readings from an earlier run whose barcode is now known", released)
@@ -515,7 +584,12 @@ class Ingest:
                         self.latest.observe(readings, at)
                     if readings or learned:
                         self._accept(readings, learned, now)
-                if self.inflight.full:  # faster than InfluxDB takes it: memory stays bounded
+                if self._disk_retry_at:  # the disk is full: keep memory bounded, try again now and then
+                    self._shed()
+                    if now >= self._disk_retry_at:
+                        self._retry_disk(at, now - commit_every, source)
+                        last_commit = now
+                elif self.inflight.full:  # faster than InfluxDB takes it: memory stays bounded
                     self._commit(at, cutoff=None)
                     last_commit = now
                 elif now - last_commit >= commit_every:
@@ -543,7 +617,7 @@ class Ingest:
                     if with_activity:
                         last_activity_save = now
                 # Every ready reading received up to `at` has been fed (released ones included).
-                self.energy.tick(at)
+                self._energy(self.energy.tick, at)
                 self.notifier.watchdog()
                 if self.stop_requested.is_set():
                     break
@@ -552,17 +626,26 @@ class Ingest:
         finally:
             at = self.latest_at or datetime.now(UTC)
             # Held readings first, so that the hold's expiry sees every one of them.
+            self._disk_retry_at = 0.0  # a last attempt, full disk or not
             self._commit(at, cutoff=None, held_only=True)
             if self.latest_at is not None:
                 self._expire_held(self.latest_at)
             if self.archive is not None:
                 self.archive.close()
-            self.energy.close()
+            self._energy(lambda _at: self.energy.close(), at)
             self.notifier.stopping()
             self._health(source)
             self._shutdown(drain=exit_at_end and finished and not self.stop_requested.is_set())
-            self.energy.finish()
-            self._commit(at, cutoff=None)  # what InfluxDB has not taken waits in the outbox
+            self._energy(lambda _at: self.energy.finish(), at)
+            self._disk_retry_at = 0.0
+            if not self._commit(at, cutoff=None):  # what InfluxDB has not taken waits in the outbox
+                lost = sum(self.inflight.counts())
+                log.error(
+                    "DISK FULL at stop: %d readings InfluxDB has not acknowledged could not be saved "
+                    "to %s and are lost",
+                    lost,
+                    self.database,
+                )
             self._report_leftovers()
             self._save_state(source)
 
@@ -580,14 +663,16 @@ class Ingest:
         if not identity:
             return
         version = self.store.mapping_version()
-        self.store.record_outputs(identity)
-        if version == self._mapping_version:
+        self._identity_unsaved += identity
+        if self._save_identity() and version == self._mapping_version:
             # Only our own mappings were added: the observer knows them already, no reload.
             self._mapping_version = self.store.mapping_version()
         learned = {(o.gateway_id, o.node_id) for o in identity if isinstance(o, MappingLearned)}
         if learned:
             self.inflight.resolve(self.observer.identities, learned)
-            released = self.outbox.release(self.observer.identities, learned)
+            released = self._write_or_wait(
+                "the outbox", lambda: self.outbox.release(self.observer.identities, learned)
+            )
             if self.latest is not None:
                 self.latest.identify(self.observer.identities, learned)
             if released:
@@ -595,14 +680,100 @@ class Ingest:
                 self._outbox_changed()
         self.sender.refresh_labels.set()
 
-    def _commit(self, at: datetime, *, cutoff: float | None, held_only: bool = False) -> None:
-        """Commit readings that arrived before `cutoff` (None: all; or only the held ones)."""
-        committed = self.inflight.commit(cutoff, at, held_only=held_only)
+    def _commit(self, at: datetime, *, cutoff: float | None, held_only: bool = False) -> bool:
+        """Commit readings that arrived before `cutoff` (None: all; or only the held ones).
+        Returns False when the disk is full (they stay in memory)."""
+        if self._disk_retry_at:
+            return False  # the disk is full: the next attempt is `_retry_disk`'s
+        try:
+            committed = self.inflight.commit(cutoff, at, held_only=held_only)
+        except Exception as error:
+            if not is_disk_full(error):
+                raise
+            self._out_of_space("readings")
+            return False
         if committed:
             ready = [entry for entry in committed if entry.reading[LONG_ADDRESS] is not None]
             for arrived, group in groupby(ready, key=lambda entry: entry.arrived):
                 self.probe.arrived([entry.reading for entry in group], arrived)
             self._outbox_changed()
+        return True
+
+    # --- a full disk ----------------------------------------------------------------------------
+
+    def _write_or_wait(self, what: str, write: Callable[[], int]) -> int:
+        """Run a write to the state database; on a full disk, note it and return 0 (the write is
+        one that is tried again later anyway)."""
+        if self._disk_retry_at:
+            return 0
+        try:
+            return write()
+        except Exception as error:
+            if not is_disk_full(error):
+                raise
+            self._out_of_space(what)
+            return 0
+
+    def _out_of_space(self, what: str) -> None:
+        first = not self._disk_retry_at
+        self._disk_retry_at = time.monotonic() + RETRY_EVERY
+        if self.archive is not None and self._archive_yields:
+            self.archive.give_way()  # first: raw bytes make room for readings
+        self.disk.failed(
+            self.database,
+            what,
+            f"readings wait in memory (at most {self.memory_limit}, then the oldest are dropped) and "
+            f"are committed when space returns, tried every {RETRY_EVERY:g} s; InfluxDB writes go on",
+        )
+        if first and self._source is not None:
+            self._save_state(self._source)  # small: it may fit where readings did not
+
+    def _energy(self, step: Callable[[datetime], None], at: datetime) -> None:
+        """An energy step that may checkpoint: on a full disk the checkpoint waits (the keeper
+        keeps its changes and writes them with the next one), the run goes on."""
+        try:
+            step(at)
+        except Exception as error:
+            if not is_disk_full(error):
+                raise
+            if not self._disk_retry_at:
+                self._out_of_space("energy totals")
+
+    def _shed(self) -> None:
+        dropped = self.inflight.shed(self.memory_limit)
+        if not dropped:
+            return
+        self.dropped_disk_full += dropped
+        now = time.monotonic()
+        if self._dropped_logged_at is None or now - self._dropped_logged_at >= LOG_EVERY:
+            self._dropped_logged_at = now
+            log.error(
+                "DISK FULL: dropped the oldest readings InfluxDB has not acknowledged (%d so far): "
+                "memory holds at most %d while %s cannot be written",
+                self.dropped_disk_full,
+                self.memory_limit,
+                self.database,
+            )
+
+    def _retry_disk(self, at: datetime, cutoff: float, source: Source) -> None:
+        """The disk was full: try what waits (identity, readings, the status snapshot) again."""
+        self._disk_retry_at = 0.0
+        if self.archive is not None and self._archive_yields and self.archive.paused:
+            self.archive.give_way()  # before readings are risked; one file per attempt
+        if self._save_identity() and self._commit(at, cutoff=cutoff) and self._save_state(source):
+            self.disk.recovered(self.database, "readings")
+
+    def _save_identity(self) -> bool:
+        """Commit identity changes learned (and not saved for a full disk). Returns success."""
+        if not self._identity_unsaved or self._disk_retry_at:
+            return not self._identity_unsaved
+
+        def save() -> int:
+            self.store.record_outputs(self._identity_unsaved)
+            self._identity_unsaved = []
+            return 1
+
+        return bool(self._write_or_wait("identity changes", save))
 
     def _outbox_changed(self) -> None:
         self.sender.outbox_ready.set()
@@ -615,18 +786,21 @@ class Ingest:
         when the database's mappings changed, reload them into the observer first.
         """
         version = self.store.mapping_version()
-        if version != self._mapping_version:
+        if version != self._mapping_version and not self._identity_unsaved:
             self._mapping_version = version
             self.observer.identities = self.store.identity_map()
             self.inflight.resolve(self.observer.identities)
             self.sender.refresh_labels.set()
-        released = self.outbox.release(self.observer.identities)
+        released = self._write_or_wait("the outbox", lambda: self.outbox.release(self.observer.identities))
         if released:
             log.info("released %d held readings whose barcode is now known", released)
             self._outbox_changed()
         written_unresolved: set[tuple[int, int]] = set()
-        expired = self.outbox.expire(
-            at, self.settings.identity_hold, self.settings.on_unresolved, written_unresolved
+        expired = self._write_or_wait(
+            "the outbox",
+            lambda: self.outbox.expire(
+                at, self.settings.identity_hold, self.settings.on_unresolved, written_unresolved
+            ),
         )
         if self.latest is not None:
             self.latest.identify(self.observer.identities, hold_expired=written_unresolved)
@@ -713,8 +887,13 @@ class Ingest:
             watchdog_reconnects=source.status.watchdog_reconnects,
             decode_stalled=self.decode_watch.stalled,
             archive_errors=self.archive.errors if self.archive else 0,
+            archive_paused=self.archive.paused if self.archive else False,
+            archive_skipped_bytes=self.archive.skipped_bytes if self.archive else 0,
+            archive_removed_for_space=self.archive.removed_for_space if self.archive else 0,
             unresolved_dropped=self.dropped_unresolved,
             unresolved_written=self.expired_unresolved,
+            readings_dropped_disk_full=self.dropped_disk_full,
+            **self.disk.health(),
         )
         if latency is not None:
             values["latency_p50_ms"] = round(latency[0] * 1000)
@@ -736,7 +915,7 @@ class Ingest:
             f"{values['outbox_held']} held, source {source.status.state}"
         )
 
-    def _save_state(self, source: Source, *, activity: bool = True) -> None:
+    def _save_state(self, source: Source, *, activity: bool = True) -> bool:
         """The snapshot `recorder status` shows, with node activity since the last save if asked.
 
         One transaction: each commit costs the SD card a few pages whatever it holds. The
@@ -746,7 +925,18 @@ class Ingest:
         tally = None
         if activity and self._activity:
             tally, self._activity = self._activity, ActivityTally()
-        self.store.put_state("health", self.status_snapshot(source), datetime.now(UTC), activity=tally)
+        snapshot = self.status_snapshot(source)
+        try:
+            self.store.put_state("health", snapshot, datetime.now(UTC), activity=tally)
+        except Exception as error:
+            if not is_disk_full(error):
+                raise
+            if tally is not None:
+                self._activity = tally  # nothing was added meanwhile (same thread): saved next time
+            if not self._disk_retry_at:
+                self._out_of_space("the status snapshot")
+            return False
+        return True
 
     def status_snapshot(self, source: Source, values: dict[str, Any] | None = None) -> dict[str, Any]:
         """Health as `recorder status` and the live face show it (it only reads: any thread)."""
@@ -765,4 +955,5 @@ class Ingest:
             "influx_reachable": (sender.last_error is None) if tried else None,
             "influx_url": self.settings.influx_url,
             "influx_bucket": self.settings.influx_bucket,
+            **self.disk.describe(),
         }

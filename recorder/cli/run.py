@@ -318,7 +318,12 @@ def _start_live_outputs(
     from recorder import __version__
     from recorder.live.snapshot import LiveData
 
-    data = LiveData(latest, health=lambda: ingest.status_snapshot(bus), labels=store.labels)
+    data = LiveData(
+        latest,
+        health=lambda: ingest.status_snapshot(bus),
+        labels=store.labels,
+        energy=ingest.energy.today,
+    )
     if settings.http is not None:
         _start_live_face(settings.http, data, __version__, stack)
     if settings.mqtt is not None:
@@ -423,6 +428,8 @@ def status(db: Path | None = DbOption, config: Path | None = ConfigOption) -> No
         rows.append(
             ("latency", f"p50 {h['latency_p50_ms']} ms, p99 {h['latency_p99_ms']} ms (report to InfluxDB)")
         )
+    if disk := _disk_line(h):
+        rows.append(("disk", disk))
     if h.get("last_write_error"):
         rows.append(("last write error", str(h["last_write_error"])))
     if h.get("decode_stalled"):
@@ -431,6 +438,33 @@ def status(db: Path | None = DbOption, config: Path | None = ConfigOption) -> No
         )
     for label, text in rows:
         print(f"{label:<17}{text}")
+
+
+def _disk_line(h: dict[str, Any]) -> str | None:
+    """The state of the disk (only once it has ever been full, or while the archive gives way)."""
+    from recorder.diskspace import describe_bytes
+
+    free = describe_bytes(h["disk_free_bytes"]) if h.get("disk_free_bytes") is not None else "unknown"
+    dropped = h.get("readings_dropped_disk_full", 0)
+    lost = f", {dropped} readings dropped (memory bound)" if dropped else ""
+    archive = ""
+    if h.get("archive_paused"):
+        archive = "; raw archive paused"
+    if h.get("archive_removed_for_space"):
+        archive += f"; {h['archive_removed_for_space']} raw archive files removed to make room"
+    if h.get("disk_full"):
+        return (
+            f"FULL since {h.get('disk_full_since')}: cannot write {h.get('disk_full_what')} to "
+            f"{h.get('disk_path')} ({free} free); {h.get('readings_in_memory', 0)} readings wait in "
+            f"memory{lost}{archive}"
+        )
+    if h.get("disk_full_events") or archive or dropped:
+        last = f", last at {h['disk_last_full_at']}" if h.get("disk_last_full_at") else ""
+        return (
+            f"ok ({free} free at {h.get('disk_path')}); {h.get('disk_full_events', 0)} writes failed "
+            f"for lack of space{last}{lost}{archive}"
+        )
+    return None
 
 
 def _ago(seconds: float) -> str:

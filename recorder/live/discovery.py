@@ -37,21 +37,32 @@ Adding a per-optimizer value is one `OPTIMIZER_FIELDS` entry: its key in the sta
 the unique_id), its entity name, how to read it from an `OptimizerNow`, and its unit and
 classes.
 
-Not published yet: energy today (Wh, `total_increasing`). The live view holds no per-optimizer
-daily energy; when the energy accumulator provides one, it is one more entry here (`device_class`
-energy, `state_class` total_increasing, `while_reporting=False` so the day's total stays visible
-at night).
+Energy today (`energy_today`, Wh, `device_class` energy, `state_class` total_increasing) is the
+energy recorder's own running total (`EnergyKeeper.today`, the same sums its `tigo_energy`
+points carry), for the local day (`--timezone`) its integration has reached: it trails the
+readings by the reorder window (5 min), and starts again from 0 when integration passes local
+midnight (Home Assistant reads the drop as a new cycle of a `total_increasing` sensor). The
+optimizer's value sums its series of the day (by long address); the totals' values sum every
+series of the array or gateway (readings without a barcode included) and, for a string, every
+optimizer labelled with it (one replaced during the day too), so no total goes down during the
+day. The entity stays available while the optimizer sleeps (`while_reporting=False`), and a
+state is published again when its energy changes, not only with a new reading, so the evening's
+last minutes and the midnight reset reach the broker.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from recorder.live.latest import RESOLVED, OptimizerNow, fresh_total
+
+if TYPE_CHECKING:
+    from recorder.energy import EnergyToday
+    from recorder.storage.state import Labels
 
 ONLINE = "online"
 OFFLINE = "offline"
@@ -86,16 +97,36 @@ class GroupTotals:
 
     power: float
     reporting: int
+    energy_today: float | None = None  # Wh so far on the local day (None: no energy figures)
 
 
-def _rounded(
-    digits: int, read: Callable[[OptimizerNow], float | None]
-) -> Callable[[OptimizerNow], float | None]:
-    def value(optimizer: OptimizerNow) -> float | None:
-        number = read(optimizer)
+def _rounded(digits: int, read: Callable[[Source], float | None]) -> Callable[[Source], float | None]:
+    def value(source: Source) -> float | None:
+        number = read(source)
         return None if number is None else round(number, digits)
 
     return value
+
+
+ENERGY_DIGITS = 2  # Wh; rounding keeps a total that only goes up from ever going down
+
+
+def energy_value(energy: float | None) -> float | None:
+    """`energy_today` as the state JSON carries it."""
+    return None if energy is None else round(energy, ENERGY_DIGITS)
+
+
+def _energy_field(read: Callable[[Source], float | None]) -> Field[Source]:
+    return Field(
+        "energy_today",
+        "Energy today",
+        lambda source: energy_value(read(source)),
+        "Wh",
+        "energy",
+        state_class="total_increasing",
+        precision=0,
+        while_reporting=False,  # the day's total stays visible at night
+    )
 
 
 # Units as InfluxDB has them; device and state classes as Home Assistant's sensor integration
@@ -152,6 +183,7 @@ OPTIMIZER_FIELDS: tuple[Field[OptimizerNow], ...] = (
         template="{{ (value_json.duty_cycle * 100) | round(1) }}",
     ),
     Field("rssi", "RSSI", lambda o: o.reading.rssi, diagnostic=True),
+    _energy_field(lambda o: o.energy_today),
     Field(
         "measured_at",
         "Last report",
@@ -166,6 +198,7 @@ OPTIMIZER_FIELDS: tuple[Field[OptimizerNow], ...] = (
 GROUP_FIELDS: tuple[Field[GroupTotals], ...] = (
     Field("power", "Power", lambda t: round(t.power, 1), "W", "power", precision=0),
     Field("reporting", "Optimizers reporting", lambda t: t.reporting),
+    _energy_field(lambda t: t.energy_today),
 )
 
 
@@ -248,9 +281,14 @@ def publishable(optimizers: Iterable[OptimizerNow]) -> list[OptimizerNow]:
     return [o for o in optimizers if o.identity == RESOLVED and o.reading.barcode]
 
 
-def group_totals(optimizers: list[OptimizerNow]) -> dict[Group, GroupTotals]:
-    """Totals for the array, each gateway and each labelled string, over every optimizer in the
-    view (one without a barcode yet still produces power)."""
+def group_totals(
+    optimizers: list[OptimizerNow],
+    energy: EnergyToday | None = None,
+    labels: Mapping[bytes, Labels] | None = None,
+) -> dict[Group, GroupTotals]:
+    """Totals for the array, each gateway and each labelled string: power over every optimizer
+    in the view (one without a barcode yet still produces power), energy today over every
+    series of the day (see the module docstring; `labels` name a string's optimizers)."""
     members: dict[Group, list[OptimizerNow]] = {array_group(): optimizers}
     for optimizer in optimizers:
         members.setdefault(gateway_group(optimizer.reading.gateway_id), []).append(optimizer)
@@ -259,7 +297,19 @@ def group_totals(optimizers: list[OptimizerNow]) -> dict[Group, GroupTotals]:
     totals = {}
     for group, its in members.items():
         power, reporting = fresh_total(its)
-        totals[group] = GroupTotals(power, reporting)
+        energy_today = None
+        if energy is not None:
+            if group.kind == "array":
+                energy_today = energy.total
+            elif group.kind == "gateway":
+                energy_today = energy.by_gateway.get(int(group.key), 0.0)
+            else:
+                energy_today = energy.of_addresses(
+                    address
+                    for address, own in (labels or {}).items()
+                    if own.string and slug(own.string) == group.key
+                )
+        totals[group] = GroupTotals(power, reporting, energy_today)
     return totals
 
 

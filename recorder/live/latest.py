@@ -48,6 +48,7 @@ from recorder.reading import LONG_ADDRESS, MEASURED_MS, Reading, ReadingFields
 from recorder.timestamps import from_millis
 
 if TYPE_CHECKING:
+    from recorder.energy import EnergyToday
     from recorder.storage.state import Labels
 
 NodeKey = tuple[int, int]  # (gateway ID, node ID)
@@ -107,6 +108,7 @@ class OptimizerNow:
     stale: bool  # older than stale_after: values should not be shown as current
     name: str | None = None
     string: str | None = None
+    energy_today: float | None = None  # Wh so far on the local day (None: no energy figures)
 
     @property
     def key(self) -> NodeKey:
@@ -193,8 +195,11 @@ class LatestReadings:
         at, monotonic = clock
         return at + timedelta(seconds=max(self._monotonic() - monotonic, 0.0))
 
-    def snapshot(self, labels: Mapping[bytes, Labels] | None = None) -> LatestSnapshot:
-        """Every optimizer's latest reading, with identity state, labels and age at "now".
+    def snapshot(
+        self, labels: Mapping[bytes, Labels] | None = None, energy: EnergyToday | None = None
+    ) -> LatestSnapshot:
+        """Every optimizer's latest reading, with identity state, labels, age at "now" and, with
+        `energy`, its energy so far today (by long address: 0 when it has none yet that day).
 
         An optimizer seen under two node IDs (an alias after re-commissioning, or a unit moved
         to another ID) appears once, with its latest reading.
@@ -226,6 +231,11 @@ class LatestReadings:
                 stale=age > stale_seconds,
                 name=own.name if own else None,
                 string=own.string if own else None,
+                energy_today=(
+                    energy.by_address.get(address, 0.0)
+                    if energy is not None and address is not None
+                    else None
+                ),
             )
             if address is None:
                 anonymous.append(optimizer)

@@ -84,6 +84,9 @@ HEALTH_COUNTERS = {
     "archive_errors": "Raw archive writes that failed.",
     "unresolved_written": "Readings written without a barcode after the identity hold.",
     "unresolved_dropped": "Readings dropped after the identity hold (--on-unresolved drop).",
+    "disk_full_events": "Writes that failed because the disk was full.",
+    "readings_dropped_disk_full": "Readings dropped from memory while the disk was full (bound reached).",
+    "archive_removed_for_space": "Raw archive files deleted to make room for readings.",
 }
 
 # gauge name -> (health key, help)
@@ -95,6 +98,10 @@ HEALTH_GAUGES = {
     "source_connected": ("source_connected", "1 when the bus source is connected."),
     "decode_stalled": ("decode_stalled", "1 when frames arrive in daylight but no power report decodes."),
     "influxdb_up": ("influx_reachable", "1 when the last write to InfluxDB succeeded, 0 when it failed."),
+    "disk_full": ("disk_full", "1 while the state database's disk is full (readings wait in memory)."),
+    "disk_free_bytes": ("disk_free_bytes", "Free bytes on the state database's filesystem."),
+    "archive_paused": ("archive_paused", "1 while the raw archive gives way to readings (disk short)."),
+    "readings_in_memory": ("readings_in_memory", "Readings neither acknowledged nor committed yet."),
 }
 
 

@@ -8,10 +8,12 @@ Theory of operation. Two threads, neither of which the recorder waits for:
 * the publisher thread (`MqttPublisher`) wakes every `--mqtt-interval` (and at once after a
   (re)connect, or when Home Assistant announces itself), takes one `LiveData.snapshot()` (the
   same view the status page renders, so identity and staleness are decided in one place:
-  `recorder.live.latest`) and publishes what changed since its last pass: discovery configs of
-  optimizers it has not described yet (or whose label or gateway changed), the state of each
-  optimizer whose latest reading is newer than the one it published, availability that flipped,
-  and the totals. `recorder.live.discovery` builds every topic and payload.
+  `recorder.live.latest`), with the day's running energy (`EnergyKeeper.today`: the energy
+  recorder's own totals, made by the read loop, never computed here), and publishes what changed
+  since its last pass: discovery configs of optimizers it has not described yet (or whose label
+  or gateway changed), the state of each optimizer whose latest reading or energy today differs
+  from what it published, availability that flipped, and the totals. `recorder.live.discovery`
+  builds every topic and payload.
 
 Best effort. Nothing is published while disconnected and nothing is queued for later: after a
 (re)connect, or when Home Assistant publishes `online` on `<prefix>/status` (it restarted), the
@@ -39,7 +41,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -95,7 +96,9 @@ class MqttPublisher:
         # What this session has published (the publisher thread only):
         self._described: dict[str, tuple[str | None, int]] = {}  # barcode -> (name, gateway)
         self._groups: set[Group] = set()
-        self._stated: dict[str, datetime] = {}  # barcode -> measured_at of the state published
+        self._stated: dict[str, bytes] = {}  # barcode -> the state published
+        # barcode -> (long address, last state): kept across refreshes, for barcodes that leave
+        self._last_states: dict[str, tuple[bytes | None, dict[str, Any]]] = {}
         self._group_states: dict[Group, bytes] = {}
         self._availability: dict[str, str] = {}  # barcode -> online/offline
         self._pending: list[mqtt.MQTTMessageInfo] = []
@@ -239,12 +242,13 @@ class MqttPublisher:
             self._refresh.clear()
             self._forget()
             self.discovery_rounds += 1
-        snapshot = self.data.snapshot()
+        snapshot = self.data.snapshot(energy=True)
         latest = snapshot.latest
         self._pending = [info for info in self._pending if not info.is_published()]
         publish = self._publisher(client)
         if latest.now is not None:  # before the first reading there is nothing to total
-            for group, totals in discovery.group_totals(latest.optimizers).items():
+            totals_now = discovery.group_totals(latest.optimizers, snapshot.energy, snapshot.labels)
+            for group, totals in totals_now.items():
                 if group not in self._groups:
                     for topic, config in discovery.group_configs(group, self.topics, self.version):
                         publish(topic, discovery.encode(config), QOS_DISCOVERY)
@@ -263,11 +267,24 @@ class MqttPublisher:
                 for topic, config in discovery.optimizer_configs(optimizer, self.topics, self.version):
                     publish(topic, discovery.encode(config), QOS_DISCOVERY)
                 self._described[barcode] = described
-            if self._stated.get(barcode) != reading.measured_at:
-                state = discovery.encode(discovery.optimizer_state(optimizer))
+            document = discovery.optimizer_state(optimizer)
+            self._last_states[barcode] = (reading.long_address, document)
+            state = discovery.encode(document)
+            if self._stated.get(barcode) != state:  # a newer reading, or more energy today
                 publish(self.topics.state(barcode), state, QOS_STATE)
-                self._stated[barcode] = reading.measured_at
+                self._stated[barcode] = state
             shown[barcode] = OFFLINE if optimizer.stale else ONLINE
+        # Barcodes that left the view (replaced) keep their last reading; their energy today
+        # still follows the day (and starts again at midnight) instead of freezing.
+        for barcode, (address, document) in self._last_states.items():
+            if barcode in shown or address is None:
+                continue
+            energy = snapshot.energy.by_address.get(address, 0.0) if snapshot.energy else None
+            document = {**document, "energy_today": discovery.energy_value(energy)}
+            state = discovery.encode(document)
+            if self._stated.get(barcode) != state:
+                publish(self.topics.state(barcode), state, QOS_STATE)
+                self._stated[barcode] = state
         with self._lock:
             claimed, self._claimed_online = self._claimed_online, set()
         # Barcodes that left the view (replaced), or that an earlier run left online.

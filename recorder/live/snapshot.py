@@ -7,7 +7,9 @@
   `recorder nodes label` made while the recorder runs shows within half a minute;
 * the recorder's health (`Ingest.status_snapshot`: counters, outbox depth, source state...),
   re-read at most every `HEALTH_EVERY` seconds, so a page open on several phones and a
-  Prometheus scraping every second cost the database a few small reads per second at most.
+  Prometheus scraping every second cost the database a few small reads per second at most;
+* with `energy` (`EnergyKeeper.today`), the running energy of the day, only for callers that
+  ask (`snapshot(energy=True)`: the MQTT publisher), since asking costs the read loop a sum.
 
 Both callables run on the HTTP thread and only read; a failure there is logged and the last
 good values are kept, so the face shows what it can rather than an error.
@@ -19,12 +21,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from recorder.live.latest import LatestReadings, LatestSnapshot
 
 if TYPE_CHECKING:
+    from recorder.energy import EnergyToday
     from recorder.storage.state import Labels
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,8 @@ LABELS_EVERY = 30.0
 class LiveSnapshot:
     latest: LatestSnapshot
     health: Mapping[str, Any]
+    labels: Mapping[bytes, Labels] = field(default_factory=dict)  # by long address
+    energy: EnergyToday | None = None  # when asked for, and known
 
 
 class LiveData:
@@ -48,9 +53,11 @@ class LiveData:
         health: Callable[[], Mapping[str, Any]],
         labels: Callable[[], Mapping[bytes, Labels]],
         *,
+        energy: Callable[[], EnergyToday | None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.latest = latest
+        self._energy_source = energy
         self._health_source = health
         self._labels_source = labels
         self._monotonic = monotonic
@@ -60,7 +67,7 @@ class LiveData:
         self._labels: Mapping[bytes, Labels] = {}
         self._labels_at: float | None = None
 
-    def snapshot(self) -> LiveSnapshot:
+    def snapshot(self, *, energy: bool = False) -> LiveSnapshot:
         with self._lock:  # one request refreshes; the others wait a moment and share the result
             now = self._monotonic()
             if self._labels_at is None or now - self._labels_at >= LABELS_EVERY:
@@ -70,7 +77,8 @@ class LiveData:
                 self._health = self._read("health", self._health_source, self._health)
                 self._health_at = now
             labels, health = self._labels, self._health
-        return LiveSnapshot(self.latest.snapshot(labels), health)
+        today = self._energy_source() if energy and self._energy_source is not None else None
+        return LiveSnapshot(self.latest.snapshot(labels, today), health, labels, today)
 
     @staticmethod
     def _read(what: str, source: Callable[[], Any], previous: Any) -> Any:

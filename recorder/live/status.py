@@ -150,6 +150,17 @@ def _recorder(health: Mapping[str, Any], now: datetime | None, version: str) -> 
         },
         "unresolved_nodes": health.get("unresolved_nodes"),
         "decode_stalled": bool(health.get("decode_stalled")),
+        "disk": {
+            "full": bool(health.get("disk_full")),
+            "path": health.get("disk_path"),
+            "free_bytes": health.get("disk_free_bytes"),
+            "full_since": health.get("disk_full_since"),
+            "failed_writes": health.get("disk_full_events"),
+            "readings_in_memory": health.get("readings_in_memory"),
+            "readings_dropped": health.get("readings_dropped_disk_full"),
+            "archive_paused": bool(health.get("archive_paused")),
+            "archive_files_removed": health.get("archive_removed_for_space"),
+        },
         "counters": {name: health.get(name) for name in COUNTERS},
         "latency_ms": latency,
     }

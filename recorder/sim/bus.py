@@ -481,6 +481,8 @@ class BusSimulation:
             for packet in chosen:
                 if damage is None:
                     for report in packet.reports:
+                        if not report.reached_listener:  # the first intact copy's end on the wire
+                            report.truth["reached_listener_at"] = _iso(self._at(now - TURNAROUND))
                         report.reached_listener = True
             missed = damage == "wire" or (chosen and self._rng.random() < 0.005)
             if not missed:

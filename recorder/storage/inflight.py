@@ -43,8 +43,11 @@ from recorder.identity import IdentityMap
 from recorder.reading import LONG_ADDRESS, MEASURED_MS, Reading, with_address
 from recorder.storage.outbox import Outbox
 
-# About 0.4 kB each: a replay's worth of readings never costs more than a few MB.
+# About 0.5 kB each: a replay's worth of readings never costs more than a few MB.
 DEFAULT_LIMIT = 5000
+# While the disk is full, readings that cannot be committed wait here, at most this many (about
+# 50 MB; four hours of 135 optimizers reporting every 20 s); beyond it the oldest are dropped.
+DISK_FULL_LIMIT = 100_000
 
 
 @dataclass(slots=True)
@@ -90,6 +93,25 @@ class InFlight:
     @property
     def full(self) -> bool:
         return len(self._entries) > self.limit
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def shed(self, bound: int) -> int:
+        """Forget the oldest readings beyond `bound` (none on its way to InfluxDB): the disk is
+        full and memory must stay bounded. Returns how many were dropped."""
+        dropped = 0
+        with self._lock:
+            excess = len(self._entries) - bound
+            if excess <= 0:
+                return 0
+            for key, entry in list(self._entries.items()):  # arrival order: oldest first
+                if dropped >= excess:
+                    break
+                if not entry.sending:
+                    del self._entries[key]
+                    dropped += 1
+        return dropped
 
     def add(self, readings: Iterable[Reading], arrived: float) -> None:
         ready: list[Reading] = []

@@ -14,14 +14,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from recorder.energy import EnergyToday
 from recorder.live.broker import parse_mqtt_url
-from recorder.live.discovery import OPTIMIZER_FIELDS
+from recorder.live.discovery import GROUP_FIELDS, OPTIMIZER_FIELDS
 from recorder.live.latest import LatestReadings
 from recorder.live.mqtt import MqttPublisher
 from recorder.live.snapshot import LiveData
@@ -50,6 +51,7 @@ EXPECTED_CLASSES = {
     "duty_cycle": ("%", None, "measurement"),
     "rssi": (None, None, "measurement"),
     "measured_at": (None, "timestamp", None),
+    "energy_today": ("Wh", "energy", "total_increasing"),
 }
 
 
@@ -79,7 +81,14 @@ class View:
         self.clock = FakeMonotonic()
         self.latest = LatestReadings(timedelta(minutes=10), monotonic=self.clock)
         self.labels = labels or {}
-        self.data = LiveData(self.latest, health=dict, labels=lambda: self.labels, monotonic=self.clock)
+        self.energy: EnergyToday | None = None  # what the energy keeper would say
+        self.data = LiveData(
+            self.latest,
+            health=dict,
+            labels=lambda: self.labels,
+            energy=lambda: self.energy,
+            monotonic=self.clock,
+        )
 
     def feed(self, *readings: Any) -> None:
         self.latest.observe(readings, max(r.received_at for r in readings))
@@ -124,7 +133,9 @@ def test_every_optimizer_with_a_barcode_is_a_device_with_one_entity_per_field(
     )
     start(running, view.publisher(broker))
     fields = [field.key for field in OPTIMIZER_FIELDS]
-    wait_for(lambda: len(configs(subscriber)) == 2 * len(fields) + 3 * 2, "every discovery config")
+    wait_for(
+        lambda: len(configs(subscriber)) == 2 * len(fields) + 3 * len(GROUP_FIELDS), "every discovery config"
+    )
     found = configs(subscriber)
     for field in fields:
         config = found[f"tigo_{BARCODE}_{field}"]
@@ -136,7 +147,7 @@ def test_every_optimizer_with_a_barcode_is_a_device_with_one_entity_per_field(
         assert config["state_topic"] == f"tigo/{BARCODE}/state"
         assert config["availability_mode"] == "all"
         optimizer_availability = [{"topic": "tigo/status"}, {"topic": f"tigo/{BARCODE}/availability"}]
-        if field == "measured_at":  # the last report's time stays visible while the panel sleeps
+        if field in ("measured_at", "energy_today"):  # stay visible while the panel sleeps
             assert config["availability"] == [{"topic": "tigo/status"}]
         else:
             assert config["availability"] == optimizer_availability
@@ -166,14 +177,19 @@ def test_every_optimizer_with_a_barcode_is_a_device_with_one_entity_per_field(
         "duty_cycle": 1.0,
         "rssi": 180,
         "measured_at": "2025-06-21T12:00:00.000+00:00",
+        "energy_today": None,  # no energy figures in this view (the recorder always has them)
     }
     assert subscriber.json(f"tigo/{WEST_BARCODE}/state")["power"] == 162.5
     assert subscriber.text(f"tigo/{BARCODE}/availability") == "online"
     assert subscriber.text("tigo/status") == "online"
     # Totals over fresh readings; the node without a barcode still produces (array, gateway).
-    assert subscriber.json("tigo/array/state") == {"power": 747.5, "reporting": 3}
-    assert subscriber.json("tigo/gateway/4609/state") == {"power": 747.5, "reporting": 3}
-    assert subscriber.json("tigo/string/a1/state") == {"power": 455.0, "reporting": 2}
+    assert subscriber.json("tigo/array/state") == {"power": 747.5, "reporting": 3, "energy_today": None}
+    assert subscriber.json("tigo/gateway/4609/state") == {
+        "power": 747.5,
+        "reporting": 3,
+        "energy_today": None,
+    }
+    assert subscriber.json("tigo/string/a1/state") == {"power": 455.0, "reporting": 2, "energy_today": None}
     # Nothing names the node without a barcode.
     assert not [topic for topic in subscriber.snapshot() if "4609_3" in topic or "/3/" in topic]
 
@@ -184,7 +200,10 @@ def test_states_follow_the_latest_reading_and_staleness_takes_optimizers_offline
     view = View()
     view.feed(reading(1, 0, long_address=EAST), reading(2, 0, long_address=WEST))
     publisher = start(running, view.publisher(broker))
-    wait_for(lambda: subscriber.json("tigo/array/state") == {"power": 585.0, "reporting": 2}, "totals")
+    wait_for(
+        lambda: subscriber.json("tigo/array/state") == {"power": 585.0, "reporting": 2, "energy_today": None},
+        "totals",
+    )
     # A newer reading replaces the state; a late one (earlier measurement) does not.
     view.feed(reading(1, 20, long_address=EAST, duty_cycle_raw=0, current_in_raw=200))
     view.feed(reading(1, 10, long_address=EAST, current_in_raw=100))
@@ -203,10 +222,16 @@ def test_states_follow_the_latest_reading_and_staleness_takes_optimizers_offline
     view.clock.now += 600 - 10
     wait_for(lambda: subscriber.text(f"tigo/{WEST_BARCODE}/availability") == "offline", "WEST offline")
     assert subscriber.text(f"tigo/{BARCODE}/availability") == "online"
-    wait_for(lambda: subscriber.json("tigo/array/state") == {"power": 32.5, "reporting": 1}, "totals")
+    wait_for(
+        lambda: subscriber.json("tigo/array/state") == {"power": 32.5, "reporting": 1, "energy_today": None},
+        "totals",
+    )
     view.clock.now += 30
     wait_for(lambda: subscriber.text(f"tigo/{BARCODE}/availability") == "offline", "EAST offline")
-    wait_for(lambda: subscriber.json("tigo/array/state") == {"power": 0.0, "reporting": 0}, "zero totals")
+    wait_for(
+        lambda: subscriber.json("tigo/array/state") == {"power": 0.0, "reporting": 0, "energy_today": None},
+        "zero totals",
+    )
     # The last values stay retained, marked unavailable rather than shown as current.
     assert subscriber.json(f"tigo/{WEST_BARCODE}/state")["power"] == 292.5
     # A report brings it back.
@@ -235,7 +260,78 @@ def test_a_replacement_moves_readings_to_the_new_barcodes_device(
     assert f"tigo_{BARCODE}_power" in found
     assert subscriber.json(f"tigo/{BARCODE}/state")["measured_at"] == "2025-06-21T12:00:00.000+00:00"
     # Counted once in the totals: the new unit and WEST.
-    wait_for(lambda: subscriber.json("tigo/array/state") == {"power": 357.5, "reporting": 2}, "totals")
+    wait_for(
+        lambda: subscriber.json("tigo/array/state") == {"power": 357.5, "reporting": 2, "energy_today": None},
+        "totals",
+    )
+
+
+def test_energy_today_is_the_keepers_running_total_and_starts_again_after_midnight(
+    broker: LocalMosquitto, subscriber: Subscriber, running: list[MqttPublisher]
+) -> None:
+    # Node 1 carried NEW this morning and EAST since (a replacement); both labelled in string A1.
+    view = View({EAST: Labels(name=None, string="A1"), NEW: Labels(name=None, string="a1")})
+    view.feed(reading(1, -60, long_address=NEW), reading(2, 0, long_address=WEST), reading(3, 0))
+    day = date(2025, 6, 21)
+    view.energy = EnergyToday.of(
+        day,
+        0,
+        {
+            (4609, 1, NEW): 40.0,
+            (4609, 1, EAST): 100.004,
+            (4609, 2, WEST): 50.0,
+            (4609, 3, None): 7.0,  # written without a barcode: in the gateway's and array's totals
+        },
+    )
+    publisher = start(running, view.publisher(broker))
+    wait_for(lambda: subscriber.json(f"tigo/{NEW_BARCODE}/state") is not None, "NEW's state")
+    assert subscriber.json(f"tigo/{NEW_BARCODE}/state")["energy_today"] == 40.0
+    view.feed(reading(1, 0, long_address=EAST))  # the replacement
+    wait_for(lambda: subscriber.json(f"tigo/{BARCODE}/state") is not None, "EAST's state")
+    wait_for(lambda: (subscriber.json("tigo/array/state") or {}).get("energy_today") == 197.0, "the totals")
+    assert subscriber.json(f"tigo/{BARCODE}/state")["energy_today"] == 100.0  # to 0.01 Wh
+    assert subscriber.json(f"tigo/{WEST_BARCODE}/state")["energy_today"] == 50.0
+    assert subscriber.json("tigo/gateway/4609/state")["energy_today"] == 197.0
+    # The string's total counts the unit replaced this morning (not in the view any more), so
+    # it never goes down; "A1" and "a1" are one string, as their device is.
+    assert subscriber.json("tigo/string/a1/state")["energy_today"] == 140.0
+    found = configs(subscriber)
+    for unique_id in (
+        f"tigo_{BARCODE}_energy_today",
+        "tigo_array_energy_today",
+        "tigo_string_a1_energy_today",
+    ):
+        config = found[unique_id]
+        assert (config["unit_of_measurement"], config["device_class"], config["state_class"]) == (
+            "Wh",
+            "energy",
+            "total_increasing",
+        )
+        assert config["value_template"] == "{{ value_json.energy_today }}"
+        assert config["availability"] == [{"topic": "tigo/status"}]  # the day's total shows at night
+    assert found[f"tigo_{BARCODE}_energy_today"]["state_topic"] == f"tigo/{BARCODE}/state"
+
+    # More energy, and no new reading (the evening's last minutes): the state goes out again.
+    states = subscriber.count(lambda topic: topic == f"tigo/{BARCODE}/state")
+    view.energy = EnergyToday.of(
+        day, 0, {(4609, 1, NEW): 40.0, (4609, 1, EAST): 120.5, (4609, 2, WEST): 50.0}
+    )
+    wait_for(lambda: subscriber.json(f"tigo/{BARCODE}/state")["energy_today"] == 120.5, "more energy")
+    assert subscriber.json(f"tigo/{BARCODE}/state")["measured_at"] == "2025-06-21T12:00:00.000+00:00"
+    assert subscriber.count(lambda topic: topic == f"tigo/{BARCODE}/state") == states + 1
+    passes = publisher.passes
+    wait_for(lambda: publisher.passes >= passes + 5, "more passes")
+    assert subscriber.count(lambda topic: topic == f"tigo/{BARCODE}/state") == states + 1  # unchanged
+
+    # Integration passed local midnight: a new day, nothing made yet. Every value starts again.
+    view.energy = EnergyToday.of(day + timedelta(days=1), 0, {})
+    wait_for(lambda: subscriber.json(f"tigo/{BARCODE}/state")["energy_today"] == 0.0, "the reset")
+    assert subscriber.json(f"tigo/{WEST_BARCODE}/state")["energy_today"] == 0.0
+    # The replaced unit is out of the view, but its retained energy does not freeze at yesterday's.
+    wait_for(lambda: subscriber.json(f"tigo/{NEW_BARCODE}/state")["energy_today"] == 0.0, "NEW's reset")
+    assert subscriber.json(f"tigo/{NEW_BARCODE}/state")["measured_at"] == "2025-06-21T11:59:00.000+00:00"
+    for group in ("array", "gateway/4609", "string/a1"):
+        wait_for(lambda g=group: subscriber.json(f"tigo/{g}/state")["energy_today"] == 0.0, group)
 
 
 def test_home_assistant_announcing_itself_gets_discovery_again(
@@ -244,7 +340,7 @@ def test_home_assistant_announcing_itself_gets_discovery_again(
     view = View()
     view.feed(reading(1, 0, long_address=EAST))
     publisher = start(running, view.publisher(broker))
-    everything = len(OPTIMIZER_FIELDS) + 2 * 2  # the optimizer, the array and its gateway
+    everything = len(OPTIMIZER_FIELDS) + 2 * len(GROUP_FIELDS)  # the optimizer, the array and its gateway
 
     def config_messages() -> int:
         return subscriber.count(lambda topic: topic.endswith("/config"))
@@ -314,7 +410,8 @@ def test_stopping_says_offline(broker: LocalMosquitto, subscriber: Subscriber) -
 
 CHILD = """
 import sys, time
-from datetime import timedelta
+from datetime import date, timedelta
+from recorder.energy import EnergyToday
 from recorder.live.broker import parse_mqtt_url
 from recorder.live.latest import LatestReadings
 from recorder.live.mqtt import MqttPublisher

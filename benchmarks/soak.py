@@ -1,0 +1,593 @@
+"""The soak (issue 19): simulated days of a whole installation, every fault a small box meets.
+
+    python benchmarks/soak.py [--days 7] [--nodes 135] [--speed 300] [--seed 19]
+                              [--fault-every 20] [--commit-interval 2]
+
+A converter stand-in in this process plays the simulator's bus bytes over TCP on 127.0.0.1,
+paced at `--speed`× real time, to `recorder run` (a child process), which writes to a throwaway
+InfluxDB 1.6 and keeps its state database and raw archive on a real 32 MB tmpfs (this needs root;
+without it the disk faults are left out, and the figures say so). Every `--fault-every` wall
+seconds (seeded jitter) a fault is injected, each kind once per round in a seeded order:
+
+* `influxdb restart`: influxd is stopped for 3-15 s, then started again;
+* `tcp reset`: the converter resets the connection (RST) at a frame boundary;
+* `tcp half-open`: the converter goes silent and keeps the connection open; the recorder's
+  watchdog (`--watchdog-seconds 3`) notices and reconnects;
+* `power cut`: the recorder is SIGKILLed and started again a second later;
+* `disk fill`: a ballast file takes every free byte of the tmpfs for 5-20 s, then is deleted;
+
+and the simulator replaces one optimizer (a new barcode on an old node ID) in the middle of the
+run. While the recorder is down the converter waits (the bus clock stops), so no byte is lost
+to a closed socket; what a power cut costs is what the recorder had received but not yet
+committed or sent: at most `--commit-interval` seconds (README), plus the bytes still in the
+socket's buffers.
+
+At the end the run drains, and every report of the simulator's truth is looked for in InfluxDB
+by gateway, node, barcode and values. Only at `--speed 1` is that exact: the recorder stamps
+bytes with the wall clock while the gateways' slot counters run N× faster, so at N× speed
+measurement times are compressed and InfluxDB overwrites points of one node that land on the
+same millisecond (about a fifth of them at 60×, with no fault at all): above 1× "lost" counts
+those too, and only the difference to a fault-free run of the same speed means anything.
+Printed: simulated days, faults of each kind, points expected / written / lost (within the
+bound of a power cut, and outside it) / doubled (a point whose report was already written, or
+one with the wrong barcode), peak RSS, the outbox's and memory's high-water marks, tracebacks.
+
+`tests/test_soak.py` runs the same injector for a shorter time in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from recorder.sim.bus import BusSimulation  # noqa: E402
+from recorder.sim.config import SimulationConfig  # noqa: E402
+from recorder.sim.outputs import TruthWriter  # noqa: E402
+from recorder.sim.truth import VALUE_FIELDS  # noqa: E402
+from tests.influx import LocalInfluxDB, free_ports  # noqa: E402
+
+REPORT_DELAY = 30.0  # simulated seconds a report may wait in its gateway before it is sent
+FAULTS = ("influxdb restart", "tcp reset", "tcp half-open", "power cut", "disk fill")
+START = datetime(2025, 6, 16, 8, 0, tzinfo=UTC)  # a morning: short runs see reports
+
+
+# --- the converter ----------------------------------------------------------------------------------
+
+
+class Converter:
+    """Serves the simulation's bytes, paced, to the one connected client; misbehaves on request.
+
+    The bus clock runs only while a client is connected and being served: a stall (no client, a
+    half-open connection) shifts the pacing origin, so nothing is sent into a void and nothing
+    arrives in a burst afterwards.
+    """
+
+    def __init__(self, config: SimulationConfig, speed: float, truth: Path) -> None:
+        self.config = config
+        self.speed = speed
+        self.truth_path = truth
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(4)
+        self.port: int = self._listener.getsockname()[1]
+        self._client: socket.socket | None = None
+        self._silenced: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._connected = threading.Condition(self._lock)
+        self._hold = threading.Event()  # set: do not send (a reset is being prepared)
+        self.finished = threading.Event()
+        self.sent: list[tuple[float, float]] = []  # (simulated seconds, wall clock) now and then
+        self.connections = 0
+        self.error: BaseException | None = None
+        self.progress = time.monotonic()  # when a chunk was last sent
+        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client.settimeout(5)  # a client that stopped reading must not stop the bus
+            with self._connected:
+                if self._client is not None:
+                    _close(self._client)
+                self._client = client
+                self.connections += 1
+                self._connected.notify_all()
+
+    def _serve(self) -> None:
+        truth = TruthWriter(self.truth_path)
+        origin = time.monotonic()
+        last_mark = -1.0
+        try:
+            for data, seconds in BusSimulation(self.config).run(truth):
+                delay = origin + seconds / self.speed - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                while True:
+                    stalled = time.monotonic()
+                    with self._connected:
+                        while self._client is None or self._hold.is_set():
+                            self._connected.wait(0.1)
+                        client = self._client
+                    origin += time.monotonic() - stalled  # the bus clock stood still meanwhile
+                    try:
+                        client.sendall(data)
+                        break
+                    except OSError:
+                        with self._connected:
+                            if self._client is client:
+                                self._client = None
+                        _close(client)
+                self.progress = time.monotonic()
+                if seconds - last_mark >= 0.5:
+                    self.sent.append((seconds, time.time()))
+                    last_mark = seconds
+        except BaseException as error:
+            self.error = error
+            raise
+        finally:
+            truth.close()
+            self.sent.append((self.config.duration.total_seconds(), time.time()))
+            self.finished.set()
+
+    def reset(self) -> None:
+        """Close the connection with an RST, between two chunks, once the client has read all."""
+        self._hold.set()
+        time.sleep(0.5)  # the recorder reads what is in flight
+        with self._connected:
+            client, self._client = self._client, None
+        if client is not None:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+        self._hold.clear()
+
+    def half_open(self) -> None:
+        """Go silent on the connection but keep it open: only the recorder's watchdog helps."""
+        with self._connected:
+            client, self._client = self._client, None
+        if client is not None:
+            self._silenced.append(client)
+
+    def wall_time_of(self, seconds: float) -> float | None:
+        """When the bytes of simulated second `seconds` were sent (interpolated)."""
+        if not self.sent:
+            return None
+        index = bisect.bisect_left(self.sent, (seconds, 0.0))
+        if index >= len(self.sent):
+            return self.sent[-1][1]
+        return self.sent[index][1]
+
+    def close(self) -> None:
+        self._listener.close()
+        with self._connected:
+            if self._client is not None:
+                _close(self._client)
+        for client in self._silenced:
+            _close(client)
+
+
+def _close(client: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        client.close()
+
+
+# --- the recorder -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Recorder:
+    """`recorder run` as a child process, restarted after each power cut."""
+
+    arguments: list[str]
+    env: dict[str, str]
+    log: Path
+    http_port: int
+    process: subprocess.Popen[bytes] | None = None
+    peak_rss_mb: float = 0.0
+    kills: list[float] = field(default_factory=list)  # wall clock of each SIGKILL
+    starts: int = 0
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "recorder.cli.app", "run", *self.arguments],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env=self.env,
+                cwd=ROOT,
+            )
+        self.starts += 1
+
+    def sample_rss(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_rss_mb = max(self.peak_rss_mb, int(line.split()[1]) / 1024)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.sample_rss()
+        self.process.send_signal(signal.SIGKILL)
+        self.kills.append(time.time())
+        self.process.wait()
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.sample_rss()
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=120)
+
+    def end(self) -> None:
+        """Kill it if it still runs (after a failure)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/api/status", timeout=2) as reply:
+                return json.loads(reply.read())["recorder"]  # type: ignore[no-any-return]
+        except (OSError, ValueError, KeyError):
+            return None
+
+
+# --- the soak -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    simulated_days: float = 0.0
+    wall_seconds: float = 0.0
+    faults: Counter[str] = field(default_factory=Counter)
+    expected: int = 0
+    written: int = 0
+    lost_in_bound: int = 0
+    lost_outside_bound: int = 0
+    doubled: int = 0
+    peak_rss_mb: float = 0.0
+    outbox_high_water: int = 0
+    memory_high_water: int = 0
+    dropped_disk_full: int = 0
+    tracebacks: int = 0
+    disk_faults: bool = True
+    lost_examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        faults = ", ".join(f"{kind} {self.faults[kind]}" for kind in (*FAULTS, "optimizer replaced"))
+        return [
+            f"simulated days        {self.simulated_days:.2f} in {self.wall_seconds:.0f} s wall",
+            f"faults injected       {faults}"
+            + ("" if self.disk_faults else " (no disk faults: cannot mount a tmpfs here)"),
+            f"points expected       {self.expected}",
+            f"points written        {self.written}",
+            f"points lost           {self.lost_in_bound} within the bound of a power cut, "
+            f"{self.lost_outside_bound} outside it",
+            f"points doubled        {self.doubled}",
+            f"dropped (disk full)   {self.dropped_disk_full}",
+            f"peak RSS              {self.peak_rss_mb:.0f} MB",
+            f"outbox high water     {self.outbox_high_water} readings",
+            f"memory high water     {self.memory_high_water} readings",
+            f"tracebacks in the log {self.tracebacks}",
+        ]
+
+
+def _truth_keys(
+    path: Path,
+) -> tuple[Counter[tuple[Any, ...]], dict[tuple[Any, ...], list[float]]]:
+    expected: Counter[tuple[Any, ...]] = Counter()
+    measured: dict[tuple[Any, ...], list[float]] = {}
+    gateways: dict[int, str] = {}
+    with path.open(encoding="utf-8") as stream:
+        for line in stream:
+            record = json.loads(line)
+            if record["type"] == "gateway":
+                gateways[record["gateway_id"]] = record["barcode"]
+            if record["type"] != "power_report" or record["destroyed"]:
+                continue
+            key = (
+                record["gateway_id"],
+                record["node_id"],
+                record["barcode"],
+                *(record[n] for n in VALUE_FIELDS),
+            )
+            expected[key] += 1
+            seconds = (datetime.fromisoformat(record["measured_at"]) - START).total_seconds()
+            measured.setdefault(key, []).append(seconds)
+    return expected, measured
+
+
+def _written_keys(
+    server: LocalInfluxDB, database: str, gateway_ids: dict[str, int]
+) -> Counter[tuple[Any, ...]]:
+    written: Counter[tuple[Any, ...]] = Counter()
+    for point in server.query("SELECT * FROM tigo_optimizer", database):
+        gateway = point["gateway"]
+        gateway_id = gateway_ids.get(gateway, int(gateway) if str(gateway).isdigit() else -1)
+        written[
+            (gateway_id, int(point["node_id"]), point.get("barcode"), *(point[n] for n in VALUE_FIELDS))
+        ] += 1
+    return written
+
+
+def _gateway_ids(path: Path) -> dict[str, int]:
+    ids = {}
+    with path.open(encoding="utf-8") as stream:
+        for line in stream:
+            if '"gateway"' in line:
+                record = json.loads(line)
+                if record["type"] == "gateway":
+                    ids[record["barcode"]] = record["gateway_id"]
+    return ids
+
+
+@contextlib.contextmanager
+def small_disk(directory: Path, size: str) -> Iterator[bool]:
+    directory.mkdir(parents=True, exist_ok=True)
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)], capture_output=True
+        ).returncode
+        == 0
+    )
+    try:
+        yield mounted
+    finally:
+        if mounted and subprocess.run(["umount", str(directory)], capture_output=True).returncode:
+            subprocess.run(["umount", "-l", str(directory)], capture_output=True)
+
+
+def fill_up(directory: Path) -> Path:
+    ballast = directory / "ballast"
+    descriptor = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (1 << 20, 65536, 4096, 512):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(descriptor, b"\0" * size)
+    finally:
+        os.close(descriptor)
+    return ballast
+
+
+def soak(**options: Any) -> Figures:
+    """Run the soak (see the module docstring); whatever happens, stop what it started."""
+    with contextlib.ExitStack() as cleanup:
+        return _soak(cleanup=cleanup, **options)
+
+
+def _soak(
+    *,
+    cleanup: contextlib.ExitStack,
+    days: float,
+    nodes: int,
+    speed: float,
+    seed: int,
+    fault_every: float,
+    commit_interval: float,
+    work: Path,
+    say: Callable[[str], None] = print,
+) -> Figures:
+    figures = Figures(simulated_days=days)
+    generator = random.Random(seed)
+    influx = LocalInfluxDB(work / "influxdb")
+    influx.start()
+    cleanup.callback(influx.stop)
+    database = "soak"
+    influx.create_database(database)
+    duration = timedelta(days=days)
+    config = SimulationConfig(
+        nodes=nodes,
+        start=START,
+        duration=duration,
+        seed=seed,
+        reassign=True,
+        reassign_at=START + duration * generator.uniform(0.3, 0.7),
+    ).validate()
+    truth = work / "truth.jsonl"
+    disk = work / "disk"
+    began = time.monotonic()
+    with small_disk(disk, "32m") as mounted:
+        figures.disk_faults = mounted
+        converter = Converter(config, speed, truth)
+        (http_port,) = free_ports(1)
+        recorder = Recorder(
+            arguments=[
+                "--db", str(disk / "state.db"),
+                "--source", f"tcp://127.0.0.1:{converter.port}",
+                "--archive", str(disk / "archive"),
+                "--commit-interval", str(commit_interval),
+                "--watchdog-seconds", "3",
+                "--http", f"127.0.0.1:{http_port}",
+            ],
+            env={
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                "INFLUX_URL": influx.url,
+                "INFLUX_TOKEN": "recorder:recorder",
+                "INFLUX_ORG": "-",
+                "INFLUX_BUCKET": database,
+            },
+            log=work / "recorder.log",
+            http_port=http_port,
+        )  # fmt: skip
+        cleanup.callback(recorder.end)
+        cleanup.callback(converter.close)
+        recorder.start()
+        restores: list[tuple[float, str, Callable[[], None]]] = []  # (when, what, undo)
+        ballast: list[Path] = []
+        fault_log: list[tuple[float, str]] = []
+        rounds: list[str] = []
+        next_fault = time.monotonic() + fault_every * generator.uniform(0.5, 1.5)
+        kinds = [kind for kind in FAULTS if mounted or kind != "disk fill"]
+        last_report = time.monotonic()
+        while not converter.finished.is_set():
+            now = time.monotonic()
+            if now - converter.progress > 120:
+                raise RuntimeError(f"the converter sent nothing for 2 minutes ({converter.error!r})")
+            for item in [r for r in restores if r[0] <= now]:
+                restores.remove(item)
+                item[2]()
+            if now >= next_fault:
+                if not rounds:  # each kind once per round, in a seeded order
+                    rounds = generator.sample(kinds, len(kinds))
+                kind = rounds.pop()
+                busy = {what for _, what, _ in restores}
+                if kind not in busy:
+                    figures.faults[kind] += 1
+                    fault_log.append((time.time(), kind))
+                    if kind == "influxdb restart":
+                        influx.stop()
+                        restores.append((now + generator.uniform(3, 15), kind, influx.start))
+                    elif kind == "tcp reset":
+                        converter.reset()
+                    elif kind == "tcp half-open":
+                        converter.half_open()
+                    elif kind == "power cut":
+                        recorder.kill()
+                        restores.append((now + 1.0, kind, recorder.start))
+                    elif kind == "disk fill":
+                        ballast.append(fill_up(disk))
+                        restores.append(
+                            (now + generator.uniform(5, 20), kind, lambda: ballast.pop().unlink())
+                        )
+                next_fault = now + fault_every * generator.uniform(0.5, 1.5)
+            status = recorder.status()
+            if status is not None:
+                outbox = status.get("outbox") or {}
+                figures.outbox_high_water = max(
+                    figures.outbox_high_water, (outbox.get("ready") or 0) + (outbox.get("held") or 0)
+                )
+                memory = (status.get("disk") or {}).get("readings_in_memory") or 0
+                figures.memory_high_water = max(figures.memory_high_water, memory)
+            recorder.sample_rss()
+            if now - last_report >= 60:
+                last_report = now
+                simulated = converter.sent[-1][0] / 86400 if converter.sent else 0.0
+                say(f"  ... {simulated:.2f} simulated days, faults so far: {dict(figures.faults)}")
+            time.sleep(0.5)
+        for _, _, undo in sorted(restores, key=lambda item: item[0]):
+            undo()
+        figures.faults["optimizer replaced"] = 1
+        # Drain: the recorder writes everything it holds, then stops cleanly.
+        deadline = time.monotonic() + 120
+        status = None
+        while time.monotonic() < deadline:
+            status = recorder.status()
+            if status is not None:
+                outbox = status.get("outbox") or {}
+                pending = (outbox.get("ready") or 0) + (
+                    (status.get("disk") or {}).get("readings_in_memory") or 0
+                )
+                if pending == 0 and influx.running:
+                    break
+            time.sleep(1)
+        else:
+            say(f"  the recorder did not drain in 2 minutes: {json.dumps(status)[:2000]}")
+        time.sleep(3)
+        final = recorder.status() or {}
+        figures.dropped_disk_full = (final.get("disk") or {}).get("readings_dropped") or 0
+        recorder.stop()
+        converter.close()
+    figures.wall_seconds = time.monotonic() - began
+    figures.peak_rss_mb = recorder.peak_rss_mb
+    log_text = (work / "recorder.log").read_text(errors="replace")
+    figures.tracebacks = log_text.count("Traceback")
+    # Every report of the truth, looked for in InfluxDB.
+    expected, measured = _truth_keys(truth)
+    written = _written_keys(influx, database, _gateway_ids(truth))
+    influx.stop()
+    figures.expected = sum(expected.values())
+    figures.written = sum(written.values())
+    figures.doubled = sum((written - expected).values())
+    for key, count in (expected - written).items():
+        for seconds in sorted(measured[key])[:count]:
+            # The report reached the bus between its measurement and REPORT_DELAY later; a power
+            # cut may cost what arrived within the commit interval before it (plus a second of
+            # slack each side for the socket's buffers and the restart).
+            first, last = converter.wall_time_of(seconds), converter.wall_time_of(seconds + REPORT_DELAY)
+            near = [
+                kill
+                for kill in recorder.kills
+                if first is not None
+                and last is not None
+                and first <= kill + 1.0
+                and last >= kill - commit_interval - 1.0
+            ]
+            if near:
+                figures.lost_in_bound += 1
+            else:
+                figures.lost_outside_bound += 1
+                if len(figures.lost_examples) < 5:
+                    closest = min(recorder.kills, key=lambda kill: abs(kill - (first or 0)), default=None)
+                    figures.lost_examples.append(
+                        {
+                            "key": key,
+                            "measured_seconds": seconds,
+                            "sent_from": first,
+                            "nearest_kill": closest,
+                            "faults": [f for f in fault_log if first and abs(f[0] - first) < 30],
+                        }
+                    )
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--days", type=float, default=7.0, help="simulated days (default 7)")
+    parser.add_argument("--nodes", type=int, default=135)
+    parser.add_argument("--speed", type=float, default=300.0, help="× real time (default 300)")
+    parser.add_argument("--seed", type=int, default=19)
+    parser.add_argument("--fault-every", type=float, default=20.0, help="wall seconds between faults")
+    parser.add_argument("--commit-interval", type=float, default=2.0)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="recorder-soak-") as work:
+        print(
+            f"soak: {options.days:g} simulated days of {options.nodes} optimizers at {options.speed:g}x, "
+            f"a fault every ~{options.fault_every:g} s (seed {options.seed})"
+        )
+        figures = soak(
+            days=options.days,
+            nodes=options.nodes,
+            speed=options.speed,
+            seed=options.seed,
+            fault_every=options.fault_every,
+            commit_interval=options.commit_interval,
+            work=Path(work),
+        )
+        for line in figures.lines():
+            print(line)
+        for example in figures.lost_examples:
+            print(f"  lost outside the bound: {example}")
+
+
+if __name__ == "__main__":
+    main()
