@@ -2,7 +2,7 @@
 
 `label_array` writes the simulated array's strings (and names) as labels, the way the quickstart
 imports them; `fresh_database` and `influx_env` give a run its own InfluxDB database and the
-environment that points the recorder at it; `last_reports` and `discovery_configs` read back
+environment that points the recorder at it, `run_command` its command line; `last_reports` and `discovery_configs` read back
 what the ground truth and the broker hold.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +64,14 @@ def fresh_database(influxdb: LocalInfluxDB, prefix: str) -> str:
     influxdb.ensure_running()
     influxdb.create_database(database)
     return database
+
+
+def run_command(db: Path, source: str, *flags: str) -> list[str]:
+    """`recorder run` on `db` and `source` without a raw archive, as a child process runs it."""
+    return [
+        *(sys.executable, "-m", "recorder.cli.app", "run", "--db", str(db)),
+        *("--source", source, "--archive-days", "0", *flags),
+    ]
 
 
 def influx_env(influxdb: LocalInfluxDB, database: str, token: str) -> dict[str, str]:

@@ -30,7 +30,7 @@ from tests.chromium import ChromiumUnavailable, dump_dom, find_chromium, screens
 from tests.conftest import ROOT
 from tests.influx import LocalInfluxDB, free_ports
 from tests.live.helpers import TileParser
-from tests.live.running import fresh_database, influx_env, label_array, last_reports
+from tests.live.running import fresh_database, influx_env, label_array, last_reports, run_command
 from tests.prometheus import LocalPrometheus, PrometheusUnavailable
 
 pytestmark = [pytest.mark.influx, pytest.mark.slow]
@@ -109,20 +109,7 @@ def live_run(influxdb: LocalInfluxDB, tmp_path_factory: pytest.TempPathFactory) 
         port = simulator.stdout.readline().strip().rsplit(":", 1)[1]
         with stderr.open("wb") as errors:
             recorder = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "recorder.cli.app",
-                    "run",
-                    "--db",
-                    str(db),
-                    "--source",
-                    f"tcp://127.0.0.1:{port}",
-                    "--archive-days",
-                    "0",
-                    "--http",
-                    f"127.0.0.1:{http_port}",
-                ],
+                run_command(db, f"tcp://127.0.0.1:{port}", "--http", f"127.0.0.1:{http_port}"),
                 stdout=subprocess.DEVNULL,
                 stderr=errors,
                 cwd=ROOT,

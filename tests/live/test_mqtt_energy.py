@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -32,7 +31,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.influx import LocalInfluxDB
-from tests.live.running import discovery_configs, fresh_database, influx_env, label_array
+from tests.live.running import discovery_configs, fresh_database, influx_env, label_array, run_command
 from tests.mosquitto import LocalMosquitto, MosquittoUnavailable, Subscriber, wait_for
 
 pytestmark = [pytest.mark.influx, pytest.mark.slow]
@@ -87,11 +86,11 @@ def energy_run(influxdb: LocalInfluxDB, tmp_path_factory: pytest.TempPathFactory
     try:
         with stderr_path.open("wb") as errors:
             completed = subprocess.run(
-                [
-                    *(sys.executable, "-m", "recorder.cli.app", "run", "--db", str(db)),
-                    *("--source", source, "--archive-days", "0", "--exit-at-end"),
-                    *("--timezone", ZONE, "--mqtt", broker.url, "--mqtt-interval", "0.2"),
-                ],
+                run_command(
+                    db,
+                    source,
+                    *("--exit-at-end", "--timezone", ZONE, "--mqtt", broker.url, "--mqtt-interval", "0.2"),
+                ),
                 stdout=subprocess.DEVNULL,
                 stderr=errors,
                 cwd=ROOT,

@@ -13,7 +13,6 @@ last reports, every barcode must have its discovery configs, and InfluxDB must h
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +25,14 @@ from recorder.live.discovery import OPTIMIZER_FIELDS
 from recorder.sim.truth import compare_points, load_truth
 from tests.conftest import ROOT
 from tests.influx import LocalInfluxDB
-from tests.live.running import discovery_configs, fresh_database, influx_env, label_array, last_reports
+from tests.live.running import (
+    discovery_configs,
+    fresh_database,
+    influx_env,
+    label_array,
+    last_reports,
+    run_command,
+)
 from tests.mosquitto import LocalMosquitto, MosquittoUnavailable, Subscriber, wait_for
 
 pytestmark = [pytest.mark.influx, pytest.mark.slow]
@@ -87,21 +93,7 @@ def mqtt_run(influxdb: LocalInfluxDB, tmp_path_factory: pytest.TempPathFactory) 
     stderr_path = work / "recorder.stderr"
     with stderr_path.open("wb") as errors:
         recorder = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "recorder.cli.app",
-                "run",
-                "--db",
-                str(db),
-                "--source",
-                source,
-                "--archive-days",
-                "0",
-                "--exit-at-end",
-                "--mqtt-interval",
-                "1",
-            ],
+            run_command(db, source, "--exit-at-end", "--mqtt-interval", "1"),
             stdout=subprocess.DEVNULL,
             stderr=errors,
             cwd=ROOT,
