@@ -328,6 +328,7 @@ class Sender(threading.Thread):
         self._refresh_labels()
         limit = self.settings.batch_size
         entries = self.inflight.take(limit)
+        rows: list[PendingReading] = []
         try:
             rows = self._outbox_rows(limit - len(entries))
             if not entries and not rows:
@@ -335,6 +336,8 @@ class Sender(threading.Thread):
             result = self._write(entries, rows)
         except BaseException:
             self.inflight.give_back(entries)
+            if rows:  # still in the outbox: look again at the next attempt, commit or no commit
+                self.outbox_ready.set()
             raise
         now = time.monotonic()
         written = set(result.written)
