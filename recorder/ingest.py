@@ -312,9 +312,6 @@ class Sender(threading.Thread):
                     self.disk.failed(self.database, "points InfluxDB rejected", "the batch is retried")
                 self._retry_at = time.monotonic() + (RETRY_EVERY if is_disk_full(error) else 5)
                 more = False
-                log.exception("sender: unexpected error; retrying")
-                self._retry_at = time.monotonic() + 5
-                more = False
             if more:
                 self.wake.set()
                 continue
