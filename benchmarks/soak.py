@@ -43,8 +43,7 @@ memory's high-water marks, tracebacks.
 
 `--keep DIR` works in DIR and keeps the recorder's log, the final disk (state database, archive)
 and `lost.jsonl`: each lost report with its times, its cause and the faults and connection
-events within 30 s of its arrival. `tests/test_soak.py` runs the same injector for a shorter
-time in CI.
+events within 30 s of its arrival. Not part of the test suite (minutes to hours): run it by hand.
 """
 
 from __future__ import annotations

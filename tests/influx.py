@@ -438,7 +438,7 @@ class LocalVictoriaMetrics(_Server):
         urllib.request.urlopen(
             urllib.request.Request(f"{self.url}/internal/force_flush", method="GET"), timeout=30
         ).close()
-        parameters = urllib.parse.urlencode({"match[]": match, "start": "0", "reduce_mem_usage": "1"})
+        parameters = urllib.parse.urlencode({"match[]": match, "start": "0"})
         with urllib.request.urlopen(f"{self.url}/api/v1/export?{parameters}", timeout=60) as response:
             return [json.loads(line) for line in response.read().splitlines() if line.strip()]
 
