@@ -1,7 +1,7 @@
 """The soak (issue 19): simulated days of a whole installation, every fault a small box meets.
 
     python benchmarks/soak.py [--days 7] [--nodes 135] [--speed 300] [--seed 19]
-                              [--fault-every 20] [--commit-interval 2]
+                              [--fault-every 20] [--commit-interval 2] [--keep DIR]
 
 A converter stand-in in this process plays the simulator's bus bytes over TCP on 127.0.0.1,
 paced at `--speed`× real time, to `recorder run` (a child process), which writes to a throwaway
@@ -17,10 +17,18 @@ seconds (seeded jitter) a fault is injected, each kind once per round in a seede
 * `disk fill`: a ballast file takes every free byte of the tmpfs for 5-20 s, then is deleted;
 
 and the simulator replaces one optimizer (a new barcode on an old node ID) in the middle of the
-run. While the recorder is down the converter waits (the bus clock stops), so no byte is lost
-to a closed socket; what a power cut costs is what the recorder had received but not yet
-committed or sent: at most `--commit-interval` seconds (README), plus the bytes still in the
-socket's buffers.
+run. While the recorder is down the converter waits (the bus clock stops); the chunk it still
+sends into the dead connection before it notices is lost with the recorder's memory.
+
+A lost report is blamed on a power cut when it reached the listener (the truth's
+`reached_listener_at`, mapped to the wall clock by the converter's send marks) within
+`--commit-interval` seconds before a SIGKILL, a second of slack each side: what the recorder
+had received but neither committed nor had acknowledged (README, "Durability"). By arrival, not
+by measurement: a report may wait in its gateway 45 s before it is sent (a rule by measurement
+time once blamed such a report, lost to one kill, on nothing, and excused others lost long
+after they arrived). A SIGKILL while the disk is full (from the fill until the recorder's first
+retry after it is freed) may cost every arrival since the fill: counted apart, since the README
+states no bound then. Anything else lost is "outside both" (target 0).
 
 At the end the run drains, and every report of the simulator's truth is looked for in InfluxDB
 by gateway, node, barcode and values. Only at `--speed 1` is that exact: the recorder stamps
@@ -29,10 +37,13 @@ measurement times are compressed and InfluxDB overwrites points of one node that
 same millisecond (about a fifth of them at 60×, with no fault at all): above 1× "lost" counts
 those too, and only the difference to a fault-free run of the same speed means anything.
 Printed: simulated days, faults of each kind, points expected / written / lost (within the
-bound of a power cut, and outside it) / doubled (a point whose report was already written, or
-one with the wrong barcode), peak RSS, the outbox's and memory's high-water marks, tracebacks.
+bound of a power cut, to a power cut on a full disk, outside both) / doubled (a point whose
+report was already written, or one with the wrong barcode), peak RSS, the outbox's and
+memory's high-water marks, tracebacks.
 
-`tests/test_soak.py` runs the same injector for a shorter time in CI.
+`--keep DIR` works in DIR and keeps the recorder's log, the final disk (state database, archive)
+and `lost.jsonl`: each lost report with its times, its cause and the faults and connection
+events within 30 s of its arrival. Not part of the test suite (minutes to hours): run it by hand.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import struct
@@ -62,13 +74,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from recorder.diskspace import RETRY_EVERY  # noqa: E402
 from recorder.sim.bus import BusSimulation  # noqa: E402
 from recorder.sim.config import SimulationConfig  # noqa: E402
 from recorder.sim.outputs import TruthWriter  # noqa: E402
 from recorder.sim.truth import VALUE_FIELDS  # noqa: E402
 from tests.influx import LocalInfluxDB, free_ports  # noqa: E402
 
-REPORT_DELAY = 30.0  # simulated seconds a report may wait in its gateway before it is sent
 FAULTS = ("influxdb restart", "tcp reset", "tcp half-open", "power cut", "disk fill")
 START = datetime(2025, 6, 16, 8, 0, tzinfo=UTC)  # a morning: short runs see reports
 
@@ -84,7 +96,7 @@ class Converter:
     arrives in a burst afterwards.
     """
 
-    def __init__(self, config: SimulationConfig, speed: float, truth: Path) -> None:
+    def __init__(self, config: SimulationConfig, speed: float, truth: Path, trace: bool = False) -> None:
         self.config = config
         self.speed = speed
         self.truth_path = truth
@@ -99,10 +111,16 @@ class Converter:
         self._connected = threading.Condition(self._lock)
         self._hold = threading.Event()  # set: do not send (a reset is being prepared)
         self.finished = threading.Event()
-        self.sent: list[tuple[float, float]] = []  # (simulated seconds, wall clock) now and then
+        # (simulated seconds, wall clock) of a chunk every half simulated second, and of the
+        # chunks either side of every stall (no client, a reset, a half-open connection)
+        self.sent: list[tuple[float, float]] = []
         self.connections = 0
         self.error: BaseException | None = None
         self.progress = time.monotonic()  # when a chunk was last sent
+        # --keep: every chunk (simulated seconds, wall clock before and after, connection, sent)
+        # and every connection event (wall clock, what), to explain each lost report
+        self.trace: list[tuple[float, float, float, int, bool]] | None = [] if trace else None
+        self.events: list[tuple[float, str]] = []
         threading.Thread(target=self._accept, daemon=True).start()
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -119,42 +137,60 @@ class Converter:
                     _close(self._client)
                 self._client = client
                 self.connections += 1
+                self.events.append((time.time(), f"connection {self.connections} accepted"))
                 self._connected.notify_all()
 
     def _serve(self) -> None:
         truth = TruthWriter(self.truth_path)
         origin = time.monotonic()
-        last_mark = -1.0
+        previous: tuple[float, float] | None = None  # the last chunk's (seconds, wall clock)
         try:
             for data, seconds in BusSimulation(self.config).run(truth):
                 delay = origin + seconds / self.speed - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+                stood_still = False
                 while True:
                     stalled = time.monotonic()
                     with self._connected:
                         while self._client is None or self._hold.is_set():
                             self._connected.wait(0.1)
                         client = self._client
-                    origin += time.monotonic() - stalled  # the bus clock stood still meanwhile
+                        connection = self.connections
+                    waited = time.monotonic() - stalled
+                    origin += waited  # the bus clock stood still meanwhile
+                    stood_still = stood_still or waited > 0.01
+                    before = time.time()
                     try:
                         client.sendall(data)
+                        if self.trace is not None:
+                            self.trace.append((seconds, before, time.time(), connection, True))
                         break
-                    except OSError:
+                    except OSError as error:
+                        stood_still = True
+                        if self.trace is not None:
+                            self.trace.append((seconds, before, time.time(), connection, False))
+                        self.events.append((time.time(), f"connection {connection} send failed: {error}"))
                         with self._connected:
                             if self._client is client:
                                 self._client = None
                         _close(client)
+                sent_at = time.time()
                 self.progress = time.monotonic()
-                if seconds - last_mark >= 0.5:
-                    self.sent.append((seconds, time.time()))
-                    last_mark = seconds
+                if stood_still:  # a mark on each side of the stall: `wall_time_of` never spans one
+                    if previous is not None and (not self.sent or self.sent[-1][0] < previous[0]):
+                        self.sent.append(previous)
+                    self.sent.append((seconds, sent_at))
+                elif not self.sent or seconds - self.sent[-1][0] >= 0.5:
+                    self.sent.append((seconds, sent_at))
+                previous = (seconds, sent_at)
         except BaseException as error:
             self.error = error
             raise
         finally:
             truth.close()
-            self.sent.append((self.config.duration.total_seconds(), time.time()))
+            if previous is not None and (not self.sent or self.sent[-1][0] < previous[0]):
+                self.sent.append(previous)
             self.finished.set()
 
     def reset(self) -> None:
@@ -163,6 +199,7 @@ class Converter:
         time.sleep(0.5)  # the recorder reads what is in flight
         with self._connected:
             client, self._client = self._client, None
+            self.events.append((time.time(), f"connection {self.connections} reset"))
         if client is not None:
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             client.close()
@@ -172,17 +209,13 @@ class Converter:
         """Go silent on the connection but keep it open: only the recorder's watchdog helps."""
         with self._connected:
             client, self._client = self._client, None
+            self.events.append((time.time(), f"connection {self.connections} half-open"))
         if client is not None:
             self._silenced.append(client)
 
     def wall_time_of(self, seconds: float) -> float | None:
-        """When the bytes of simulated second `seconds` were sent (interpolated)."""
-        if not self.sent:
-            return None
-        index = bisect.bisect_left(self.sent, (seconds, 0.0))
-        if index >= len(self.sent):
-            return self.sent[-1][1]
-        return self.sent[index][1]
+        """When the chunk that ended at simulated second `seconds` was sent."""
+        return wall_time_of(self.sent, seconds, self.speed)
 
     def close(self) -> None:
         self._listener.close()
@@ -191,6 +224,23 @@ class Converter:
                 _close(self._client)
         for client in self._silenced:
             _close(client)
+
+
+def wall_time_of(marks: list[tuple[float, float]], seconds: float, speed: float) -> float | None:
+    """When the chunk that ended at simulated second `seconds` was sent, from the converter's
+    marks `(simulated seconds, wall clock)`: between two marks the bus ran without a stall, at
+    `speed`, so the time is the earlier mark's plus the simulated time since, never past the
+    later mark's (to a millisecond: the truth's times are rounded to it)."""
+    if not marks:
+        return None
+    index = bisect.bisect_right(marks, (seconds + 0.0005, float("inf"))) - 1
+    if index < 0:
+        return marks[0][1]
+    mark_seconds, mark_wall = marks[index]
+    wall = mark_wall + max(0.0, seconds - mark_seconds) / speed
+    if index + 1 < len(marks):
+        wall = min(wall, marks[index + 1][1])
+    return wall
 
 
 def _close(client: socket.socket) -> None:
@@ -213,6 +263,7 @@ class Recorder:
     peak_rss_mb: float = 0.0
     kills: list[float] = field(default_factory=list)  # wall clock of each SIGKILL
     starts: int = 0
+    started: list[float] = field(default_factory=list)  # wall clock of each start
 
     def start(self) -> None:
         with self.log.open("ab") as log:
@@ -224,6 +275,7 @@ class Recorder:
                 cwd=ROOT,
             )
         self.starts += 1
+        self.started.append(time.time())
 
     def sample_rss(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -271,6 +323,7 @@ class Figures:
     expected: int = 0
     written: int = 0
     lost_in_bound: int = 0
+    lost_disk_full_power_cut: int = 0
     lost_outside_bound: int = 0
     doubled: int = 0
     peak_rss_mb: float = 0.0
@@ -290,7 +343,8 @@ class Figures:
             f"points expected       {self.expected}",
             f"points written        {self.written}",
             f"points lost           {self.lost_in_bound} within the bound of a power cut, "
-            f"{self.lost_outside_bound} outside it",
+            f"{self.lost_disk_full_power_cut} to a power cut on a full disk (no bound), "
+            f"{self.lost_outside_bound} outside both",
             f"points doubled        {self.doubled}",
             f"dropped (disk full)   {self.dropped_disk_full}",
             f"peak RSS              {self.peak_rss_mb:.0f} MB",
@@ -302,15 +356,13 @@ class Figures:
 
 def _truth_keys(
     path: Path,
-) -> tuple[Counter[tuple[Any, ...]], dict[tuple[Any, ...], list[float]]]:
+) -> tuple[Counter[tuple[Any, ...]], dict[tuple[Any, ...], list[tuple[float, float]]]]:
+    """Expected reports by key, and each one's (measured, reached the listener) in simulated seconds."""
     expected: Counter[tuple[Any, ...]] = Counter()
-    measured: dict[tuple[Any, ...], list[float]] = {}
-    gateways: dict[int, str] = {}
+    times: dict[tuple[Any, ...], list[tuple[float, float]]] = {}
     with path.open(encoding="utf-8") as stream:
         for line in stream:
             record = json.loads(line)
-            if record["type"] == "gateway":
-                gateways[record["gateway_id"]] = record["barcode"]
             if record["type"] != "power_report" or record["destroyed"]:
                 continue
             key = (
@@ -320,22 +372,45 @@ def _truth_keys(
                 *(record[n] for n in VALUE_FIELDS),
             )
             expected[key] += 1
-            seconds = (datetime.fromisoformat(record["measured_at"]) - START).total_seconds()
-            measured.setdefault(key, []).append(seconds)
-    return expected, measured
+            measured = (datetime.fromisoformat(record["measured_at"]) - START).total_seconds()
+            arrived = (datetime.fromisoformat(record["reached_listener_at"]) - START).total_seconds()
+            times.setdefault(key, []).append((measured, arrived))
+    return expected, times
 
 
 def _written_keys(
     server: LocalInfluxDB, database: str, gateway_ids: dict[str, int]
-) -> Counter[tuple[Any, ...]]:
+) -> tuple[Counter[tuple[Any, ...]], dict[tuple[Any, ...], list[float]]]:
+    """Points written by key, and each key's point times (wall clock seconds)."""
     written: Counter[tuple[Any, ...]] = Counter()
+    placed: dict[tuple[Any, ...], list[float]] = {}
     for point in server.query("SELECT * FROM tigo_optimizer", database):
         gateway = point["gateway"]
         gateway_id = gateway_ids.get(gateway, int(gateway) if str(gateway).isdigit() else -1)
-        written[
-            (gateway_id, int(point["node_id"]), point.get("barcode"), *(point[n] for n in VALUE_FIELDS))
-        ] += 1
-    return written
+        key = (gateway_id, int(point["node_id"]), point.get("barcode"), *(point[n] for n in VALUE_FIELDS))
+        written[key] += 1
+        placed.setdefault(key, []).append(point["time"] / 1000)
+    return written, placed
+
+
+def unwritten(
+    reports: list[tuple[float, float]], placed: list[float], marks: list[tuple[float, float]], speed: float
+) -> list[tuple[float, float]]:
+    """Of reports `(measured, arrived)` with identical values (a steady panel can send the same
+    values twice, 20 s apart), the ones not written: each written point (`placed`, its time) is
+    matched to the report the recorder placed nearest it (arrival on its clock, from the
+    converter's `marks`, minus the report's delay), the earliest first when none was written."""
+    left = sorted(reports)
+    stamps = [
+        (wall_time_of(marks, arrived, speed) or 0.0) - (arrived - measured) / speed
+        for measured, arrived in left
+    ]
+    for at in placed:
+        if not left:
+            break
+        nearest = min(range(len(left)), key=[abs(stamp - at) for stamp in stamps].__getitem__)
+        del left[nearest], stamps[nearest]
+    return left
 
 
 def _gateway_ids(path: Path) -> dict[str, int]:
@@ -395,6 +470,7 @@ def _soak(
     commit_interval: float,
     work: Path,
     say: Callable[[str], None] = print,
+    keep: bool = False,
 ) -> Figures:
     figures = Figures(simulated_days=days)
     generator = random.Random(seed)
@@ -417,7 +493,7 @@ def _soak(
     began = time.monotonic()
     with small_disk(disk, "32m") as mounted:
         figures.disk_faults = mounted
-        converter = Converter(config, speed, truth)
+        converter = Converter(config, speed, truth, trace=keep)
         (http_port,) = free_ports(1)
         recorder = Recorder(
             arguments=[
@@ -444,6 +520,7 @@ def _soak(
         recorder.start()
         restores: list[tuple[float, str, Callable[[], None]]] = []  # (when, what, undo)
         ballast: list[Path] = []
+        fills: list[list[float]] = []  # wall clock of each disk fill and of its end
         fault_log: list[tuple[float, str]] = []
         rounds: list[str] = []
         next_fault = time.monotonic() + fault_every * generator.uniform(0.5, 1.5)
@@ -476,9 +553,13 @@ def _soak(
                         restores.append((now + 1.0, kind, recorder.start))
                     elif kind == "disk fill":
                         ballast.append(fill_up(disk))
-                        restores.append(
-                            (now + generator.uniform(5, 20), kind, lambda: ballast.pop().unlink())
-                        )
+                        fills.append([time.time(), float("inf")])
+
+                        def free() -> None:
+                            ballast.pop().unlink()
+                            fills[-1][1] = time.time()
+
+                        restores.append((now + generator.uniform(5, 20), kind, free))
                 next_fault = now + fault_every * generator.uniform(0.5, 1.5)
             status = recorder.status()
             if status is not None:
@@ -517,47 +598,91 @@ def _soak(
         figures.dropped_disk_full = (final.get("disk") or {}).get("readings_dropped") or 0
         recorder.stop()
         converter.close()
+        if keep:  # the state database and the archive outlive the tmpfs
+            shutil.copytree(disk, work / "disk-final", ignore=shutil.ignore_patterns("ballast"))
     figures.wall_seconds = time.monotonic() - began
     figures.peak_rss_mb = recorder.peak_rss_mb
     log_text = (work / "recorder.log").read_text(errors="replace")
     figures.tracebacks = log_text.count("Traceback")
     # Every report of the truth, looked for in InfluxDB.
-    expected, measured = _truth_keys(truth)
-    written = _written_keys(influx, database, _gateway_ids(truth))
+    expected, times = _truth_keys(truth)
+    diagnosis = (work / "lost.jsonl").open("w", encoding="utf-8") if keep else None
+    written, placed = _written_keys(influx, database, _gateway_ids(truth))
     influx.stop()
     figures.expected = sum(expected.values())
     figures.written = sum(written.values())
     figures.doubled = sum((written - expected).values())
-    for key, count in (expected - written).items():
-        for seconds in sorted(measured[key])[:count]:
-            # The report reached the bus between its measurement and REPORT_DELAY later; a power
-            # cut may cost what arrived within the commit interval before it (plus a second of
-            # slack each side for the socket's buffers and the restart).
-            first, last = converter.wall_time_of(seconds), converter.wall_time_of(seconds + REPORT_DELAY)
-            near = [
-                kill
-                for kill in recorder.kills
-                if first is not None
-                and last is not None
-                and first <= kill + 1.0
-                and last >= kill - commit_interval - 1.0
-            ]
-            if near:
+    for key in expected - written:
+        for measured, arrived in unwritten(times[key], placed.get(key, []), converter.sent, speed):
+            arrived_wall = converter.wall_time_of(arrived)
+            cause = loss_cause(arrived_wall, recorder.kills, fills, commit_interval)
+            if cause == "power cut":
                 figures.lost_in_bound += 1
+            elif cause == "power cut, disk full":
+                figures.lost_disk_full_power_cut += 1
             else:
                 figures.lost_outside_bound += 1
-                if len(figures.lost_examples) < 5:
-                    closest = min(recorder.kills, key=lambda kill: abs(kill - (first or 0)), default=None)
-                    figures.lost_examples.append(
-                        {
-                            "key": key,
-                            "measured_seconds": seconds,
-                            "sent_from": first,
-                            "nearest_kill": closest,
-                            "faults": [f for f in fault_log if first and abs(f[0] - first) < 30],
-                        }
-                    )
+            story = {
+                "key": key,
+                "measured_seconds": round(measured, 3),
+                "arrived_seconds": round(arrived, 3),
+                "measured_wall": converter.wall_time_of(measured),
+                "arrived_wall": arrived_wall,
+                "cause": cause,
+                "faults": [
+                    (round(when - (arrived_wall or 0.0), 3), what)
+                    for when, what in [
+                        *fault_log,
+                        *converter.events,
+                        *((kill, "SIGKILL") for kill in recorder.kills),
+                        *((start, "recorder started") for start in recorder.started),
+                    ]
+                    if arrived_wall is not None and abs(when - arrived_wall) < 30
+                ],
+            }
+            if converter.trace is not None:  # --keep: the chunk that carried it, and its connection
+                story["chunks"] = [
+                    (chunk[0], round(chunk[1] - (arrived_wall or 0.0), 3), chunk[3], chunk[4])
+                    for chunk in converter.trace
+                    if abs(chunk[0] - arrived) < 0.001
+                ]
+            if cause is None and len(figures.lost_examples) < 5:
+                figures.lost_examples.append(story)
+            if diagnosis is not None:
+                diagnosis.write(json.dumps(story, default=str) + "\n")
+    if diagnosis is not None:
+        diagnosis.close()
     return figures
+
+
+def loss_cause(
+    arrived: float | None, kills: list[float], fills: list[list[float]], commit_interval: float
+) -> str | None:
+    """Why a report that reached the listener at wall time `arrived` may be missing, if the
+    recorder's stated guarantees allow it (README, "Durability"); None: they do not.
+
+    What the recorder received but had neither committed nor had acknowledged by InfluxDB
+    when it was SIGKILLed is lost: at most `commit_interval` seconds of arrivals, counted by
+    arrival (its clock), not by measurement (a report may reach the bus 45 s after it was
+    measured). A second of slack each side: the socket's buffers, and the chunk the converter
+    still sends into the dead connection before it notices. While the disk is full nothing
+    is committed and readings wait in memory (README: the bound does not hold), from the fill
+    until the first retry after space returns: a SIGKILL then may cost every arrival since the
+    fill began that InfluxDB had not taken.
+    """
+    if arrived is None:
+        return None
+    for kill in kills:
+        if kill - commit_interval - 1.0 <= arrived <= kill + 1.0:
+            return "power cut"
+    for kill in kills:
+        for filled, freed in fills:
+            if (
+                filled <= kill <= freed + RETRY_EVERY + 1.0
+                and filled - commit_interval - 1.0 <= arrived <= kill + 1.0
+            ):
+                return "power cut, disk full"
+    return None
 
 
 def main() -> None:
@@ -568,8 +693,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=19)
     parser.add_argument("--fault-every", type=float, default=20.0, help="wall seconds between faults")
     parser.add_argument("--commit-interval", type=float, default=2.0)
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="work in DIR and keep it: the recorder's log, its final disk, and lost.jsonl "
+        "(each lost report with the faults and the converter's chunks around it)",
+    )
     options = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="recorder-soak-") as work:
+    if options.keep is not None:
+        options.keep.mkdir(parents=True, exist_ok=True)
+    with (
+        contextlib.nullcontext(str(options.keep))
+        if options.keep is not None
+        else tempfile.TemporaryDirectory(prefix="recorder-soak-")
+    ) as work:
         print(
             f"soak: {options.days:g} simulated days of {options.nodes} optimizers at {options.speed:g}x, "
             f"a fault every ~{options.fault_every:g} s (seed {options.seed})"
@@ -582,6 +720,7 @@ def main() -> None:
             fault_every=options.fault_every,
             commit_interval=options.commit_interval,
             work=Path(work),
+            keep=options.keep is not None,
         )
         for line in figures.lines():
             print(line)

@@ -310,9 +310,6 @@ class Sender(threading.Thread):
                     self.disk.failed(self.database, "points InfluxDB rejected", "the batch is retried")
                 self._retry_at = time.monotonic() + (RETRY_EVERY if is_disk_full(error) else 5)
                 more = False
-                log.exception("sender: unexpected error; retrying")
-                self._retry_at = time.monotonic() + 5
-                more = False
             if more:
                 self.wake.set()
                 continue
@@ -326,6 +323,7 @@ class Sender(threading.Thread):
         self._refresh_labels()
         limit = self.settings.batch_size
         entries = self.inflight.take(limit)
+        rows: list[PendingReading] = []
         try:
             rows = self._outbox_rows(limit - len(entries))
             if not entries and not rows:
@@ -333,6 +331,8 @@ class Sender(threading.Thread):
             result = self._write(entries, rows)
         except BaseException:
             self.inflight.give_back(entries)
+            if rows:  # still in the outbox: look again at the next attempt, commit or no commit
+                self.outbox_ready.set()
             raise
         now = time.monotonic()
         written = set(result.written)

@@ -27,6 +27,22 @@ def _number(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _cells(panel: Panel, empty: str) -> list[str]:
+    """One panel's row, as the table and the HTML page show it (`empty`: no name, no flags)."""
+    return [
+        panel.group,
+        panel.label,
+        panel.name or empty,
+        _number(panel.energy_wh, 1),
+        _number(panel.median_ratio, 2),
+        _number(panel.peak_w, 1),
+        str(panel.hours_not_reporting),
+        _number(panel.rssi_mean),
+        _number(panel.temperature_max, 1),
+        ", ".join(panel.flags) or empty,
+    ]
+
+
 def table(report: Report) -> str:
     headers = [
         "STRING",
@@ -40,21 +56,7 @@ def table(report: Report) -> str:
         "MAX °C",
         "FLAGS",
     ]
-    rows = [
-        [
-            panel.group,
-            panel.label,
-            panel.name or "-",
-            _number(panel.energy_wh, 1),
-            _number(panel.median_ratio, 2),
-            _number(panel.peak_w, 1),
-            str(panel.hours_not_reporting),
-            _number(panel.rssi_mean),
-            _number(panel.temperature_max, 1),
-            ", ".join(panel.flags) or "-",
-        ]
-        for panel in report.panels
-    ]
+    rows = [_cells(panel, empty="-") for panel in report.panels]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = [
         f"Panel health {report.period} ({report.zone_name}); underperforming below "
@@ -159,21 +161,7 @@ def html_page(report: Report) -> str:
     rows = "\n".join(
         "<tr{}>{}</tr>".format(
             ' class="flagged"' if panel.flags else "",
-            "".join(
-                f"<td>{html.escape(cell)}</td>"
-                for cell in (
-                    panel.group,
-                    panel.label,
-                    panel.name or "",
-                    _number(panel.energy_wh, 1),
-                    _number(panel.median_ratio, 2),
-                    _number(panel.peak_w, 1),
-                    str(panel.hours_not_reporting),
-                    _number(panel.rssi_mean),
-                    _number(panel.temperature_max, 1),
-                    ", ".join(panel.flags),
-                )
-            ),
+            "".join(f"<td>{html.escape(cell)}</td>" for cell in _cells(panel, empty="")),
         )
         for panel in report.panels
     )

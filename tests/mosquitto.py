@@ -14,11 +14,9 @@ condition over them.
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import json
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -31,6 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.influx import free_ports
+from tests.servers import LocalServer
 
 
 class MosquittoUnavailable(RuntimeError):
@@ -46,13 +45,13 @@ def find_mosquitto() -> str:
     return path
 
 
-class LocalMosquitto:
+class LocalMosquitto(LocalServer):
+    unavailable = MosquittoUnavailable
+
     def __init__(self, directory: Path, *, users: dict[str, str] | None = None) -> None:
-        self.directory = directory
+        super().__init__(directory, directory / "mosquitto.log")
         self.users = users
         self.port = free_ports(1)[0]
-        self.log = directory / "mosquitto.log"
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -87,21 +86,8 @@ class LocalMosquitto:
             lines += ["allow_anonymous false", f"password_file {passwords}"]
         config = self.directory / "mosquitto.conf"
         config.write_text("\n".join(lines) + "\n")
-        with self.log.open("ab") as output:
-            self._process = subprocess.Popen(
-                [program, "-c", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                cwd=self.directory,
-            )
-        deadline = time.monotonic() + 30
-        while not self._accepts():
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
-                self.stop()
-                raise MosquittoUnavailable(f"mosquitto did not come up:\n{tail}")
-            time.sleep(0.05)
+        self._spawn([program, "-c", str(config)])
+        self._wait_until(self._accepts, "mosquitto did not come up")
 
     def _accepts(self) -> bool:
         try:
@@ -110,25 +96,9 @@ class LocalMosquitto:
         except OSError:
             return False
 
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
     def restart(self) -> None:
         self.stop()
         self.start()
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
 
 
 class Subscriber:

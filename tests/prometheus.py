@@ -8,18 +8,15 @@ process we started, by its pid (never by name: other people's Prometheus may be 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import signal
-import subprocess
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from tests.influx import free_ports
+from tests.servers import LocalServer
 
 CONFIG = """\
 global:
@@ -47,13 +44,16 @@ def find_prometheus() -> str:
     return path
 
 
-class LocalPrometheus:
+class LocalPrometheus(LocalServer):
+    unavailable = PrometheusUnavailable
+    startup_timeout = 60.0
+    stop_timeout = 20.0
+
     def __init__(self, directory: Path, targets: list[str], *, interval: str = "1s") -> None:
-        self.directory = directory
+        super().__init__(directory, directory / "prometheus.log")
         self.targets = targets
         self.interval = interval
         self.port = free_ports(1)[0]
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -66,31 +66,17 @@ class LocalPrometheus:
         config.write_text(
             CONFIG.format(interval=self.interval, targets=", ".join(f"'{t}'" for t in self.targets))
         )
-        log = self.directory / "prometheus.log"
-        with log.open("ab") as output:
-            self._process = subprocess.Popen(
-                [
-                    program,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={self.directory / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    "--storage.tsdb.retention.time=1d",
-                    "--log.level=warn",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                cwd=self.directory,
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            if self._ready():
-                return
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-                self.stop()
-                raise PrometheusUnavailable(f"prometheus did not become ready:\n{tail}")
-            time.sleep(0.1)
+        self._spawn(
+            [
+                program,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.directory / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1d",
+                "--log.level=warn",
+            ]
+        )
+        self._wait_until(self._ready, "prometheus did not become ready", poll=0.1)
 
     def _ready(self) -> bool:
         try:
@@ -98,18 +84,6 @@ class LocalPrometheus:
                 return int(response.status) == 200
         except OSError:
             return False
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
     def api(self, path: str, **parameters: str) -> Any:
         url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(parameters)}"

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +27,10 @@ import pytest
 
 from recorder.sim.truth import load_truth, power_reports
 from tests.chromium import ChromiumUnavailable, dump_dom, find_chromium, screenshot
-from tests.conftest import ROOT, run_recorder
+from tests.conftest import ROOT
 from tests.influx import LocalInfluxDB, free_ports
 from tests.live.helpers import TileParser
+from tests.live.running import fresh_database, influx_env, label_array, last_reports, run_command
 from tests.prometheus import LocalPrometheus, PrometheusUnavailable
 
 pytestmark = [pytest.mark.influx, pytest.mark.slow]
@@ -54,14 +54,7 @@ class LiveRun:
 
     def last_reports(self) -> dict[str, dict[str, Any]]:
         """Each optimizer's last report that reached the listener, by barcode."""
-        last: dict[str, dict[str, Any]] = {}
-        for report in power_reports(self.truth):
-            if report["destroyed"]:
-                continue
-            seen = last.get(report["barcode"])
-            if seen is None or report["measured_at"] > seen["measured_at"]:
-                last[report["barcode"]] = report
-        return last
+        return last_reports(self.truth)
 
 
 @pytest.fixture(scope="module")
@@ -74,39 +67,11 @@ def live_run(influxdb: LocalInfluxDB, tmp_path_factory: pytest.TempPathFactory) 
     work = tmp_path_factory.mktemp("live")
     db = work / "state.db"
     # The array's strings and names, from the simulator's truth, imported as labels.
-    array = work / "array.jsonl"
-    run_recorder(
-        "simulate",
-        "--duration",
-        "1m",
-        "--start",
-        START,
-        "--seed",
-        SEED,
-        "--nodes",
-        str(NODES),
-        "--truth",
-        str(array),
+    mappings = label_array(
+        work, db, start=START, seed=SEED, nodes=NODES, name=lambda m: f"panel {m['node_id'] - 1}"
     )
-    mappings = [record for record in load_truth(array) if record["type"] == "mapping"]
-    labels = [
-        {
-            "long_address": m["long_address"],
-            "barcode": m["barcode"],
-            "name": f"panel {m['node_id'] - 1}",
-            "string": m["string"],
-            "note": None,
-        }
-        for m in mappings
-    ]
-    (work / "labels.json").write_text(
-        json.dumps({"format": "recorder-nodes", "version": 1, "optimizers": labels})
-    )
-    run_recorder("nodes", "import", str(work / "labels.json"), "--db", str(db))
 
-    database = f"live_{uuid.uuid4().hex[:10]}"
-    influxdb.ensure_running()
-    influxdb.create_database(database)
+    database = fresh_database(influxdb, "live")
     http_port = free_ports(1)[0]
     prometheus.targets = [f"127.0.0.1:{http_port}"]
     truth_file = work / "truth.jsonl"
@@ -144,30 +109,11 @@ def live_run(influxdb: LocalInfluxDB, tmp_path_factory: pytest.TempPathFactory) 
         port = simulator.stdout.readline().strip().rsplit(":", 1)[1]
         with stderr.open("wb") as errors:
             recorder = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "recorder.cli.app",
-                    "run",
-                    "--db",
-                    str(db),
-                    "--source",
-                    f"tcp://127.0.0.1:{port}",
-                    "--archive-days",
-                    "0",
-                    "--http",
-                    f"127.0.0.1:{http_port}",
-                ],
+                run_command(db, f"tcp://127.0.0.1:{port}", "--http", f"127.0.0.1:{http_port}"),
                 stdout=subprocess.DEVNULL,
                 stderr=errors,
                 cwd=ROOT,
-                env={
-                    **os.environ,
-                    "INFLUX_URL": influxdb.url,
-                    "INFLUX_TOKEN": TOKEN,
-                    "INFLUX_ORG": "-",
-                    "INFLUX_BUCKET": database,
-                },
+                env=influx_env(influxdb, database, TOKEN),
             )
         simulator.wait(timeout=SECONDS + 120)
         yield LiveRun(

@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -32,9 +29,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from recorder.sim.truth import load_truth
-from tests.conftest import ROOT, run_recorder
+from tests.conftest import ROOT
 from tests.influx import LocalInfluxDB
+from tests.live.running import discovery_configs, fresh_database, influx_env, label_array, run_command
 from tests.mosquitto import LocalMosquitto, MosquittoUnavailable, Subscriber, wait_for
 
 pytestmark = [pytest.mark.influx, pytest.mark.slow]
@@ -66,11 +63,7 @@ class EnergyRun:
         ]
 
     def configs(self) -> dict[str, dict[str, Any]]:
-        return {
-            topic.split("/")[2]: json.loads(payload)
-            for topic, payload in self.subscriber.snapshot().items()
-            if topic.startswith("homeassistant/sensor/")
-        }
+        return discovery_configs(self.subscriber)
 
 
 @pytest.fixture(scope="module")
@@ -85,50 +78,23 @@ def energy_run(influxdb: LocalInfluxDB, tmp_path_factory: pytest.TempPathFactory
     wait_for(lambda: subscriber.connects > 0, "the subscriber to connect")
     db = work / "state.db"
     # The array's strings, as labels (string devices and totals).
-    array = work / "array.jsonl"
-    run_recorder(
-        *("simulate", "--duration", "1m", "--start", START, "--seed", SEED),
-        *("--nodes", str(NODES), "--truth", str(array)),
-    )
-    mappings = [record for record in load_truth(array) if record["type"] == "mapping"]
-    labels = [
-        {
-            "long_address": m["long_address"],
-            "barcode": m["barcode"],
-            "name": None,
-            "string": m["string"],
-            "note": None,
-        }
-        for m in mappings
-    ]
-    (work / "labels.json").write_text(
-        json.dumps({"format": "recorder-nodes", "version": 1, "optimizers": labels})
-    )
-    run_recorder("nodes", "import", str(work / "labels.json"), "--db", str(db))
+    mappings = label_array(work, db, start=START, seed=SEED, nodes=NODES)
 
-    database = f"mqtt_energy_{uuid.uuid4().hex[:10]}"
-    influxdb.ensure_running()
-    influxdb.create_database(database)
+    database = fresh_database(influxdb, "mqtt_energy")
     source = f"sim:?nodes={NODES}&seed={SEED}&start={START.replace('+', '%2B')}&duration={DURATION}&speed=60x"
     stderr_path = work / "recorder.stderr"
     try:
         with stderr_path.open("wb") as errors:
             completed = subprocess.run(
-                [
-                    *(sys.executable, "-m", "recorder.cli.app", "run", "--db", str(db)),
-                    *("--source", source, "--archive-days", "0", "--exit-at-end"),
-                    *("--timezone", ZONE, "--mqtt", broker.url, "--mqtt-interval", "0.2"),
-                ],
+                run_command(
+                    db,
+                    source,
+                    *("--exit-at-end", "--timezone", ZONE, "--mqtt", broker.url, "--mqtt-interval", "0.2"),
+                ),
                 stdout=subprocess.DEVNULL,
                 stderr=errors,
                 cwd=ROOT,
-                env={
-                    **os.environ,
-                    "INFLUX_URL": influxdb.url,
-                    "INFLUX_TOKEN": TOKEN,
-                    "INFLUX_ORG": "-",
-                    "INFLUX_BUCKET": database,
-                },
+                env=influx_env(influxdb, database, TOKEN),
                 timeout=300,
             )
         wait_for(lambda: subscriber.text("tigo/status") == "offline", "offline after the run")

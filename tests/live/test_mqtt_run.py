@@ -12,12 +12,8 @@ last reports, every barcode must have its discovery configs, and InfluxDB must h
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,9 +22,17 @@ from typing import Any
 import pytest
 
 from recorder.live.discovery import OPTIMIZER_FIELDS
-from recorder.sim.truth import compare_points, load_truth, power_reports
-from tests.conftest import ROOT, run_recorder
+from recorder.sim.truth import compare_points, load_truth
+from tests.conftest import ROOT
 from tests.influx import LocalInfluxDB
+from tests.live.running import (
+    discovery_configs,
+    fresh_database,
+    influx_env,
+    label_array,
+    last_reports,
+    run_command,
+)
 from tests.mosquitto import LocalMosquitto, MosquittoUnavailable, Subscriber, wait_for
 
 pytestmark = [pytest.mark.influx, pytest.mark.slow]
@@ -57,20 +61,10 @@ class MqttRun:
     configs_after_birth: int
 
     def last_reports(self) -> dict[str, dict[str, Any]]:
-        last: dict[str, dict[str, Any]] = {}
-        for report in power_reports(self.truth):
-            if not report["destroyed"]:
-                seen = last.get(report["barcode"])
-                if seen is None or report["measured_at"] > seen["measured_at"]:
-                    last[report["barcode"]] = report
-        return last
+        return last_reports(self.truth)
 
     def configs(self) -> dict[str, dict[str, Any]]:
-        return {
-            topic.split("/")[2]: json.loads(payload)
-            for topic, payload in self.subscriber.snapshot().items()
-            if topic.startswith("homeassistant/sensor/")
-        }
+        return discovery_configs(self.subscriber)
 
 
 def config_messages(subscriber: Subscriber) -> int:
@@ -88,39 +82,9 @@ def mqtt_run(influxdb: LocalInfluxDB, tmp_path_factory: pytest.TempPathFactory) 
     subscriber = Subscriber(broker.port, username="reader", password="reader")
     db = work / "state.db"
     # The array's strings, as labels (string devices and totals).
-    array = work / "array.jsonl"
-    run_recorder(
-        "simulate",
-        "--duration",
-        "1m",
-        "--start",
-        START,
-        "--seed",
-        SEED,
-        "--nodes",
-        str(NODES),
-        "--truth",
-        str(array),
-    )
-    mappings = [record for record in load_truth(array) if record["type"] == "mapping"]
-    labels = [
-        {
-            "long_address": m["long_address"],
-            "barcode": m["barcode"],
-            "name": None,
-            "string": m["string"],
-            "note": None,
-        }
-        for m in mappings
-    ]
-    (work / "labels.json").write_text(
-        json.dumps({"format": "recorder-nodes", "version": 1, "optimizers": labels})
-    )
-    run_recorder("nodes", "import", str(work / "labels.json"), "--db", str(db))
+    mappings = label_array(work, db, start=START, seed=SEED, nodes=NODES)
 
-    database = f"mqtt_{uuid.uuid4().hex[:10]}"
-    influxdb.ensure_running()
-    influxdb.create_database(database)
+    database = fresh_database(influxdb, "mqtt")
     truth_file = work / "truth.jsonl"
     source = (
         f"sim:?nodes={NODES}&seed={SEED}&start={START.replace('+', '%2B')}&duration={DURATION}"
@@ -129,31 +93,13 @@ def mqtt_run(influxdb: LocalInfluxDB, tmp_path_factory: pytest.TempPathFactory) 
     stderr_path = work / "recorder.stderr"
     with stderr_path.open("wb") as errors:
         recorder = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "recorder.cli.app",
-                "run",
-                "--db",
-                str(db),
-                "--source",
-                source,
-                "--archive-days",
-                "0",
-                "--exit-at-end",
-                "--mqtt-interval",
-                "1",
-            ],
+            run_command(db, source, "--exit-at-end", "--mqtt-interval", "1"),
             stdout=subprocess.DEVNULL,
             stderr=errors,
             cwd=ROOT,
             env={
-                **os.environ,
+                **influx_env(influxdb, database, TOKEN),
                 "RECORDER_MQTT": f"mqtt://recorder:{PASSWORD}@127.0.0.1:{broker.port}",
-                "INFLUX_URL": influxdb.url,
-                "INFLUX_TOKEN": TOKEN,
-                "INFLUX_ORG": "-",
-                "INFLUX_BUCKET": database,
             },
         )
     started = time.monotonic()
