@@ -1,6 +1,6 @@
 """Backfill speed against a real InfluxDB, compared with the most direct upload it accepts.
 
-    python benchmarks/backfill.py [--days 7] [--nodes 135] [--batch-size 20000] [--rounds 2]
+    python benchmarks/backfill.py [--days 7] [--nodes 135] [--batch-size 20000] [--rounds 2] [--base DIR]
 
 1. Simulates the period (135 optimizers by default) into an archive of hourly capture files,
    as `recorder run` keeps them.
@@ -22,6 +22,9 @@ one); this machine's speed drifts by 10-20 % over minutes, so one round can misl
 step it prints points/s and the CPU each process spent per point (influxd, and the recorder
 with its read-ahead child), which shows who the limit is. Target: the backfill reaches >= 70 %
 of the direct upload.
+
+`--base DIR` backs the week up with another checkout too (e.g. `git worktree add DIR main`, run
+with this Python and its packages) in the same rounds: before/after figures from the same minutes.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = [("one process", "--no-read-ahead"), ("read-ahead child", "--read-ahead")]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.proc import cpu_seconds  # noqa: E402
+from benchmarks.proc import cpu_seconds, run_recorder  # noqa: E402
 from recorder.archive import Archive  # noqa: E402
 from recorder.backfill import Backfill, BackfillOptions  # noqa: E402
 from recorder.capture import CaptureReader  # noqa: E402
@@ -102,31 +104,19 @@ def settle(pid: int, limit: float = 90.0) -> None:
 
 
 def timed_backfill(
-    influx: LocalInfluxDB, database: str, archive: Path, state: Path, batch_size: int, *extra: str
+    influx: LocalInfluxDB, database: str, root: Path, archive: Path, state: Path, batch_size: int, *extra: str
 ) -> tuple[str, float, float]:
-    """(first summary line, wall seconds, CPU seconds of the recorder and its read-ahead child)."""
+    """(first summary line, wall seconds, CPU seconds of the recorder and its read-ahead child) of
+    `recorder backfill` from the checkout at `root`."""
     environment = {
-        **os.environ,
         "INFLUX_URL": influx.url,
         "INFLUX_TOKEN": "bench:bench",
         "INFLUX_ORG": "-",
         "INFLUX_BUCKET": database,
     }
-    command = [sys.executable, "-m", "recorder.cli.app", "backfill", str(archive), "--db", str(state)]
-    command += ["--batch-size", str(batch_size), *extra]
-    with tempfile.TemporaryFile() as output:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.DEVNULL, env=environment, cwd=ROOT
-        )
-        _, status, usage = os.wait4(process.pid, 0)  # usage includes its reaped child
-        elapsed = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        output.seek(0)
-        text = output.read().decode()
-    if process.returncode != 0:
-        raise RuntimeError(f"recorder backfill failed ({process.returncode}): {text}")
-    return text.strip().splitlines()[0], elapsed, usage.ru_utime + usage.ru_stime
+    arguments = ["backfill", str(archive), "--db", str(state), "--batch-size", str(batch_size), *extra]
+    finished = run_recorder(root, arguments, env=environment)
+    return finished.output.splitlines()[0], finished.seconds, finished.cpu_seconds
 
 
 def main() -> None:
@@ -137,7 +127,13 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=135)
     parser.add_argument("--batch-size", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--base", type=Path, help="also back the week up with another checkout (before/after, same rounds)"
+    )
     args = parser.parse_args()
+    variants = [(name, ROOT, extra) for name, extra in VARIANTS]
+    if args.base:
+        variants += [(f"base, {name}", args.base.resolve(), extra) for name, extra in VARIANTS]
     with tempfile.TemporaryDirectory(prefix="recorder-backfill-bench-") as scratch:
         work = Path(scratch)
         archive = work / "archive"
@@ -168,7 +164,7 @@ def main() -> None:
                 stack.feed(data, at)
         decode = time.perf_counter() - started
         megabytes = raw_bytes / 1e6
-        reports = stack.counters()["power_reports"]
+        reports = stack.counters.application.power_reports
         print(
             f"decode only: {megabytes:.0f} MB of bus bytes in {decode:.1f} s = {megabytes / decode:.1f} MB/s"
         )
@@ -206,14 +202,14 @@ def main() -> None:
                     f"of {args.batch_size}); influxd {1e6 * influxd_cpu / points:.1f} us CPU/point"
                 )
 
-                for variant, extra in VARIANTS:
+                for number, (variant, root, extra) in enumerate(variants):
                     settle(influx.influxd_pid)
-                    database = f"backfill{round_number}{extra.replace('-', '_')}"  # fresh each time
+                    database = f"backfill{round_number}_{number}"  # fresh each time
                     influx.create_database(database)
                     influxd_before = cpu_seconds(influx.influxd_pid)
-                    state = work / f"state{round_number}{extra}.db"
+                    state = work / f"state{round_number}_{number}.db"
                     first_line, seconds, recorder_cpu = timed_backfill(
-                        influx, database, archive, state, args.batch_size, extra
+                        influx, database, root, archive, state, args.batch_size, extra
                     )
                     influxd_cpu = cpu_seconds(influx.influxd_pid) - influxd_before
                     stored = influx.count("tigo_optimizer", database, field="power")
@@ -226,16 +222,20 @@ def main() -> None:
                     )
                     print(f"  {first_line}")
                     print(f"  ratio this round: {100 * stored / seconds / direct_rates[-1]:.0f} %")
-            for variant, extra in VARIANTS:
-                state = work / f"dry{extra}.db"
-                command = [sys.executable, "-m", "recorder.cli.app", "backfill", str(archive), "--dry-run"]
-                command += ["--db", str(state), extra]
-                started = time.perf_counter()
-                done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True)
-                seconds = time.perf_counter() - started
+            for number, (variant, root, extra) in enumerate(variants):
+                arguments = [
+                    "backfill",
+                    str(archive),
+                    "--dry-run",
+                    "--db",
+                    str(work / f"dry{number}.db"),
+                    extra,
+                ]
+                done = run_recorder(root, arguments)
                 print(
                     f"no database (--dry-run: InfluxDB elsewhere, infinitely fast), {variant}: "
-                    f"{done.stdout.strip().splitlines()[0]}; whole command {seconds:.1f} s"
+                    f"{done.output.splitlines()[0]}; whole command {done.seconds:.1f} s, "
+                    f"{1e6 * done.cpu_seconds / stored:.1f} us CPU/point"
                 )
             best_direct = max(direct_rates)
             for variant, rates in backfill_rates.items():

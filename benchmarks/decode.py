@@ -120,10 +120,10 @@ def main() -> None:
         batch = stack.feed(stream[offset : offset + chunk], at)
         events += len(batch)
         if observer is not None and batch:
-            observer.handle(batch)
+            observer.feed(batch)
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - started_cpu
-    counters = stack.counters()
+    counters = stack.counters.as_dict()
     megabytes = len(stream) / 1e6
     print(f"decoded {megabytes:.1f} MB in {elapsed:.2f} s wall, {cpu:.2f} s CPU")
     print(f"  {megabytes / elapsed:.1f} MB/s   (target >= 10 MB/s)")

@@ -36,11 +36,11 @@ from sqlalchemy import text
 
 from recorder.energy import DayTotals
 from recorder.energy_keeper import EnergyKeeper
-from recorder.observer import Reading
-from recorder.protocol.events import PowerReport
+from recorder.reading import Reading
 from recorder.storage.inflight import InFlight
 from recorder.storage.outbox import Outbox
 from recorder.storage.state import StateStore
+from recorder.timestamps import to_millis
 
 MEASURE_EVERY = 60  # steps (seconds) between WAL measurements
 COMMIT_EVERY = 30  # steps between outbox commits in the "before" design (commit interval / 2)
@@ -63,11 +63,12 @@ def readings(args: argparse.Namespace) -> Iterable[tuple[datetime, list[Reading]
         batch = []
         for node in range(args.nodes):
             if (second - phase[node]) % args.period < 1:
-                measured_at = at + timedelta(milliseconds=int((phase[node] % 1) * 1000))
+                received_ms = to_millis(at)
+                measured_ms = received_ms + int((phase[node] % 1) * 1000)
                 level = max(0.05, 1 - abs(second - seconds / 2) / (seconds / 2))
-                report = PowerReport(720, 700, 255, int(1900 * level), 400, b"\x00\x00\x00", 0, 150)
                 address = bytes((4, 0xC0, 0x5B, 0x40, 0, 0, node // 256, node % 256))
-                batch.append(Reading(4609, node + 2, measured_at, at, report, address, None))
+                values = (720, 700, 255, int(1900 * level), 400, 150)
+                batch.append((4609, node + 2, measured_ms, received_ms, 0, *values, address))
         yield at, batch
 
 

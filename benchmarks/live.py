@@ -44,7 +44,6 @@ from recorder.live.latest import LatestReadings  # noqa: E402
 from recorder.live.metrics import LiveCollector, render_metrics  # noqa: E402
 from recorder.live.snapshot import LiveData  # noqa: E402
 from recorder.live.status import status_document  # noqa: E402
-from recorder.observer import Reading  # noqa: E402
 from recorder.pipeline import DecodePipeline  # noqa: E402
 from recorder.sim.bus import BusSimulation  # noqa: E402
 from recorder.sim.config import SimulationConfig  # noqa: E402
@@ -82,9 +81,9 @@ def simulated_readings(nodes: int) -> list[tuple[list[Any], datetime]]:
     batches = []
     for data, seconds in BusSimulation(config).run():
         at = config.start + timedelta(seconds=seconds)
-        _events, outputs = pipeline.feed(data, at)
-        if outputs:
-            batches.append((outputs, at))
+        readings = pipeline.feed(data, at).readings
+        if readings:
+            batches.append((readings, at))
     return batches
 
 
@@ -113,7 +112,7 @@ def timed(function: Any, rounds: int) -> tuple[float, float, float]:
 
 def render_phase(nodes: int, rounds: int) -> None:
     batches = simulated_readings(nodes)
-    readings = sum(1 for outputs, _ in batches for o in outputs if isinstance(o, Reading))
+    readings = sum(len(outputs) for outputs, _ in batches)
     latest = LatestReadings(timedelta(minutes=10))
     started = time.perf_counter()
     for outputs, at in batches:

@@ -38,7 +38,6 @@ from recorder.live.broker import MqttBroker  # noqa: E402
 from recorder.live.latest import LatestReadings  # noqa: E402
 from recorder.live.mqtt import MqttPublisher  # noqa: E402
 from recorder.live.snapshot import LiveData  # noqa: E402
-from recorder.observer import Reading  # noqa: E402
 from recorder.pipeline import DecodePipeline  # noqa: E402
 from recorder.sim.bus import BusSimulation  # noqa: E402
 from recorder.sim.config import SimulationConfig  # noqa: E402
@@ -57,9 +56,9 @@ def simulated_batches(nodes: int, minutes: int) -> list[tuple[list[Any], datetim
     batches = []
     for data, seconds in BusSimulation(config).run():
         at = config.start + timedelta(seconds=seconds)
-        _events, outputs = pipeline.feed(data, at)
-        if outputs:
-            batches.append((outputs, at))
+        readings = pipeline.feed(data, at).readings
+        if readings:
+            batches.append((readings, at))
     return batches
 
 
@@ -76,7 +75,7 @@ def pass_phase(nodes: int, rounds: int, work: Path) -> None:
         while position < len(batches) and batches[position][1] <= limit:
             outputs, at = batches[position]
             latest.observe(outputs, at)
-            fed += sum(1 for output in outputs if isinstance(output, Reading))
+            fed += len(outputs)
             position += 1
         return fed
 

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -27,6 +32,41 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+@dataclass
+class Finished:
+    """A recorder command run to its end: wall and CPU seconds (its read-ahead child included),
+    peak RSS, and what it printed (stdout; stderr too when asked for)."""
+
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mb: float
+    output: str
+
+
+def run_recorder(
+    root: Path, arguments: list[str], *, keep_stdout: bool = True, env: dict[str, str] | None = None
+) -> Finished:
+    """`recorder ARGUMENTS` from the checkout at `root` (this Python, its packages), measured.
+    `keep_stdout=False` throws stdout away (e.g. `observe`'s JSON lines) and keeps stderr."""
+    command = [sys.executable, "-m", "recorder.cli.app", *arguments]
+    with tempfile.TemporaryFile() as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command,
+            stdout=output if keep_stdout else subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL if keep_stdout else output,
+            env={**os.environ, **(env or {}), "PYTHONPATH": str(root)},
+            cwd=root,
+        )
+        _, status, usage = os.wait4(process.pid, 0)  # usage includes its reaped children
+        elapsed = time.perf_counter() - started
+        output.seek(0)
+        text = output.read().decode().strip()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"recorder {' '.join(arguments)} failed in {root}: {text[-2000:]}")
+    return Finished(elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, text)
 
 
 def write_bytes(pid: int) -> int:

@@ -1,6 +1,7 @@
 """`recorder run` live: CPU, memory and latency against a real InfluxDB.
 
     python benchmarks/run_live.py [--realtime-minutes 5] [--hours 24] [--speed 60] [--nodes 135]
+                                  [--base DIR]
 
 A simulator process plays a converter (`recorder simulate --listen`) and `recorder run` reads it
 over TCP and writes to a throwaway InfluxDB 1.6 (its native 1.x /write API, as in the tests). Two
@@ -21,7 +22,8 @@ slot cycle (240 s simulated) apart land on the same millisecond and InfluxDB kee
 Decoding the run's own archive shows exactly those pairs; at real time the counts agree.
 
 Targets from issue "recorder run": < 1 % of one core at real time, RSS < 100 MB,
-p99 < 2 s.
+p99 < 2 s. `--base DIR` also runs the real-time phase with another checkout's recorder (e.g.
+`git worktree add DIR main`); `--hours 0` skips the fast phase.
 """
 
 from __future__ import annotations
@@ -48,8 +50,17 @@ MIDNIGHT = "2025-06-21T00:00:00+00:00"
 
 
 def phase(
-    influx: LocalInfluxDB, work: Path, name: str, *, speed: float, hours: float, nodes: int, start: str
+    influx: LocalInfluxDB,
+    work: Path,
+    name: str,
+    *,
+    speed: float,
+    hours: float,
+    nodes: int,
+    start: str,
+    root: Path = ROOT,
 ) -> dict[str, float]:
+    """One simulator (this checkout) into one recorder run from the checkout at `root`."""
     database = f"bench_{name}"
     influx.create_database(database)
     simulator = subprocess.Popen(
@@ -84,6 +95,7 @@ def phase(
         "INFLUX_ORG": "-",
         "INFLUX_BUCKET": database,
         "RECORDER_LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(root),
     }
     recorder = subprocess.Popen(
         [
@@ -101,7 +113,7 @@ def phase(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=ROOT,
+        cwd=root,
         env=environment,
     )
     time.sleep(10)  # imports and start-up are not what we measure
@@ -144,22 +156,35 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=60.0)
     parser.add_argument("--nodes", type=int, default=135)
     parser.add_argument("--start", default=MIDNIGHT, help="simulated start of the fast phase")
+    parser.add_argument("--base", type=Path, help="also time the real-time phase with another checkout")
     args = parser.parse_args()
+    trees = [("this", ROOT)] + ([("base", args.base.resolve())] if args.base else [])
     with tempfile.TemporaryDirectory(prefix="recorder-bench-") as scratch:
         work = Path(scratch)
         influx = LocalInfluxDB(work / "influx")
         influx.start()
         try:
-            if args.realtime_minutes > 0:
+            for tree, root in trees if args.realtime_minutes > 0 else []:
                 # Midday, so the array is producing (at night the bus carries only polls).
                 hours = args.realtime_minutes / 60
-                real = phase(influx, work, "realtime", speed=1.0, hours=hours, nodes=args.nodes, start=MIDDAY)
+                real = phase(
+                    influx,
+                    work,
+                    f"realtime_{tree}",
+                    speed=1.0,
+                    hours=hours,
+                    nodes=args.nodes,
+                    start=MIDDAY,
+                    root=root,
+                )
                 share = 100 * real["cpu"] / real["wall"]
-                print(f"real time, {args.nodes} optimizers, {real['wall']:.0f} s measured:")
+                print(f"{tree}: real time, {args.nodes} optimizers, {real['wall']:.0f} s measured:")
                 print(f"  recorder CPU {real['cpu']:.2f} s = {share:.2f} % of one core (target < 1 %)")
                 print(
                     f"  peak RSS {real['rss']:.0f} MB, {real['readings']} readings, {real['points']} points"
                 )
+            if args.hours <= 0:
+                return
             fast = phase(
                 influx, work, "fast", speed=args.speed, hours=args.hours, nodes=args.nodes, start=args.start
             )

@@ -18,7 +18,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recorder.observer import Reading
 from recorder.pipeline import DecodePipeline
 from recorder.sim.bus import BusSimulation
 from recorder.sim.config import SimulationConfig
@@ -63,8 +62,8 @@ def main() -> None:
     pipeline = DecodePipeline()
     decoded = []
     for data, seconds in BusSimulation(config).run(truth.append):
-        _, outputs = pipeline.feed(data, config.start + timedelta(seconds=seconds))
-        decoded.extend(reading_json(output) for output in outputs if isinstance(output, Reading))
+        readings = pipeline.feed(data, config.start + timedelta(seconds=seconds)).readings
+        decoded.extend(reading_json(reading) for reading in readings)
     elapsed = time.perf_counter() - started
     result = compare(truth, decoded, check_barcodes=True)
     print(f"generate + decode with noise {args.noise}: {elapsed:.1f} s")

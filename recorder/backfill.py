@@ -5,12 +5,18 @@ as is), optionally gzip-compressed, in one of three formats, detected from the c
 given: capture files, raw byte dumps, and the JSON lines `taptap observe` prints (every shape
 taptap's versions print, recognised line by line: `recorder.taptap_json`).
 
+Bus files decode through the same `DecodePipeline` as `recorder run` and `recorder observe`
+(protocol stack, observer, placement step), so every reading is the one `run` would have made of
+the same bytes; points are formatted by the same `PointFormatter` as `run`'s sender.
+
 Identity: every reading is tagged with the barcode valid at its *measurement* time, from the
 state database's history plus everything the files themselves reveal (a node table at the end
-of a file names the nodes of the readings before it). Readings of nodes not known yet are held
-in memory until their mapping turns up, so one pass usually suffices; when the database already
-knows history inside the input's period, a first pass collects the files' identity before any
-point is written (`Backfill._needs_first_pass`).
+of a file names the nodes of the readings before it). Readings of nodes not known yet wait
+(`recorder.held`: in memory, then in a scratch file) until their mapping turns up or the input
+ends, so one pass usually suffices; when the database already knows history inside the input's
+period, a first pass collects the files' identity before any point is written
+(`Backfill._needs_first_pass`). Unlike `run`'s identity hold, the wait is not limited in time:
+the whole input is there, and a mapping heard at its end is as good as one heard at its start.
 
 Idempotency: the same input always yields the same points (same series, same timestamps), so a
 second backfill, or a backfill over a period `recorder run` already recorded from the same bytes,
@@ -18,15 +24,17 @@ leaves one copy of each point. (Labels are the current ones: relabelled optimize
 under their new tags.)
 
 Daily energy: every reading that becomes a point is also integrated (`recorder.energy.ReplayEnergy`,
-fed once per batch of frames and once per taptap file), and at the end of the input the
-`tigo_energy` point of every local day it replayed is written: the same points `recorder run`
-writes for the same readings, with the same `timezone` and `energy_max_gap` settings. A day the
-input covers only in part gets the energy of that part (see the README). The state database's
-energy tables are `run`'s and are left alone.
+fed from the readings the formatter turns into points, in one place: `_Readings._points`), and
+at the end of the input the `tigo_energy` point of every local day it replayed is written: the
+same points `recorder run` writes for the same readings, with the same `timezone` and
+`energy_max_gap` settings. A day the input covers only in part gets the energy of that part (see
+the README). The state database's energy tables are `run`'s and are left alone.
 
-Speed: power reports take the fast lane in `recorder.replay`; a writer thread sends large
-batches while decoding goes on; and for large inputs a child process reads the files and
-delimits frames ahead of the decoder when a core is spare for it (`recorder.readahead`).
+Speed: the pipeline and the formatter work on batches of frames and readings with integer
+times and cached texts; a writer thread sends large batches while decoding goes on; and for
+large inputs a child process reads the files and delimits frames ahead of the decoder when a
+core is spare for it (`recorder.readahead`).
+
 A file that cannot be read is reported with its name and the offset where it failed, skipped,
 and the run goes on; the exit code says something was skipped. So is a file with bytes and
 nothing in them for us: a bus file without a single frame (`sources.nothing_decoded`, the rule
@@ -40,6 +48,7 @@ exit code.
 from __future__ import annotations
 
 import contextlib
+import gc
 import gzip
 import logging
 import os
@@ -47,7 +56,7 @@ import queue
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -57,11 +66,12 @@ from recorder import taptap_json
 from recorder.archive import archive_files
 from recorder.capture import CaptureReader
 from recorder.config import Settings
-from recorder.energy import ReplayEnergy
+from recorder.energy import ReplayEnergy, Sample
 from recorder.errors import CaptureFormatError, RecorderError, SourceError
-from recorder.identity import IdentityMap
+from recorder.held import HeldReadings
+from recorder.identity import IdentityMap, NodeKey
 from recorder.observer import SOURCE_IMPORT, MappingLearned, Observer, Output
-from recorder.protocol.barcode import barcode_from_address
+from recorder.pipeline import DecodePipeline
 from recorder.readahead import (
     FileDone,
     Frames,
@@ -69,9 +79,9 @@ from recorder.readahead import (
     read_frames,
     read_frames_in_child,
 )
-from recorder.replay import LineApplication, line_stack
+from recorder.reading import LONG_ADDRESS, MEASURED_MS, Activity, Reading, count_activity
 from recorder.sinks.influx import BadData, LineWriter, RetryLater, send_batch
-from recorder.sinks.points import PointIdentity, energy_line
+from recorder.sinks.points import PointFormatter, PointIdentity, energy_line, point_identity
 from recorder.sources import describe_size, nothing_decoded
 from recorder.storage.state import Labels, StateStore
 from recorder.timestamps import to_millis
@@ -95,6 +105,23 @@ def read_ahead_pays(bus_bytes: int, cores: int, database_here: bool) -> bool:
         return False
     return cores >= 4 or not database_here
 
+
+# Counters of power reports (or the packets carrying them) that became no reading, as the summary
+# names them.
+DROPPED_REPORTS = {
+    "invalid_power_reports": "invalid",
+    "unplaced_reports": "unplaced (impossible gateway slot counter)",
+    "duplicate_reports": "duplicates",
+    "retransmitted_packets": "retransmitted packets",
+    "truncated_packets": "truncated packets",
+}
+
+# The cyclic garbage collector's thresholds while a backfill runs. Readings are tuples of integers
+# and make no cycles, but each is a container the collector tracks; at Python's default (a sweep
+# every 700 new containers) it sweeps constantly while readings wait for identity and the
+# formatter's caches fill: 5.6 s instead of 3.8 s for the 143,000 readings of
+# benchmarks/commands.py's 20 MB polling stream (--dry-run --no-read-ahead).
+GC_THRESHOLDS = (20_000, 10, 10)
 
 _SUFFIXES = (".cap.gz", ".cap", ".bin", ".raw", ".dump", ".json", ".jsonl", ".log", ".gz")
 
@@ -125,11 +152,14 @@ class Summary:
     out_of_range: int = 0
     rejected: int = 0
     mappings_learned: int = 0
+    same_point: int = 0  # waiting readings of a node and millisecond already waiting: one point
     energy_days: list[str] = field(default_factory=list)  # local days whose tigo_energy was written
     energy_points: int = 0  # tigo_energy points written (not counted in `points`)
     unrecognised_lines: int = 0  # taptap JSON lines of no shape we know, left out
     first_unrecognised: str | None = None  # where the first one is, and why
     seconds: float = 0.0
+    # Every decoding layer's counters, summed over the input's streams (what was dropped, and why).
+    counters: dict[str, int] = field(default_factory=dict)
 
     def text(self) -> str:
         rate = self.points / self.seconds if self.seconds else 0.0
@@ -141,6 +171,18 @@ class Summary:
             f"  identity: {self.mappings_learned} mappings learned from the files; "
             f"{self.unresolved} readings without a barcode{dropped}",
         ]
+        not_written = {name: self.counters.get(name, 0) for name in DROPPED_REPORTS}
+        if any(not_written.values()):
+            lines.append(
+                "  power reports not written: "
+                + ", ".join(
+                    f"{count} {DROPPED_REPORTS[name]}" for name, count in not_written.items() if count
+                )
+            )
+        if self.same_point:
+            lines.append(
+                f"  {self.same_point} readings at the node and millisecond of another: one point each pair"
+            )
         if self.energy_days:
             days = self.energy_days
             span = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
@@ -385,6 +427,7 @@ class BackfillOptions:
     two_pass: bool | None = None  # None: decide (see Backfill._needs_first_pass)
     read_ahead: bool | None = None  # a child process reads and delimits frames; None: decide
     database_here: bool = True  # InfluxDB shares this machine's cores (for deciding read_ahead)
+    scratch_directory: Path | None = None  # for readings waiting for identity (None: temporary)
 
 
 def _until_done(frames: Iterator[Frames | FileDone], done: FileDone | None = None) -> Iterator[Frames]:
@@ -398,6 +441,9 @@ def _until_done(frames: Iterator[Frames | FileDone], done: FileDone | None = Non
 
 
 class Backfill:
+    """`recorder backfill`'s loop: files -> pipeline -> points, in one or two passes (module
+    docstring). `run()` does it all and returns the summary."""
+
     def __init__(
         self,
         settings: Settings,
@@ -414,11 +460,13 @@ class Backfill:
         self.progress = progress or (lambda _summary, _final: None)
         self._labels: dict[bytes, Labels] = {}
         self.passes = 0
-        self.activity: dict[tuple[int, int], list[int]] = {}  # for `nodes list`'s LAST REPORT
+        self.activity: Activity = {}  # for `nodes list`'s LAST REPORT (the writing pass's)
         self._stop = threading.Event()
         self._stop_exit_code = 130
         self._learned: list[Output] = []  # identity learned so far (saved however the run ends)
-        self._application: LineApplication | None = None  # the pass in progress
+        # The writing pass in progress, for counting what it has done when it is stopped.
+        self._out: _Readings | None = None
+        self._pipelines: list[DecodePipeline] = []
 
     def stop(self, exit_code: int = 130) -> None:
         """Ask the run to end soon (signal handlers call this): it raises `Interrupted`, having
@@ -427,6 +475,14 @@ class Backfill:
         self._stop.set()
 
     def run(self) -> Summary:
+        thresholds = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
+        try:
+            return self._run()
+        finally:
+            gc.set_threshold(*thresholds)
+
+    def _run(self) -> Summary:
         started = time.monotonic()
         files, problems = discover(self.options.paths, self.options.format)
         self.summary.files = len(files) + len(problems)
@@ -451,7 +507,6 @@ class Backfill:
             stopped = True
         finally:
             writer.close()
-            self._harvest()
             learned = self._learned
             self.summary.mappings_learned = sum(1 for o in learned if isinstance(o, MappingLearned))
             if self.options.persist_identity and learned:
@@ -478,16 +533,10 @@ class Backfill:
                 raise RecorderError(str(error)) from None
             log.warning("%s; the backfill starts anyway and waits for it while writing", error)
 
-    def _check_stop(self, application: LineApplication) -> None:
+    def _check_stop(self) -> None:
         if self._stop.is_set():
-            self._count(application)
+            self._count()
             raise _Stopped
-
-    def _harvest(self) -> None:
-        """Move the identity the pass in progress has learned into `_learned`."""
-        if self._application is not None:
-            self._learned.extend(self._application.learned)
-            self._application.learned = []
 
     def _needs_first_pass(self, files: list[InputFile]) -> bool:
         """One pass suffices when identity evidence in the files can only *add* to history.
@@ -506,25 +555,18 @@ class Backfill:
         return latest_known >= earliest
 
     def _tags(self, gateway_id: int, node_id: int, address: bytes | None) -> PointIdentity:
-        labels = self._labels.get(address) if address else None
-        return PointIdentity(
-            gateway=str(gateway_id),
-            node_id=node_id,
-            barcode=barcode_from_address(address) if address else None,
-            name=labels.name if labels else None,
-            string=labels.string if labels else None,
-            site=self.settings.site,
-        )
+        return point_identity(gateway_id, node_id, address, self._labels, self.settings.site)
 
-    def _new_application(self, identities: IdentityMap, observer: Observer, *, emit: bool) -> LineApplication:
+    def _readings(self, identities: IdentityMap, energy: ReplayEnergy | None = None) -> _Readings:
         options = self.options
-        return LineApplication(
+        return _Readings(
             identities,
-            self._tags,
-            observer,
-            emit=emit,
+            PointFormatter(self._tags),
+            HeldReadings(options.scratch_directory),
+            self._learned,
             since_ms=to_millis(options.since) if options.since else None,
             until_ms=to_millis(options.until) if options.until else None,
+            energy=energy,
         )
 
     def _frames(self, files: list[InputFile]) -> contextlib.closing[FrameStream]:
@@ -544,59 +586,50 @@ class Backfill:
         self, files: list[InputFile], identities: IdentityMap, gateways: dict[int, bytes]
     ) -> None:
         self.passes += 1
-        learned = self._learned
-        application = self._application = self._new_application(
-            identities, Observer(identities, gateways), emit=False
-        )
-        stack = line_stack(application)
+        learned = self._learned  # saved however the run ends
+        pipeline = DecodePipeline(Observer(identities, gateways, readings=False))
         previous_format = None
         with self._frames(files) as frames:
             for item in files:
                 if item.format == "taptap-json":
+                    out = self._readings(identities)  # nothing is written, nothing waits
                     # (What cannot be read is reported by the second pass; what came before counts.)
                     with contextlib.suppress(OSError, EOFError, zlib.error):
-                        self._json_file(item, application, write=False)
-                    learned.extend(application.learned)
-                    application.learned = []
+                        self._json_file(item, out, write=False)
                     continue
                 if item.format == "raw" or previous_format == "raw":
                     # Capture files continue each other (the archive rotates mid-stream); raw dumps do not.
-                    self._harvest()
-                    application = self._application = self._new_application(
-                        identities, Observer(identities, gateways), emit=False
-                    )
-                    stack = line_stack(application)
+                    pipeline = DecodePipeline(Observer(identities, gateways, readings=False))
                 previous_format = item.format
                 # (Unreadable parts are reported by the second pass; what came before counts.)
                 for batch in _until_done(frames):
-                    application.observe(stack.feed_frames(batch.bodies, batch.times))
-                    self._check_stop(application)
-                self._harvest()
-        self._application = None
+                    learned.extend(pipeline.feed_frames(batch.bodies, batch.times).learned)
+                    self._check_stop()
 
     @staticmethod
-    def _learn_json(application: LineApplication, key: tuple[int, int], address: bytes, at: datetime) -> None:
+    def _learn_json(out: _Readings, key: NodeKey, address: bytes, at: datetime) -> None:
         """A mapping a taptap line revealed; the readings of that node held so far go out."""
-        changed, previous = application.identities.learn(key, address, SOURCE_IMPORT, at)
+        changed, previous = out.identities.learn(key, address, SOURCE_IMPORT, to_millis(at))
         if changed:
-            application.learned.append(MappingLearned(key[0], key[1], address, SOURCE_IMPORT, at, previous))
-            application.release(key)
+            out.take([], [MappingLearned(key[0], key[1], address, SOURCE_IMPORT, at, previous)])
 
-    def _json_file(self, item: InputFile, application: LineApplication, *, write: bool) -> None:
+    def _json_file(self, item: InputFile, out: _Readings, *, write: bool) -> None:
         """One file of taptap JSON lines (see `recorder.taptap_json`): identity, then readings.
 
-        An infrastructure report has no time of its own: its mappings count from the reading
-        before it (or, at the top of a file, the first one after it). Raises SkippedFile when
-        not one line was recognised; OSError, EOFError or zlib.error when the file cannot be
-        read further.
+        taptap's power reports are placed already (it logs their measurement time): each becomes
+        a reading as it is, with the identity valid at its measurement time. An infrastructure
+        report has no time of its own: its mappings count from the reading before it (or, at the
+        top of a file, the first one after it). Raises SkippedFile when not one line was
+        recognised; OSError, EOFError or zlib.error when the file cannot be read further.
         """
-        since_ms, until_ms = application.since_ms, application.until_ms
+        identities = out.identities
         last_at: datetime | None = None
         waiting: list[tuple[int, int, bytes]] = []  # mappings seen before any reading
         lines = recognised = unrecognised = 0
         first_unrecognised: tuple[int, str] | None = None
+        readings: list[Reading] = []
         for number, line in taptap_json.read_lines(item.path):
-            self._check_stop(application)
+            self._check_stop()
             lines += 1
             if isinstance(line, taptap_json.Unrecognised):
                 unrecognised += 1
@@ -608,26 +641,32 @@ class Backfill:
                     if last_at is None:
                         waiting.append((gateway_id, node_id, address))
                     else:
-                        self._learn_json(application, (gateway_id, node_id), address, last_at)
+                        out.take(readings)
+                        readings = []
+                        self._learn_json(out, (gateway_id, node_id), address, last_at)
                 continue
             key = (line.gateway_id, line.node_id)
             last_at = line.measured_at
+            if waiting or line.node_address is not None:
+                out.take(readings)  # in order: what came before resolves as it did
+                readings = []
             for gateway_id, node_id, address in waiting:
-                self._learn_json(application, (gateway_id, node_id), address, last_at)
+                self._learn_json(out, (gateway_id, node_id), address, last_at)
             waiting = []
             if line.node_address is not None:
-                self._learn_json(application, key, line.node_address, last_at)
+                self._learn_json(out, key, line.node_address, last_at)
             if not write:
                 continue
-            application.readings += 1
             measured_ms = line.measured_ms
-            if (since_ms is not None and measured_ms < since_ms) or (
-                until_ms is not None and measured_ms >= until_ms
-            ):
-                application.out_of_range += 1
-                continue
-            application.count_report(key, measured_ms)
-            application.place(key, measured_ms, line.values)
+            # taptap logs no receive time or slot counter.
+            readings.append(
+                (*key, measured_ms, measured_ms, 0, *line.values, identities.resolve(key, measured_ms))
+            )
+            out.json_readings += 1
+            if len(readings) >= 5000:
+                out.take(readings)
+                readings = []
+        out.take(readings)
         if not write:
             return
         if lines and not recognised:
@@ -660,66 +699,70 @@ class Backfill:
         writer: _WriterThread,
     ) -> None:
         self.passes += 1
-        application = self._application = self._new_application(
-            identities, Observer(identities, gateways), emit=True
-        )
-        self.activity = application.activity
+        options = self.options
         energy = ReplayEnergy(self.settings.timezone, self.settings.energy_max_gap)
-        application.samples = []
-        stack = line_stack(application)
+        out = self._out = self._readings(identities, energy)
+        self.activity = out.activity
+        pipelines = self._pipelines = [DecodePipeline(Observer(identities, gateways))]
         previous_format = None
         last_progress = time.monotonic()
-        with self._frames(files) as frames:
-            for item in files:
-                if item.format == "taptap-json":
-                    try:
-                        self._json_file(item, application, write=True)
-                        energy.feed(application.samples)  # daily energy: this file's readings
-                    except SkippedFile as error:
-                        self.summary.skipped.append((item.path, str(error)))
-                    except (OSError, EOFError, zlib.error) as error:
-                        self.summary.skipped.append((item.path, f"cannot be read to its end ({error})"))
-                else:
-                    if item.format == "raw" or previous_format == "raw":
-                        # A new stream: fresh decoder state; the application's caches carry on.
-                        application.observer = Observer(identities, gateways)
-                        stack = line_stack(application)
-                    previous_format = item.format
-                    done = FileDone(None)
-                    bodies = 0
-                    for batch in _until_done(frames, done):
-                        bodies += len(batch.bodies)
-                        application.observe(stack.feed_frames(batch.bodies, batch.times))
-                        energy.feed(application.samples)  # daily energy: this batch's readings
-                        self._check_stop(application)
-                        if len(application.lines) >= self.options.batch_size:
-                            writer.submit(application.lines)
-                            application.lines = []
-                            now = time.monotonic()
-                            if now - last_progress >= 0.5:
-                                last_progress = now
-                                self._count(application)
-                                self.progress(self.summary, False)
-                    if done.truncated:
-                        log.warning(
-                            "%s ends mid-record (cut short while writing?); kept what was there",
-                            item.path,
-                        )
-                    if done.error is not None:
-                        self.summary.skipped.append((item.path, done.error))
-                    elif reason := nothing_decoded(done.bus_bytes, bodies, item.format):
-                        self.summary.skipped.append((item.path, reason))
-                self.summary.files_done += 1
-                self.summary.bytes_done += item.size
-        written, dropped = application.flush_unresolved(self.options.on_unresolved == "write")
+        try:
+            with self._frames(files) as frames:
+                for item in files:
+                    if item.format == "taptap-json":
+                        try:
+                            self._json_file(item, out, write=True)
+                        except SkippedFile as error:
+                            self.summary.skipped.append((item.path, str(error)))
+                        except (OSError, EOFError, zlib.error) as error:
+                            self.summary.skipped.append((item.path, f"cannot be read to its end ({error})"))
+                    else:
+                        if item.format == "raw" or previous_format == "raw":
+                            # A new stream: fresh decoder and placement state, the same identity.
+                            pipelines.append(DecodePipeline(Observer(identities, gateways)))
+                        pipeline = pipelines[-1]
+                        previous_format = item.format
+                        done = FileDone(None)
+                        bodies = 0
+                        for batch in _until_done(frames, done):
+                            bodies += len(batch.bodies)
+                            out.take(*pipeline.feed_frames(batch.bodies, batch.times))
+                            self._check_stop()
+                            if len(out.lines) >= options.batch_size:
+                                writer.submit(out.lines)
+                                out.lines = []
+                                now = time.monotonic()
+                                if now - last_progress >= 0.5:
+                                    last_progress = now
+                                    self._count()
+                                    self.progress(self.summary, False)
+                        if done.truncated:
+                            log.warning(
+                                "%s ends mid-record (cut short while writing?); kept what was there",
+                                item.path,
+                            )
+                        if done.error is not None:
+                            self.summary.skipped.append((item.path, done.error))
+                        elif reason := nothing_decoded(done.bus_bytes, bodies, item.format):
+                            self.summary.skipped.append((item.path, reason))
+                    if len(out.lines) >= options.batch_size:
+                        writer.submit(out.lines)
+                        out.lines = []
+                    self.summary.files_done += 1
+                    self.summary.bytes_done += item.size
+            written, dropped = out.flush_unresolved(
+                options.on_unresolved == "write", writer, options.batch_size
+            )
+        finally:
+            self.summary.same_point = out.held.same_point
+            out.held.close()
         self.summary.unresolved = written + dropped
         self.summary.dropped_unresolved = dropped
-        energy.feed(application.samples)  # daily energy: the end of the input closes every day
-        if application.lines:
-            writer.submit(application.lines)
-            application.lines = []
-        writer.submit(self._energy_lines(energy))
-        self._count(application)
+        if out.lines:
+            writer.submit(out.lines)
+            out.lines = []
+        writer.submit(self._energy_lines(energy))  # the end of the input closes every day
+        self._count()
 
     def _energy_lines(self, energy: ReplayEnergy) -> EnergyLines:
         """The `tigo_energy` points of the days replayed, with the readings' tags."""
@@ -732,9 +775,103 @@ class Backfill:
             for totals in days
         )
 
-    def _count(self, application: LineApplication) -> None:
-        self.summary.readings = application.readings
-        self.summary.out_of_range = application.out_of_range
+    def _count(self) -> None:
+        out = self._out
+        if out is None:
+            return  # the first pass counts nothing
+        totals: dict[str, int] = {}
+        for pipeline in self._pipelines:
+            for name, value in pipeline.counters.as_dict().items():
+                totals[name] = totals.get(name, 0) + value
+        self.summary.counters = totals
+        self.summary.readings = totals.get("readings", 0) + out.json_readings
+        self.summary.out_of_range = out.out_of_range
+
+
+class _Readings:
+    """Where the writing pass puts the observer's outputs: lines (and daily energy) for readings
+    whose node is known, held readings for the others (released when a mapping is learned),
+    identity to persist."""
+
+    def __init__(
+        self,
+        identities: IdentityMap,
+        formatter: PointFormatter,
+        held: HeldReadings,
+        learned: list[Output],
+        *,
+        since_ms: int | None,
+        until_ms: int | None,
+        energy: ReplayEnergy | None = None,
+    ) -> None:
+        self.identities = identities
+        self.formatter = formatter
+        self.energy = energy  # None: the first pass, whose readings become no point
+        self._samples: list[Sample] = []  # energy samples of the points made since the last feed
+        self.held = held
+        self.since_ms = since_ms
+        self.until_ms = until_ms
+        self.lines: list[str] = []
+        self.learned = learned  # the backfill's own list: saved however the run ends
+        self.activity: Activity = {}  # of the readings in range, as `run` counts them
+        self.out_of_range = 0
+        self.json_readings = 0
+
+    def take(self, readings: list[Reading], learned: Sequence[Output] = ()) -> None:
+        """Readings (and what was learned while they were placed)."""
+        if self.since_ms is not None or self.until_ms is not None:
+            readings = self._in_range(readings)
+        count_activity(self.activity, readings)
+        unresolved: list[Reading] = []
+        self._points(readings, unresolved)
+        for reading in unresolved:
+            self.held.add(reading)
+        for output in learned:
+            if isinstance(output, MappingLearned):
+                released = self.held.release((output.gateway_id, output.node_id), self.identities)
+                if released:
+                    self._points(released)
+            if not isinstance(output, tuple):
+                self.learned.append(output)
+        self._feed_energy()
+
+    def _points(self, readings: list[Reading], unresolved: list[Reading] | None = None) -> None:
+        """Readings become points here, and nowhere else: their lines, and their daily energy
+        (`Sample.of`, as `run` feeds a reading when it becomes ready to send). Given
+        `unresolved`, readings whose node is not known yet go there instead (they wait)."""
+        self.lines += self.formatter.lines(readings, unresolved)
+        if self.energy is not None:
+            if unresolved:
+                readings = [reading for reading in readings if reading[LONG_ADDRESS] is not None]
+            self._samples += map(Sample.of, readings)
+
+    def _feed_energy(self) -> None:
+        """Integrate the samples of the points made since the last call, all at once (their
+        order among themselves does not matter; see `EnergyAccumulator.feed`)."""
+        if self.energy is not None:
+            self.energy.feed(self._samples)
+
+    def _in_range(self, readings: list[Reading]) -> list[Reading]:
+        since_ms = self.since_ms if self.since_ms is not None else -(2**63)
+        until_ms = self.until_ms if self.until_ms is not None else 2**63
+        kept = [reading for reading in readings if since_ms <= reading[MEASURED_MS] < until_ms]
+        self.out_of_range += len(readings) - len(kept)
+        return kept
+
+    def flush_unresolved(self, write: bool, writer: _WriterThread, batch_size: int) -> tuple[int, int]:
+        """At the end of the input: (written without barcode, dropped)."""
+        written = dropped = 0
+        for batch in self.held.drain(batch_size):
+            if write:
+                self._points(batch)
+                written += len(batch)
+                if len(self.lines) >= batch_size:
+                    writer.submit(self.lines)
+                    self.lines = []
+            else:
+                dropped += len(batch)
+        self._feed_energy()
+        return written, dropped
 
 
 def terminal_progress(stream: TextIO) -> Callable[[Summary, bool], None]:

@@ -48,9 +48,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from recorder.durations import parse_duration
 from recorder.errors import ConfigError, RecorderError
 from recorder.live.address import DEFAULT_ADDRESS, HttpAddress, parse_http_address
-from recorder.sim.config import parse_duration
 
 if TYPE_CHECKING:
     from recorder.live.broker import MqttBroker

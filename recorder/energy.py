@@ -35,8 +35,8 @@ barcode), hourly buckets of the site's local days. It does no IO and never reads
 loop (`recorder.ingest`) feeds readings when they become ready to send, so energy follows the
 identity hold exactly as the `tigo_optimizer` points do.
 
-`recorder backfill` uses `ReplayEnergy`: the same `Sample`s (made by `recorder.replay` from the
-raw values, with the same float operations as `Sample.of`), fed as each reading's line is made,
+`recorder backfill` uses `ReplayEnergy`: the same `Sample`s (`Sample.of` the same compact
+readings of the one placement step, `recorder.placement`), fed as each reading becomes a point,
 an accumulator of the same zone and gap, closed at the end of the input; the `DayTotals` of the
 days it replayed become `tigo_energy` lines (`recorder.sinks.points.energy_line`).
 """
@@ -49,11 +49,10 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from recorder.errors import ConfigError
-from recorder.protocol.events import PowerReport
+from recorder.reading import Reading
 from recorder.sinks.points import power_value
 from recorder.timestamps import to_millis
 
@@ -63,21 +62,6 @@ DEFAULT_MAX_GAP = timedelta(minutes=10)
 _TRAPEZOID_TO_WH = 2 * HOUR_MS  # (p1 + p2) / 2 × ms / 3.6e6 ms per hour
 
 SeriesKey = tuple[int, int, bytes | None]  # gateway ID, node ID, long address (None: unresolved)
-
-
-class ReadyReading(Protocol):
-    """What a reading offers once its identity is decided (an observer `Reading`, an outbox row)."""
-
-    @property
-    def gateway_id(self) -> int: ...
-    @property
-    def node_id(self) -> int: ...
-    @property
-    def measured_at(self) -> datetime: ...
-    @property
-    def report(self) -> PowerReport: ...
-    @property
-    def long_address(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,16 +81,19 @@ class Sample:
         return (self.gateway_id, self.node_id, self.long_address)
 
     @classmethod
-    def of(cls, reading: ReadyReading) -> Sample:
-        report = reading.report
+    def of(cls, reading: Reading) -> Sample:
+        """A compact reading's sample (`recorder.reading`), with the identity it is sent with."""
+        (gateway_id, node_id, measured_ms, _received_ms, _slot_counter, voltage_in_raw,
+         _voltage_out_raw, _duty_cycle_raw, current_in_raw, temperature_raw, rssi,
+         long_address) = reading  # fmt: skip
         return cls(
-            reading.gateway_id,
-            reading.node_id,
-            reading.long_address,
-            to_millis(reading.measured_at),
-            power_value(report.voltage_in_raw, report.current_in_raw),
-            report.rssi,
-            report.temperature_raw / 10,  # 0.1 °C steps
+            gateway_id,
+            node_id,
+            long_address,
+            measured_ms,
+            power_value(voltage_in_raw, current_in_raw),
+            rssi,
+            temperature_raw / 10,  # 0.1 °C steps
         )
 
 
@@ -342,7 +329,7 @@ class EnergyAccumulator:
         if integrate and newest is not None:
             self._integrate_through(newest - self.window_ms)
 
-    def feed_readings(self, readings: Iterable[ReadyReading], *, integrate: bool = True) -> None:
+    def feed_readings(self, readings: Iterable[Reading], *, integrate: bool = True) -> None:
         self.feed((Sample.of(reading) for reading in readings), integrate=integrate)
 
     def advance(self, limit_ms: int) -> None:

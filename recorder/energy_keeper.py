@@ -53,9 +53,9 @@ from recorder.energy import (
     DayTotals,
     EnergyAccumulator,
     EnergyToday,
-    ReadyReading,
     zone_named,
 )
+from recorder.reading import Reading
 from recorder.storage.energy import EnergyStore
 from recorder.storage.outbox import Outbox
 from recorder.timestamps import to_millis
@@ -104,7 +104,7 @@ class EnergyKeeper:
         self.checkpoints = 0
         self._pending: Changes | None = None  # a checkpoint that could not be written (full disk)
 
-    def feed(self, readings: Sequence[ReadyReading]) -> None:
+    def feed(self, readings: Sequence[Reading]) -> None:
         """Buffer only: a chunk may add readings and then release older held ones, so nothing
         is integrated before the chunk is complete (`tick`)."""
         if not self._closed:

@@ -69,17 +69,16 @@ from recorder.diskspace import LOG_EVERY, RETRY_EVERY, DiskSpace, is_disk_full
 from recorder.energy import DayTotals
 from recorder.energy_keeper import EnergyKeeper
 from recorder.live.latest import LatestReadings
-from recorder.observer import GatewayLearned, MappingLearned, Observer, Output, Reading
+from recorder.observer import GatewayLearned, IdentityOutput, MappingLearned, Observer
 from recorder.pipeline import DecodePipeline
-from recorder.protocol.barcode import barcode_from_address
+from recorder.reading import LONG_ADDRESS, Reading
 from recorder.sinks.influx import BadData, BatchResult, LineWriter, RetryLater, send_batch
-from recorder.sinks.points import PointIdentity, energy_line, optimizer_line, recorder_line
+from recorder.sinks.points import PointFormatter, PointIdentity, energy_line, point_identity, recorder_line
 from recorder.sources import Source
 from recorder.storage.inflight import DISK_FULL_LIMIT, InFlight, InFlightReading
 from recorder.storage.outbox import Outbox, PendingReading
 from recorder.storage.state import ActivityTally, Labels, StateStore
 from recorder.systemd import Notifier
-from recorder.timestamps import to_millis
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +111,7 @@ class LatencyProbe:
 
     def __init__(self) -> None:
         # Keyed by measurement time in whole milliseconds: what the outbox stores and returns.
-        self._arrivals: dict[tuple[int, int, int], float] = {}
+        self._arrivals: dict[tuple[int, ...], float] = {}
         self._histogram = [0] * self.BUCKETS
         self.count = 0
         self._lock = threading.Lock()
@@ -121,7 +120,7 @@ class LatencyProbe:
         """`readings`, which arrived at `at`, are now in the outbox."""
         with self._lock:
             for reading in readings:
-                self._arrivals[(reading.gateway_id, reading.node_id, to_millis(reading.measured_at))] = at
+                self._arrivals[reading[:3]] = at  # gateway, node, measured ms
             excess = len(self._arrivals) - self.MAX_REMEMBERED
             if excess > 0:  # forget the oldest
                 for key in list(islice(self._arrivals, excess)):
@@ -136,9 +135,7 @@ class LatencyProbe:
         """InfluxDB acknowledged these outbox rows at `at`."""
         with self._lock:
             for item in pending:
-                arrived = self._arrivals.pop(
-                    (item.gateway_id, item.node_id, to_millis(item.measured_at)), None
-                )
+                arrived = self._arrivals.pop(item.reading[:3], None)
                 if arrived is not None:
                     self._add(at - arrived)
 
@@ -267,6 +264,7 @@ class Sender(threading.Thread):
         self.idle = threading.Event()
         self._labels: dict[bytes, Labels] = {}
         self._labels_loaded = 0.0
+        self._points = PointFormatter(self._identity)
         self._backoff = 0.0
         self._retry_at = 0.0
         self._health: Health | None = None
@@ -387,8 +385,8 @@ class Sender(threading.Thread):
 
     def _write(self, entries: list[InFlightReading], rows: list[PendingReading]) -> BatchResult:
         """Send memory entries (indices 0..) and outbox rows (after them) in one batch."""
-        items = [(index, self._line(entry.reading)) for index, entry in enumerate(entries)]
-        items += [(index, self._line(row)) for index, row in enumerate(rows, len(entries))]
+        lines = self._points.lines([entry.reading for entry in entries] + [row.reading for row in rows])
+        items = list(enumerate(lines))
         parked: list[InFlightReading] = []
 
         def park(index: int, line: str, error: str) -> None:
@@ -466,22 +464,11 @@ class Sender(threading.Thread):
             self.refresh_labels.clear()
             self._labels = self.store.labels()
             self._labels_loaded = now
+            self._points.forget_tags()
 
     def _identity(self, gateway_id: int, node_id: int, long_address: bytes | None) -> PointIdentity:
         """The tags of an optimizer's points (readings and daily energy alike)."""
-        labels = self._labels.get(long_address) if long_address else None
-        return PointIdentity(
-            gateway=str(gateway_id),
-            node_id=node_id,
-            barcode=barcode_from_address(long_address) if long_address is not None else None,
-            name=labels.name if labels else None,
-            string=labels.string if labels else None,
-            site=self.settings.site,
-        )
-
-    def _line(self, item: PendingReading | Reading) -> str:
-        identity = self._identity(item.gateway_id, item.node_id, item.long_address)
-        return optimizer_line(identity, item.report, item.measured_at)
+        return point_identity(gateway_id, node_id, long_address, self._labels, self.settings.site)
 
 
 def database_path(store: StateStore) -> Path:
@@ -503,6 +490,9 @@ def _utc_now_for_parking() -> datetime:
 
 
 class Ingest:
+    """`recorder run`'s reader loop: source -> pipeline -> memory and outbox, identity and health
+    (module docstring); starts and stops the `Sender`."""
+
     def __init__(
         self,
         settings: Settings,
@@ -543,7 +533,7 @@ class Ingest:
         self.dropped_disk_full = 0
         self._disk_retry_at = 0.0
         self._dropped_logged_at: float | None = None
-        self._identity_unsaved: list[Output] = []
+        self._identity_unsaved: list[IdentityOutput] = []
         self._archive_yields = archive is not None and _same_filesystem(
             archive.directory, self.database.parent
         )
@@ -589,11 +579,11 @@ class Ingest:
                 if data:
                     if self.archive is not None:
                         self.archive.write(data, at)
-                    _events, outputs = self.pipeline.feed(data, at)
-                    if outputs:
-                        if self.latest is not None:  # first: identity learned below updates it
-                            self.latest.observe(outputs, at)
-                        self._accept(outputs, now)
+                    _events, readings, learned = self.pipeline.feed(data, at)
+                    if readings and self.latest is not None:  # first: identity learned below updates it
+                        self.latest.observe(readings, at)
+                    if readings or learned:
+                        self._accept(readings, learned, now)
                 if self._disk_retry_at:  # the disk is full: keep memory bounded, try again now and then
                     self._shed()
                     if now >= self._disk_retry_at:
@@ -659,22 +649,24 @@ class Ingest:
             self._report_leftovers()
             self._save_state(source)
 
-    def _accept(self, outputs: list[Output], now: float) -> None:
+    def _accept(self, readings: list[Reading], identity: list[IdentityOutput], now: float) -> None:
         """New observer outputs: readings into memory, identity changes into the state store.
 
         Identity is committed at once: changes are rare (a new or replaced optimizer), and the
-        observer's memory is reloaded from the database when its mappings change.
+        observer's memory is reloaded from the database when its mappings change (not for the
+        mappings it learned itself, which it knows already).
         """
-        readings = [output for output in outputs if isinstance(output, Reading)]
         self.inflight.add(readings, now)
-        for reading in readings:
-            self._activity.add(reading)
+        self._activity.add(readings)
         self.readings += len(readings)
-        identity = [output for output in outputs if isinstance(output, (MappingLearned, GatewayLearned))]
+        identity = [output for output in identity if isinstance(output, (MappingLearned, GatewayLearned))]
         if not identity:
             return
+        version = self.store.mapping_version()
         self._identity_unsaved += identity
-        self._save_identity()
+        if self._save_identity() and version == self._mapping_version:
+            # Only our own mappings were added: the observer knows them already, no reload.
+            self._mapping_version = self.store.mapping_version()
         learned = {(o.gateway_id, o.node_id) for o in identity if isinstance(o, MappingLearned)}
         if learned:
             self.inflight.resolve(self.observer.identities, learned)
@@ -701,7 +693,7 @@ class Ingest:
             self._out_of_space("readings")
             return False
         if committed:
-            ready = [entry for entry in committed if entry.reading.long_address is not None]
+            ready = [entry for entry in committed if entry.reading[LONG_ADDRESS] is not None]
             for arrived, group in groupby(ready, key=lambda entry: entry.arrived):
                 self.probe.arrived([entry.reading for entry in group], arrived)
             self._outbox_changed()
@@ -858,7 +850,7 @@ class Ingest:
             )
 
     def health_values(self, source: Source) -> dict[str, Any]:
-        counters = self.pipeline.counters()
+        counters = self.pipeline.counters.as_dict()
         depth = self.outbox.depth()
         latency = self.probe.percentiles()
         values: dict[str, Any] = {
@@ -876,6 +868,9 @@ class Ingest:
                 "power_reports",
                 "invalid_power_reports",
                 "duplicate_reports",
+                "unplaced_reports",
+                "retransmitted_packets",
+                "truncated_packets",
                 "topology_reports",
                 "node_tables",
             )
@@ -909,8 +904,8 @@ class Ingest:
         at = self.latest_at
         if at is None:
             return
-        counters = self.pipeline.counters()
-        warning = self.decode_watch.update(at, counters["frames"], counters["power_reports"])
+        counters = self.pipeline.counters.stack
+        warning = self.decode_watch.update(at, counters.link.frames, counters.application.power_reports)
         if warning:
             log.warning(warning)
         values = self.health_values(source)

@@ -1,9 +1,11 @@
-"""Domain state over the event stream: measurement times, identity, de-duplication.
+"""Domain state over the event stream: readings, node tables, identity.
 
-The observer consumes `recorder.protocol` events and produces:
+The observer consumes `recorder.protocol` events and produces, in stream order (readings in one
+list, the rest in another: `Observed`):
 
-* `Reading` for every power report seen for the first time, with its measurement time (from the
-  gateway's slot clock) and, when known, the optimizer's long address and barcode;
+* a `Reading` (`recorder.reading`: a compact tuple) for every power report seen for the first
+  time, from the placement step (`recorder.placement`: slot clock, de-duplication, identity at
+  the measurement time);
 * `NodeTableAssembled` when a gateway's node table has been read to its end (see "Node table
   paging" below);
 * `MappingLearned` when a (gateway, node ID) -> long address mapping is new or changed, whether
@@ -14,7 +16,8 @@ Identity comes from three places (NOTES 9): node tables (whole table, about dail
 reports (each node at sunrise and now and then) and gateway identify/enumeration frames. The
 identity of an optimizer is its long address; node IDs are the controller's numbers and may
 change. IDs with bit 15 set are aliases that appear after re-commissioning (NOTES 4); they are
-mapped like any other ID and flagged as aliases.
+mapped like any other ID and flagged as aliases. A mapping is learned the moment its event is
+handled, so a report later in the same stream resolves with it.
 
 A node absent from a later node table keeps its mapping: absence is not evidence of
 replacement, and a partial view (a missed page) must never erase what we know.
@@ -43,27 +46,20 @@ barcode, until the next table a day later. Only a page that goes backwards witho
 we saw (part of another table, whose start we missed) ends the table in progress as
 incomplete.
 
-De-duplication: the same report can arrive twice (gateway retransmission the transport did not
-catch, a restart overlap). A report is a duplicate when the same (gateway, node, slot counter)
-was seen with a measurement time within 3 s. Two copies of one report place it within well under
-a second of each other (receive-time jitter, plus the gateway oscillator's ~1 % error over the
-delivery delay); a different report with the same counter is a whole counter cycle (~240 s)
-away. (A tight window also keeps fast replays through live sources, where the cycle shrinks
-to a few seconds of wall time, from being mistaken for duplicates.)
-
 The observer does no IO and never reads the clock. It is seeded with known mapping history at
-start (`Observer(identities=..., gateways=...)`) so barcodes resolve from the first report, and
-it resolves each reading by the mapping valid at its *measurement* time (`recorder.identity`).
+start (`Observer(identities=..., gateways=...)`) so barcodes resolve from the first report.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import NamedTuple
 
+from recorder.counters import Counters
 from recorder.identity import IdentityMap
+from recorder.placement import Placement
 from recorder.protocol.barcode import barcode_from_address
 from recorder.protocol.events import (
     Event,
@@ -72,11 +68,10 @@ from recorder.protocol.events import (
     GatewayVersionObserved,
     NodeTableEntry,
     NodeTablePage,
-    PowerReport,
-    PowerReportReceived,
     TopologyReportReceived,
 )
-from recorder.protocol.slots import SlotClock
+from recorder.reading import Reading
+from recorder.timestamps import to_millis
 
 SOURCE_NODE_TABLE = "node_table"
 SOURCE_TOPOLOGY = "topology_report"
@@ -85,57 +80,6 @@ SOURCE_IMPORT = "import"
 SOURCE_MANUAL = "manual"
 
 ALIAS_BIT = 0x8000
-DUPLICATE_WINDOW = timedelta(seconds=3)
-_RECENT_PER_NODE = 24
-
-
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One optimizer measurement, placed in time and (if known) identified."""
-
-    gateway_id: int
-    node_id: int
-    measured_at: datetime
-    received_at: datetime
-    report: PowerReport
-    long_address: bytes | None
-    barcode: str | None
-
-    @property
-    def voltage_in(self) -> float:
-        return self.report.voltage_in
-
-    @property
-    def voltage_out(self) -> float:
-        return self.report.voltage_out
-
-    @property
-    def current_in(self) -> float:
-        return self.report.current_in
-
-    @property
-    def current_out(self) -> float | None:
-        return self.report.current_out
-
-    @property
-    def power(self) -> float:
-        return self.report.power
-
-    @property
-    def duty_cycle(self) -> float:
-        return self.report.duty_cycle
-
-    @property
-    def temperature(self) -> float:
-        return self.report.temperature
-
-    @property
-    def rssi(self) -> int:
-        return self.report.rssi
-
-    @property
-    def slot_counter(self) -> int:
-        return self.report.slot_counter
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +115,15 @@ class GatewayLearned:
     observed_at: datetime
 
 
-Output = Reading | NodeTableAssembled | MappingLearned | GatewayLearned
+IdentityOutput = NodeTableAssembled | MappingLearned | GatewayLearned
+Output = Reading | IdentityOutput  # what the state store persists (`StateStore.record_outputs`)
+
+
+class Observed(NamedTuple):
+    """What the observer made of a list of events: readings, and what it learned."""
+
+    readings: list[Reading]
+    learned: list[IdentityOutput]
 
 
 @dataclass(slots=True)
@@ -181,121 +133,91 @@ class _TableInProgress:
     continuations: frozenset[int] = frozenset({0})
 
 
+@dataclass(slots=True)
+class ObserverCounters(Counters):
+    """What the observer made of node tables and identity traffic."""
+
+    node_tables: int = 0
+    incomplete_node_tables: int = 0
+    ignored_node_table_pages: int = 0
+    node_table_jumps: int = 0
+    mapping_changes: int = 0
+    topology_node_id_mismatches: int = 0
+
+
 class Observer:
-    COUNTER_NAMES = (
-        "readings",
-        "duplicate_reports",
-        "unplaced_reports",
-        "node_tables",
-        "incomplete_node_tables",
-        "ignored_node_table_pages",
-        "node_table_jumps",
-        "mapping_changes",
-        "topology_node_id_mismatches",
-    )
+    """Events in, readings and identity outputs out (see the module docstring). One per stream;
+    it shares its `IdentityMap` with whoever seeded it, and learns into it."""
 
     def __init__(
         self,
         identities: IdentityMap | None = None,
         gateways: Mapping[int, bytes] | None = None,
+        *,
+        readings: bool = True,
     ) -> None:
-        self.identities = identities if identities is not None else IdentityMap()
+        identities = identities if identities is not None else IdentityMap()
+        self.placement = Placement(identities)
+        # False: identity only (a backfill's first pass), power reports are passed over unread.
+        self._readings = readings
         self.gateway_addresses: dict[int, bytes] = dict(gateways or {})
         self.gateway_versions: dict[int, str] = {}
-        self._barcodes: dict[bytes, str | None] = {}
-        self._clocks: dict[int, SlotClock] = {}
+        self.counters = ObserverCounters()
         self._tables: dict[int, _TableInProgress] = {}
-        self._recent: dict[tuple[int, int], deque[tuple[int, datetime]]] = {}
-        self.readings = 0
-        self.duplicate_reports = 0
-        self.unplaced_reports = 0
-        self.node_tables = 0
-        self.incomplete_node_tables = 0
-        self.ignored_node_table_pages = 0
-        self.node_table_jumps = 0
-        self.mapping_changes = 0
-        self.topology_node_id_mismatches = 0
 
-    def counters(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.COUNTER_NAMES}
+    @property
+    def identities(self) -> IdentityMap:
+        return self.placement.identities
+
+    @identities.setter
+    def identities(self, identities: IdentityMap) -> None:
+        """Replace the mapping history (reloaded after another process changed it)."""
+        self.placement.identities = identities
 
     # ----------------------------------------------------------------------------------------
 
-    def handle(self, events: Iterable[Event]) -> list[Output]:
-        outputs: list[Output] = []
-        for event in events:
-            if isinstance(event, PowerReportReceived):
-                reading = self._reading(event)
-                if reading is not None:
-                    outputs.append(reading)
-            elif isinstance(event, TopologyReportReceived):
-                report = event.report
-                node_id = report.node_id or event.node_id
-                if report.node_id and report.node_id != event.node_id:
-                    self.topology_node_id_mismatches += 1
-                self._learn(
-                    event.gateway_id,
-                    node_id,
-                    report.long_address,
-                    SOURCE_TOPOLOGY,
-                    event.received_at,
-                    outputs,
-                )
-            elif isinstance(event, NodeTablePage):
-                self._node_table_page(event, outputs)
-            elif isinstance(event, GatewayIdentityObserved):
-                if not event.during_enumeration:
-                    self._learn_gateway(
-                        event.gateway_id, event.long_address, None, event.received_at, outputs
-                    )
-            elif isinstance(event, GatewayIdAssigned):
-                self._learn_gateway(
-                    event.new_gateway_id, event.long_address, None, event.received_at, outputs
-                )
-            elif isinstance(event, GatewayVersionObserved):
-                self._learn_gateway(event.gateway_id, None, event.version, event.received_at, outputs)
-        return outputs
+    def feed(self, events: list[Event]) -> Observed:
+        """The readings and the identity outputs of `events`, each list in stream order."""
+        readings: list[Reading] = []
+        learned: list[IdentityOutput] = []
 
-    def resolve(self, gateway_id: int, node_id: int, at: datetime) -> tuple[bytes | None, str | None]:
-        """Long address and barcode of the optimizer behind a node ID at time `at`."""
-        long_address = self.identities.resolve((gateway_id, node_id), at)
+        def handle(event: Event) -> None:
+            self._handle(event, learned)
+
+        if self._readings:
+            self.placement.place(events, readings, handle)
+        else:
+            for event in events:
+                if type(event) is not tuple:
+                    handle(event)
+        return Observed(readings, learned)
+
+    def _handle(self, event: Event, outputs: list[IdentityOutput]) -> None:
+        """An event other than a power report."""
+        if isinstance(event, TopologyReportReceived):
+            report = event.report
+            node_id = report.node_id or event.node_id
+            if report.node_id and report.node_id != event.node_id:
+                self.counters.topology_node_id_mismatches += 1
+            self._learn(
+                event.gateway_id, node_id, report.long_address, SOURCE_TOPOLOGY, event.received_at, outputs
+            )
+        elif isinstance(event, NodeTablePage):
+            self._node_table_page(event, outputs)
+        elif isinstance(event, GatewayIdentityObserved):
+            if not event.during_enumeration:
+                self._learn_gateway(event.gateway_id, event.long_address, None, event.received_at, outputs)
+        elif isinstance(event, GatewayIdAssigned):
+            self._learn_gateway(event.new_gateway_id, event.long_address, None, event.received_at, outputs)
+        elif isinstance(event, GatewayVersionObserved):
+            self._learn_gateway(event.gateway_id, None, event.version, event.received_at, outputs)
+
+    def resolve(self, gateway_id: int, node_id: int, at_ms: int) -> tuple[bytes | None, str | None]:
+        """Long address and barcode of the optimizer behind a node ID at time `at_ms`."""
+        long_address = self.identities.resolve((gateway_id, node_id), at_ms)
         if long_address is None:
             return None, None
-        return long_address, self._barcode(long_address)
-
-    def _barcode(self, long_address: bytes) -> str | None:
-        try:
-            return self._barcodes[long_address]
-        except KeyError:
-            barcode = self._barcodes[long_address] = barcode_from_address(long_address)
-            return barcode
-
-    def _reading(self, event: PowerReportReceived) -> Reading | None:
-        gateway_id = event.gateway_id
-        clock = self._clocks.get(gateway_id)
-        if clock is None:
-            clock = self._clocks[gateway_id] = SlotClock()
-        clock.observe(event.gateway_slot_counter, event.received_at)
-        report = event.report
-        measured_at = clock.time_of(report.slot_counter)
-        if measured_at is None:
-            self.unplaced_reports += 1
-            return None
-        key = (gateway_id, event.node_id)
-        recent = self._recent.get(key)
-        if recent is None:
-            recent = self._recent[key] = deque(maxlen=_RECENT_PER_NODE)
-        slot_counter = report.slot_counter
-        for seen_counter, seen_at in recent:
-            if seen_counter == slot_counter and abs(seen_at - measured_at) < DUPLICATE_WINDOW:
-                self.duplicate_reports += 1
-                return None
-        recent.append((slot_counter, measured_at))
-        self.readings += 1
-        long_address, barcode = self.resolve(gateway_id, event.node_id, measured_at)
-        return Reading(
-            gateway_id, event.node_id, measured_at, event.received_at, report, long_address, barcode
-        )
+        return long_address, barcode_from_address(long_address)
 
     def _learn(
         self,
@@ -304,13 +226,13 @@ class Observer:
         long_address: bytes,
         source: str,
         at: datetime,
-        outputs: list[Output],
+        outputs: list[IdentityOutput],
     ) -> None:
-        changed, previous = self.identities.learn((gateway_id, node_id), long_address, source, at)
+        changed, previous = self.identities.learn((gateway_id, node_id), long_address, source, to_millis(at))
         if not changed:
             return
         if previous is not None:
-            self.mapping_changes += 1
+            self.counters.mapping_changes += 1
         outputs.append(MappingLearned(gateway_id, node_id, long_address, source, at, previous))
 
     def _learn_gateway(
@@ -319,7 +241,7 @@ class Observer:
         long_address: bytes | None,
         version: str | None,
         at: datetime,
-        outputs: list[Output],
+        outputs: list[IdentityOutput],
     ) -> None:
         changed = False
         if long_address is not None and self.gateway_addresses.get(gateway_id) != long_address:
@@ -345,7 +267,7 @@ class Observer:
         highest = max(entry.node_id & ~ALIAS_BIT for entry in entries)
         return frozenset({last + 1, highest + 1})
 
-    def _node_table_page(self, page: NodeTablePage, outputs: list[Output]) -> None:
+    def _node_table_page(self, page: NodeTablePage, outputs: list[IdentityOutput]) -> None:
         """Assemble pages: a table starts with a request for index 0 and ends with an empty page.
 
         How pages follow on, and why a table is not dropped when the controller's request
@@ -355,17 +277,17 @@ class Observer:
         table = self._tables.get(gateway_id)
         if page.requested_index == 0:
             if table is not None:
-                self.incomplete_node_tables += 1  # the controller started over
+                self.counters.incomplete_node_tables += 1  # the controller started over
             table = self._tables[gateway_id] = _TableInProgress()
         elif table is None:
-            self.ignored_node_table_pages += 1  # joined in the middle of a table
+            self.counters.ignored_node_table_pages += 1  # joined in the middle of a table
             return
         elif page.requested_index is not None:
             if page.requested_index & ~ALIAS_BIT not in table.continuations:
-                self.node_table_jumps += 1  # a page we missed, or a controller that skips
+                self.counters.node_table_jumps += 1  # a page we missed, or a controller that skips
         elif (page.start_index & ~ALIAS_BIT) < min(table.continuations):
             # The request was not seen and the page goes backwards: another table's page.
-            self.incomplete_node_tables += 1
+            self.counters.incomplete_node_tables += 1
             del self._tables[gateway_id]
             return
         if page.entries:
@@ -374,7 +296,7 @@ class Observer:
             table.continuations = self._continuations(page.entries)
             return
         del self._tables[gateway_id]
-        self.node_tables += 1
+        self.counters.node_tables += 1
         entries = tuple(
             NodeTableEntry(address, node_id) for node_id, address in sorted(table.entries.items())
         )

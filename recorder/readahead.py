@@ -20,7 +20,7 @@ reports neither.
 
 `read_frames` does the work and yields, per input file in order, `Frames` (the bodies that a
 batch of records completed, each with the receive time of the record that completed it, as
-`Stack.feed_records` stamps them) and then one `FileDone` (whether the rest of the file had to be
+`delimit_chunks` stamps them) and then one `FileDone` (whether the rest of the file had to be
 skipped, and why). `read_frames_in_child` runs the same generator in a spawned process and
 relays its items through a bounded queue, so the results are identical by construction: the
 same `LinkDecoder` sees the same bytes in the same order. Capture files continue each other

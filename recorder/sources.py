@@ -27,7 +27,6 @@ import io
 import logging
 import os
 import socket
-import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -39,6 +38,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from recorder.capture import CaptureReader
 from recorder.errors import SourceError
+from recorder.source_base import Chunk, Source, SourceStatus
+
+__all__ = ["Chunk", "Source", "SourceStatus"]  # defined in recorder.source_base, used from here
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,6 @@ BAUD_RATE = 38400
 LINE_RATE_BYTES_PER_SECOND = BAUD_RATE // 10  # 8N1: 10 bits on the wire per byte
 DEFAULT_TCP_PORT = 7160
 RAW_CHUNK_BYTES = 256  # ~67 ms of bus time per synthesised timestamp
-
-Chunk = tuple[bytes, datetime]
 
 
 def utc_now() -> datetime:
@@ -63,48 +63,11 @@ class Connection(Protocol):
 
 
 @dataclass
-class SourceStatus:
-    """Live health of a source, for logs, `tigo_recorder` points and `recorder status`."""
-
-    state: str = "starting"  # starting | connected | reconnecting | finished
-    connects: int = 0
-    disconnects: int = 0
-    watchdog_reconnects: int = 0
-    last_data_at: datetime | None = None
-    last_error: str | None = None
-    bytes: int = 0
-
-
-@dataclass
 class ReconnectPolicy:
     initial_delay: float = 1.0
     max_delay: float = 60.0
     idle_timeout: float = 90.0  # no byte at all for this long: assume a dead connection
     tick: float = 0.5  # how often an idle read returns control to the caller
-
-
-class Source:
-    """Base class; see the module docstring."""
-
-    url: str
-    live: bool = False
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.status = SourceStatus()
-        self.stop_event = threading.Event()
-
-    def describe(self) -> str:
-        return self.url
-
-    def check(self) -> None:
-        """Raise SourceError now if the source obviously cannot work (missing file or device)."""
-
-    def chunks(self) -> Iterator[Chunk]:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        self.stop_event.set()
 
 
 class LiveSource(Source):

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from recorder.protocol.events import PowerReportFields, PowerReportReceived
 from recorder.protocol.stack import Stack
 
 T0 = datetime(2025, 6, 21, 12, 0, tzinfo=UTC)
@@ -42,7 +43,7 @@ def decode(data: bytes, at: datetime = T0, *, verbose: bool = False) -> tuple[li
         events: list[Any] = []
         for chunk in chunks:
             events.extend(stack.feed(chunk, at))
-        results.append((name, events, stack.counters()))
+        results.append((name, events, stack.counters.as_dict()))
     _, reference_events, reference_counters = results[0]
     for name, events, counters in results[1:]:
         assert events == reference_events, f"events differ when fed {name}"
@@ -50,5 +51,8 @@ def decode(data: bytes, at: datetime = T0, *, verbose: bool = False) -> tuple[li
     return reference_events, reference_counters
 
 
-def only(events: list[Any], kind: type) -> list[Any]:
+def only(events: list[Any], kind: Any) -> list[Any]:
+    """The events of one kind; power reports (plain tuples) with named fields."""
+    if kind is PowerReportReceived:
+        return [PowerReportFields._make(event) for event in events if isinstance(event, tuple)]
     return [event for event in events if isinstance(event, kind)]

@@ -15,7 +15,7 @@ from recorder.sim.bus import BusSimulation
 from recorder.sim.config import SimulationConfig
 from recorder.storage.state import StateStore
 from tests.conftest import run_recorder
-from tests.test_replay import Collect
+from tests.test_backfill_passes import Collect
 
 END = datetime.fromisoformat("2025-06-21T10:10:00+00:00")
 

@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,12 @@ import pytest
 
 from recorder.archive import Archive, archive_files
 from recorder.diskspace import DiskSpace, is_disk_full
-from recorder.observer import Reading
-from recorder.protocol.events import PowerReport
+from recorder.reading import Reading
 from recorder.sim.truth import compare_points, load_truth
 from recorder.storage.inflight import InFlight
 from recorder.storage.outbox import Outbox
 from recorder.storage.state import StateStore
+from recorder.timestamps import to_millis
 from tests.conftest import run_recorder
 from tests.helpers import T0
 from tests.influx import InfluxDatabase, free_ports
@@ -82,19 +82,10 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def reading(node: int, second: int) -> Reading:
-    report = PowerReport(
-        voltage_in_raw=100,
-        voltage_out_raw=100,
-        duty_cycle_raw=200,
-        current_in_raw=50,
-        temperature_raw=250,
-        unknown=b"\0\0\0",
-        slot_counter=second,
-        rssi=100,
-    )
-    at = T0 + timedelta(seconds=second)
+    at = to_millis(T0) + second * 1000
     address = bytes([4, 0xC0, 0x5B, 0x40, 0, 0, 0, node])
-    return Reading(1, node, at, at, report, address, None)
+    # gateway, node, measured and received ms, slot counter, Vin, Vout, duty, Iin, temperature, RSSI
+    return (1, node, at, at, second, 100, 100, 200, 50, 250, 100, address)
 
 
 # --- the pieces -----------------------------------------------------------------------------------

@@ -23,13 +23,15 @@ import pytest
 
 from recorder.energy import REORDER_WINDOW_MS, DayTotals
 from recorder.energy_keeper import CHECKPOINT_EVERY, EnergyKeeper
-from recorder.observer import MappingLearned, Reading
+from recorder.observer import MappingLearned
 from recorder.pipeline import DecodePipeline
+from recorder.reading import Reading
 from recorder.sim.bus import BusSimulation
 from recorder.sim.config import SimulationConfig
 from recorder.storage.inflight import InFlight
 from recorder.storage.outbox import Outbox
 from recorder.storage.state import StateStore
+from recorder.timestamps import to_millis
 
 ZONE = "Asia/Kolkata"
 CONFIG = SimulationConfig(
@@ -68,9 +70,9 @@ def commits() -> list[Commit]:
     last: datetime | None = None
     for data, seconds in BusSimulation(CONFIG).run():
         at = CONFIG.start + timedelta(seconds=seconds)
-        _, outputs = pipeline.feed(data, at)
-        readings.extend(o for o in outputs if isinstance(o, Reading))
-        learned.extend(o for o in outputs if isinstance(o, MappingLearned))
+        _, new_readings, new_learned = pipeline.feed(data, at)
+        readings.extend(new_readings)
+        learned.extend(o for o in new_learned if isinstance(o, MappingLearned))
         if last is None or at - last >= timedelta(seconds=5):
             batches.append((readings, learned, at))
             readings, learned, last = [], [], at
@@ -99,7 +101,7 @@ def record(db: Path, batches: list[Commit], rng: random.Random, *, clean_stop: b
         inflight.add(readings, arrived)
         for mapping in learned:  # what the observer learned; the state store keeps it for the next start
             key = (mapping.gateway_id, mapping.node_id)
-            identities.learn(key, mapping.long_address, mapping.source, mapping.observed_at)
+            identities.learn(key, mapping.long_address, mapping.source, to_millis(mapping.observed_at))
         store.record_outputs(learned)
         if learned:
             keys = {(m.gateway_id, m.node_id) for m in learned}

@@ -3,11 +3,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from recorder.ingest import DecodeWatch, LatencyProbe
-from recorder.observer import Reading
-from recorder.protocol.events import PowerReport
+from recorder.reading import Reading
 from recorder.storage.outbox import PendingReading
-
-REPORT = PowerReport(700, 350, 255, 1000, 250, b"\x00\x00\x00", 0x1000, 150)
+from recorder.timestamps import to_millis
 
 
 def local(hour: int, minute: int = 0, day: int = 21) -> datetime:
@@ -48,23 +46,13 @@ def test_decode_watch_learns_daylight_from_recent_days() -> None:
 
 def test_latency_probe_percentiles() -> None:
     probe = LatencyProbe()
-    readings = [
-        Reading(
-            4609,
-            node,
-            datetime(2025, 6, 21).astimezone() + timedelta(seconds=node),
-            datetime(2025, 6, 21).astimezone(),
-            REPORT,
-            None,
-            None,
-        )
+    day = to_millis(datetime(2025, 6, 21).astimezone())
+    readings: list[Reading] = [
+        (4609, node, day + 1000 * node, day, 0x1000, 700, 350, 255, 1000, 250, 150, None)
         for node in range(100)
     ]
     probe.arrived(readings, at=1000.0)
-    pending = [
-        PendingReading(i, r.gateway_id, r.node_id, r.measured_at, REPORT, None)
-        for i, r in enumerate(readings)
-    ]
+    pending = [PendingReading(i, reading) for i, reading in enumerate(readings)]
     probe.acknowledged(pending[:99], at=1000.5)
     probe.acknowledged(pending[99:], at=1003.0)
     assert probe.count == 100
@@ -75,18 +63,16 @@ def test_latency_probe_percentiles() -> None:
 
 def test_latency_probe_memory_is_bounded_and_counts_readings_sent_from_memory() -> None:
     probe = LatencyProbe()
-    start = datetime(2025, 6, 21).astimezone()
+    start = to_millis(datetime(2025, 6, 21).astimezone())
     # A long outage: every reading goes through the outbox and its arrival is remembered.
-    readings = [
-        Reading(4609, 7, start + timedelta(seconds=n), start, REPORT, None, None)
+    readings: list[Reading] = [
+        (4609, 7, start + 1000 * n, start, 0x1000, 700, 350, 255, 1000, 250, 150, None)
         for n in range(LatencyProbe.MAX_REMEMBERED + 500)
     ]
     probe.arrived(readings, at=10.0)
     assert probe.remembered == LatencyProbe.MAX_REMEMBERED  # the oldest were forgotten
-    newest = readings[-1]
-    probe.acknowledged([PendingReading(1, 4609, 7, newest.measured_at, REPORT, None)], at=12.0)
-    oldest = readings[0]
-    probe.acknowledged([PendingReading(2, 4609, 7, oldest.measured_at, REPORT, None)], at=12.0)
+    probe.acknowledged([PendingReading(1, readings[-1])], at=12.0)
+    probe.acknowledged([PendingReading(2, readings[0])], at=12.0)
     assert probe.count == 1  # the forgotten one is not counted
     probe.delivered([11.5, 11.9], at=12.0)  # sent from memory: the arrival travels with it
     assert probe.count == 3

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from recorder.reading import MEASURED_MS, NODE_ID, RECEIVED_MS
 from recorder.timestamps import to_millis
 from tests.conftest import run_recorder
 from tests.influx import InfluxDatabase
@@ -165,11 +166,11 @@ def test_sigkill_during_commits_loses_at_most_the_bound_and_doubles_nothing(
                 continue
             archived_cycles += 1
             arrived += len(readings)
-            last = max(reading.received_at for reading in readings)
+            last = max(reading[RECEIVED_MS] for reading in readings)
             due |= {
-                (r.node_id, to_millis(r.measured_at))
+                (r[NODE_ID], r[MEASURED_MS])
                 for r in readings
-                if r.received_at <= last - timedelta(seconds=BOUND * SPEED)
+                if r[RECEIVED_MS] <= last - BOUND * SPEED * 1000
             }
             if not influx_up:  # then all of this cycle's due readings must be in the outbox
                 kept = {(node, measured) for _, node, measured, _ in outbox_rows(db)}

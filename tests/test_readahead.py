@@ -1,4 +1,4 @@
-"""When the backfill reads ahead in a child process (the mechanism itself: tests/test_replay.py)."""
+"""When the backfill reads ahead in a child process (the mechanism itself: tests/test_backfill_passes.py)."""
 
 from __future__ import annotations
 

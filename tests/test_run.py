@@ -19,12 +19,11 @@ from typing import Any
 import pytest
 
 from recorder.capture import CaptureReader
-from recorder.observer import Reading
 from recorder.pipeline import DecodePipeline
+from recorder.reading import MEASURED_MS, NODE_ID, RECEIVED_MS, Reading
 from recorder.sim.bus import BusSimulation
 from recorder.sim.config import SimulationConfig
 from recorder.sim.truth import compare_points, load_truth
-from recorder.timestamps import to_millis
 from tests.bus_server import BusServer, reset, send_slowly
 from tests.conftest import ROOT, run_recorder
 from tests.influx import InfluxDatabase
@@ -470,8 +469,7 @@ def archived_readings(archive: Path) -> list[Reading]:
     readings: list[Reading] = []
     for path in sorted(archive.rglob("*.cap.gz")):
         for data, at in CaptureReader(path):
-            _, outputs = pipeline.feed(data, at)
-            readings += [output for output in outputs if isinstance(output, Reading)]
+            readings += pipeline.feed(data, at).readings
     return readings
 
 
@@ -564,11 +562,11 @@ def test_sigkill_loses_at_most_the_commit_interval_and_a_restart_doubles_nothing
     # archive (flushed every commit interval) says what had arrived, and when, in source time.
     archived = archived_readings(archive)
     assert len(archived) > 100
-    last_arrival = max(reading.received_at for reading in archived)
+    last_arrival = max(reading[RECEIVED_MS] for reading in archived)
     due = {
-        (r.node_id, to_millis(r.measured_at))
+        (r[NODE_ID], r[MEASURED_MS])
         for r in archived
-        if r.received_at <= last_arrival - timedelta(seconds=bound * speed)
+        if r[RECEIVED_MS] <= last_arrival - bound * speed * 1000
     }
     committed = outbox_rows(db)
     kept = {(node, measured) for _, node, measured, _ in committed}

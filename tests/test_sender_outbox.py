@@ -7,7 +7,7 @@ that cannot be parked on a full disk is said as a full disk, without a traceback
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,14 +15,11 @@ import pytest
 from recorder.config import Settings
 from recorder.diskspace import DiskSpace
 from recorder.ingest import LatencyProbe, Sender
-from recorder.observer import Reading
-from recorder.protocol.events import PowerReport
 from recorder.sinks.influx import BadData, RetryLater
 from recorder.storage.inflight import InFlight
 from recorder.storage.outbox import Outbox
 from recorder.storage.state import StateStore
-from tests.helpers import T0
-from tests.test_disk_full import fill_up
+from tests.test_disk_full import fill_up, reading
 from tests.test_disk_full import small_disk as small_disk  # a fixture
 
 
@@ -42,27 +39,12 @@ class FlakyInfluxDB:
         pass
 
 
-def reading(node: int) -> Reading:
-    report = PowerReport(
-        voltage_in_raw=100,
-        voltage_out_raw=100,
-        duty_cycle_raw=200,
-        current_in_raw=50,
-        temperature_raw=250,
-        unknown=b"\0\0\0",
-        slot_counter=node,
-        rssi=100,
-    )
-    at = T0 + timedelta(seconds=node)
-    return Reading(1, node, at, at, report, bytes([4, 0xC0, 0x5B, 0x40, 0, 0, 0, node]), None)
-
-
 def test_outbox_rows_a_failed_write_took_are_sent_when_influxdb_is_back(tmp_path: Path) -> None:
     store = StateStore.open(tmp_path / "state.db")
     try:
         outbox = Outbox(store.engine)
         inflight = InFlight(outbox)
-        inflight.add([reading(node) for node in (1, 2, 3)], arrived=0.0)
+        inflight.add([reading(node, node) for node in (1, 2, 3)], arrived=0.0)
         inflight.commit(None, datetime.now(UTC))  # InfluxDB was down: they wait in the outbox
         influxdb = FlakyInfluxDB()
         sender = Sender(inflight, outbox, store, influxdb, Settings(), LatencyProbe())
@@ -84,7 +66,7 @@ def test_a_rejected_point_that_cannot_be_parked_on_a_full_disk_is_said_without_a
     try:
         outbox = Outbox(store.engine)
         inflight = InFlight(outbox)
-        inflight.add([reading(1)], arrived=0.0)
+        inflight.add([reading(1, 1)], arrived=0.0)
         disk = DiskSpace()
         sender = Sender(inflight, outbox, store, RejectingInfluxDB(), Settings(), LatencyProbe(), disk)
         ballast = fill_up(small_disk)

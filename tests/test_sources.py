@@ -3,6 +3,8 @@ from __future__ import annotations
 import gzip
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import tty
@@ -61,11 +63,19 @@ def test_tcp_default_port_and_ipv6() -> None:
         ("capture:", "expected capture:PATH"),
         ("sim:?nodes=abc", "simulator option"),
         ("sim:?colour=blue", "unknown simulator option"),
+        ("sim:?duration=soon", "simulator option duration: 'soon' is not a duration"),
     ],
 )
 def test_malformed_urls_say_what_is_expected(url: str, message: str) -> None:
     with pytest.raises(SourceError, match=message):
         open_source(url)
+
+
+def test_the_simulator_source_does_not_import_the_url_opener() -> None:
+    """sources -> sim -> source_base, one way: the simulator's source needs only the base."""
+    code = "import sys, recorder.sim.source; print('recorder.sources' in sys.modules)"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stdout.strip() == "False"
 
 
 def test_missing_files_and_devices_are_reported_up_front(tmp_path: Path) -> None:

@@ -154,6 +154,11 @@ def backfill(
         database_here=not dry_run and is_this_machine(settings.influx_url),
         on_unresolved=settings.on_unresolved,
         persist_identity=not dry_run,
+        # Readings waiting for a barcode beyond those kept in memory: on the disk the state
+        # database is on (a dry run leaves that directory alone and uses the temporary one).
+        scratch_directory=None
+        if dry_run or not settings.database_path.parent.is_dir()
+        else settings.database_path.parent,
     )
     # Made first: a malformed --influx-url is refused before anything is opened or created.
     writer = _CountingWriter() if dry_run else InfluxWriter(settings, gzip=False)

@@ -22,7 +22,7 @@ from recorder.errors import NothingDecodedError
 
 if TYPE_CHECKING:
     from recorder.config import Settings
-    from recorder.observer import GatewayLearned, MappingLearned, NodeTableAssembled, Observer, Reading
+    from recorder.observer import Observer, Output
     from recorder.protocol.events import Event
     from recorder.sources import Source
 
@@ -91,9 +91,9 @@ def peek(
                         f"[{len(frame.payload)} B] {frame.payload.hex(' ')}"
                     )
             else:
-                events, outputs = pipeline.feed(data, at)
+                events, readings, learned = pipeline.feed(data, at)
                 lines = [f"{stamp} {describe_event(event)}" for event in events]
-                lines += [f"{stamp}   => {describe_output(output)}" for output in outputs]
+                lines += [f"{stamp}   => {describe_output(output)}" for output in [*readings, *learned]]
             for line in lines:
                 print(line)
                 printed += 1
@@ -103,7 +103,7 @@ def peek(
         pass
     finally:
         source.stop()
-    counters = link.counters() if level is PeekLevel.frames else pipeline.counters()
+    counters = link.counters.as_dict() if level is PeekLevel.frames else pipeline.counters.as_dict()
     if level is not PeekLevel.bytes:
         print(
             "counters: " + ", ".join(f"{name}={value}" for name, value in counters.items() if value),
@@ -140,17 +140,18 @@ def describe_event(event: Event) -> str:
         GatewayIdentityObserved,
         GatewayVersionObserved,
         NodeTablePage,
-        PowerReportReceived,
+        PowerReportFields,
         TopologyReportReceived,
     )
 
     if isinstance(event, FrameSeen):
         arrow = "gateway ->" if event.from_gateway else "-> gateway"
         return f"{arrow} {event.gateway_id} {event.name}: {event.summary}".rstrip(": ")
-    if isinstance(event, PowerReportReceived):
-        report = event.report
+    if isinstance(event, tuple):  # a power report
+        named = PowerReportFields._make(event)
+        report = named.report
         return (
-            f"  power report gateway {event.gateway_id} node {event.node_id}: "
+            f"  power report gateway {named.gateway_id} node {named.node_id}: "
             f"Vin {report.voltage_in} V, Vout {report.voltage_out} V, Iin {report.current_in} A, "
             f"duty {report.duty_cycle:.3f}, {report.temperature} °C, slot 0x{report.slot_counter:04X}, "
             f"RSSI {report.rssi}"
@@ -174,14 +175,23 @@ def describe_event(event: Event) -> str:
     )
 
 
-def describe_output(output: Reading | NodeTableAssembled | MappingLearned | GatewayLearned) -> str:
-    from recorder.observer import MappingLearned, NodeTableAssembled, Reading
-    from recorder.protocol.barcode import describe_address
+def describe_output(output: Output) -> str:
+    from recorder.observer import MappingLearned, NodeTableAssembled
+    from recorder.protocol import units
+    from recorder.protocol.barcode import barcode_from_address, describe_address
+    from recorder.reading import ReadingFields
+    from recorder.timestamps import from_millis
 
-    if isinstance(output, Reading):
-        who = output.barcode or f"node {output.node_id} (barcode not yet known)"
-        measured = output.measured_at.isoformat(timespec="milliseconds")
-        return f"reading {who} measured {measured}: {output.power} W"
+    if isinstance(output, tuple):
+        reading = ReadingFields._make(output)
+        who = (
+            barcode_from_address(reading.long_address)
+            if reading.long_address is not None
+            else f"node {reading.node_id} (barcode not yet known)"
+        )
+        measured = from_millis(reading.measured_ms).isoformat(timespec="milliseconds")
+        power = units.power(reading.voltage_in_raw, reading.current_in_raw)
+        return f"reading {who} measured {measured}: {power} W"
     if isinstance(output, NodeTableAssembled):
         gateway = output.gateway_id
         return f"node table of gateway {gateway} complete: {len(output.entries)} nodes"
@@ -233,7 +243,8 @@ def observe(
         for data, at in source.chunks():
             if not data:
                 continue
-            events, outputs = pipeline.feed(data, at)
+            events, readings, learned = pipeline.feed(data, at)
+            outputs: list[Output] = [*readings, *learned]
             if store is not None and outputs:
                 store.record_outputs(outputs)
             for event in events:
@@ -247,7 +258,7 @@ def observe(
         pass
     finally:
         source.stop()
-    counters = pipeline.counters()
+    counters = pipeline.counters.as_dict()
     write(jsonl.dumps({"type": "counters", **counters}) + "\n")
     sys.stdout.flush()
     if exhausted and (reason := nothing_decoded_from(source, counters["frames"])):
@@ -266,13 +277,11 @@ def _seeded_observer(settings: Settings) -> Observer:
     return observer
 
 
-def _output_lines(
-    output: Reading | NodeTableAssembled | MappingLearned | GatewayLearned,
-) -> list[dict[str, Any]]:
-    from recorder.observer import GatewayLearned, NodeTableAssembled, Reading
+def _output_lines(output: Output) -> list[dict[str, Any]]:
+    from recorder.observer import GatewayLearned, NodeTableAssembled
     from recorder.sinks import jsonl
 
-    if isinstance(output, Reading):
+    if isinstance(output, tuple):  # a reading
         return [jsonl.reading_json(output)]
     if isinstance(output, NodeTableAssembled):
         return [jsonl.node_table_json(output)]

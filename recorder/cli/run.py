@@ -270,7 +270,7 @@ def run(
         _handle_signals(ingest)
         ingest.run(bus, exit_at_end=exit_at_end and not isinstance(bus, LiveSource))
         if not ingest.stop_requested.is_set() and (
-            reason := nothing_decoded_from(bus, ingest.pipeline.counters()["frames"])
+            reason := nothing_decoded_from(bus, ingest.pipeline.counters.stack.link.frames)
         ):
             raise NothingDecodedError(reason)
 

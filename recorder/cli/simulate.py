@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 import typer
 
 from recorder.cli.common import check_output_path, parse_datetime
+from recorder.durations import parse_duration
 from recorder.errors import UsageError
-from recorder.sim.config import DEFAULT_START, SimulationConfig, parse_duration, parse_silence, parse_speed
+from recorder.sim.config import DEFAULT_START, SimulationConfig, parse_silence, parse_speed
 
 if TYPE_CHECKING:
     from recorder.sim.outputs import TcpBroadcastServer
@@ -66,6 +67,11 @@ def simulate(
     controller_restart: bool = typer.Option(
         True, "--controller-restart/--no-controller-restart", help="Begin with enumeration and a node table."
     ),
+    identity: bool = typer.Option(
+        True,
+        "--identity/--no-identity",
+        help="Node tables, topology reports and enumeration at all (off: barcodes are never heard).",
+    ),
     aliases_last: bool = typer.Option(
         False,
         "--aliases-last",
@@ -100,13 +106,14 @@ def simulate(
         gateways=gateways,
         nodes=nodes,
         start=parse_datetime(start, "--start"),
-        duration=parse_duration(duration),
+        duration=_duration(duration),
         seed=seed,
         firmware=firmware,
         noise=noise,
         reassign=reassign or reassign_at is not None,
         reassign_at=parse_datetime(reassign_at, "--reassign-at") if reassign_at else None,
         controller_restart=controller_restart,
+        identity=identity,
         aliases_last=aliases_last,
         quiet_replacement=quiet_replacement,
         silence=parse_silence(silence),
@@ -178,3 +185,10 @@ def _server(url: str) -> TcpBroadcastServer:
     if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
         raise UsageError(f"--listen: {url!r} is not of the form tcp://127.0.0.1:PORT")
     return TcpBroadcastServer(parts.hostname, parts.port)
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise UsageError(f"--duration: {error}") from None

@@ -28,8 +28,8 @@ stamp arrival with the wall clock, so this is the wall clock; a simulator or cap
 on its own time, and its readings are not all stale just because they are from another day. When
 the bus goes silent, the clock keeps running and readings become stale after `stale_after`.
 
-The only place that knows what a `Reading` looks like is `latest_from_reading` (readings are due
-to become a compact integer form): everything downstream uses `LatestReading`.
+The only place that turns a compact reading (`recorder.reading`) into values with units is
+`latest_from_reading`: everything downstream uses `LatestReading`.
 """
 
 from __future__ import annotations
@@ -42,8 +42,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from recorder.identity import IdentityMap
-from recorder.observer import Reading
+from recorder.protocol import units
 from recorder.protocol.barcode import barcode_from_address
+from recorder.reading import LONG_ADDRESS, MEASURED_MS, Reading, ReadingFields
+from recorder.timestamps import from_millis
 
 if TYPE_CHECKING:
     from recorder.energy import EnergyToday
@@ -76,23 +78,23 @@ class LatestReading:
 
 
 def latest_from_reading(reading: Reading, long_address: bytes | None = None) -> LatestReading:
-    """The one adapter from the observer's `Reading` (and, when learned later, its address)."""
-    address = reading.long_address if long_address is None else long_address
-    barcode = reading.barcode if long_address is None else barcode_from_address(long_address)
+    """The one adapter from a compact reading (and, when learned later, its address)."""
+    fields = ReadingFields._make(reading)
+    address = fields.long_address if long_address is None else long_address
     return LatestReading(
-        gateway_id=reading.gateway_id,
-        node_id=reading.node_id,
-        measured_at=reading.measured_at,
+        gateway_id=fields.gateway_id,
+        node_id=fields.node_id,
+        measured_at=from_millis(fields.measured_ms),
         long_address=address,
-        barcode=barcode,
-        power=reading.power,
-        voltage_in=reading.voltage_in,
-        voltage_out=reading.voltage_out,
-        current_in=reading.current_in,
-        current_out=reading.current_out,
-        temperature=reading.temperature,
-        duty_cycle=reading.duty_cycle,
-        rssi=reading.rssi,
+        barcode=barcode_from_address(address) if address is not None else None,
+        power=units.power(fields.voltage_in_raw, fields.current_in_raw),
+        voltage_in=units.voltage_in(fields.voltage_in_raw),
+        voltage_out=units.voltage_out(fields.voltage_out_raw),
+        current_in=units.current_in(fields.current_in_raw),
+        current_out=units.current_out(fields.current_in_raw, fields.duty_cycle_raw),
+        temperature=units.temperature(fields.temperature_raw),
+        duty_cycle=units.duty_cycle(fields.duty_cycle_raw),
+        rssi=fields.rssi,
     )
 
 
@@ -151,17 +153,16 @@ class LatestReadings:
 
     # ---- the reader's side: cheap, under the lock only for dictionary updates ----------------
 
-    def observe(self, outputs: Iterable[object], at: datetime) -> None:
-        """Take the readings among one batch of observer outputs, received at source time `at`."""
+    def observe(self, readings: Iterable[Reading], at: datetime) -> None:
+        """Take one batch of the observer's readings, received at source time `at`."""
         with self._lock:
-            readings = self._readings
-            for output in outputs:
-                if isinstance(output, Reading):
-                    key = (output.gateway_id, output.node_id)
-                    current = readings.get(key)
-                    if current is None or output.measured_at >= current.measured_at:
-                        readings[key] = output
-                        self._learned.pop(key, None)
+            latest = self._readings
+            for reading in readings:
+                key = (reading[0], reading[1])
+                current = latest.get(key)
+                if current is None or reading[MEASURED_MS] >= current[MEASURED_MS]:
+                    latest[key] = reading
+                    self._learned.pop(key, None)
             self._clock = (at, self._monotonic())
 
     def identify(
@@ -176,11 +177,11 @@ class LatestReadings:
         with self._lock:
             self._hold_expired.update(hold_expired)
             for key, reading in self._readings.items():
-                if reading.long_address is not None or key in self._learned:
+                if reading[LONG_ADDRESS] is not None or key in self._learned:
                     continue
                 if keys is not None and key not in keys:
                     continue
-                address = identities.resolve(key, reading.measured_at)
+                address = identities.resolve(key, reading[MEASURED_MS])
                 if address is not None:
                     self._learned[key] = address
 

@@ -12,30 +12,33 @@ We flatten a counter into an *index* `epoch × 12000 + slot` in [0, 48000) so th
 plain modular arithmetic.
 
 The receive response that carries a power report also carries the gateway's slot counter as it
-was when the gateway answered that poll. `SlotClock` remembers the latest such observation
-(counter, receive time) and maps a report's counter to the time `receive time − elapsed slots ×
-5 ms`, where elapsed slots is the modular distance back from the observation. Two consequences,
-both deliberate:
+was when the gateway answered that poll. `measured_ms` places a report at `receive time −
+elapsed slots × 5 ms`, where elapsed slots is the modular distance back from the response's
+counter to the report's. Consequences, all deliberate:
 
 * The result depends only on the response the report arrived in and the time it was received,
   never on earlier history. Replaying the same bytes with the same timestamps (backfill from the
-  run archive) therefore reproduces the same timestamps exactly, which is what makes InfluxDB
-  writes idempotent across `run` and `backfill`.
+  run archive) therefore reproduces the same timestamps exactly, however the replay starts,
+  which is what makes InfluxDB writes idempotent across `run` and `backfill`.
+* A response whose own counter is impossible (low 14 bits 12000 or more) places nothing: its
+  reports are not placed and the caller counts them (`unplaced_reports`). Placing them against
+  an earlier response's counter instead would be wrong by however long ago that response came
+  (we measured a report placed 58.7 s before it was received that way), and extrapolating from
+  it would make the result depend on history.
 * The error is the oscillator tolerance times the delivery delay: ±1 % of a 30 s delay is 0.3 s.
+* Times are whole milliseconds (5 per slot): exact, reproducible integer arithmetic.
 
 Reports cannot be more than one counter cycle (~240 s) old and still be placed; a report that
-appears to be slightly *ahead* of the observation (up to `FUTURE_TOLERANCE_SLOTS`) is placed
-after it rather than ~4 minutes earlier.
+appears to be slightly *ahead* of the response's counter (up to `FUTURE_TOLERANCE_SLOTS`) is
+placed after it rather than ~4 minutes earlier. So a report is measured no earlier than
+`PLACEMENT_HORIZON_MS` before it was received (what bounds the de-duplication memory).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 SLOTS_PER_EPOCH = 12000
 EPOCHS = 4
 SLOT_CYCLE = SLOTS_PER_EPOCH * EPOCHS  # 48000 slots, ~240 s
-NOMINAL_SLOT_SECONDS = 0.005
 FUTURE_TOLERANCE_SLOTS = 2000  # 10 s
 
 
@@ -66,35 +69,25 @@ def slots_since(earlier: int, later: int) -> int:
     return (slot_index(later) - slot_index(earlier)) % SLOT_CYCLE
 
 
-class SlotClock:
-    """Maps one gateway's slot counter values to wall-clock time (see module docstring)."""
+MILLISECONDS_PER_SLOT = 5  # nominal: the gateway's oscillator is within about 1 %
+# The furthest back from its receive time that a report can be placed.
+PLACEMENT_HORIZON_MS = (SLOT_CYCLE - FUTURE_TOLERANCE_SLOTS) * MILLISECONDS_PER_SLOT
 
-    __slots__ = ("_observed_at", "_observed_index")
 
-    def __init__(self) -> None:
-        self._observed_index: int | None = None
-        self._observed_at: datetime | None = None
-
-    def observe(self, slot_counter: int, received_at: datetime) -> bool:
-        """Record that the gateway's counter read `slot_counter` at `received_at`."""
-        if not is_valid_slot_counter(slot_counter):
-            return False
-        self._observed_index = slot_index(slot_counter)
-        self._observed_at = received_at
-        return True
-
-    @property
-    def is_synchronised(self) -> bool:
-        return self._observed_at is not None
-
-    def time_of(self, slot_counter: int) -> datetime | None:
-        """When the gateway's counter last read `slot_counter`; None if unknown or invalid."""
-        if self._observed_at is None or self._observed_index is None:
-            return None
-        if not is_valid_slot_counter(slot_counter):
-            return None
-        elapsed = (self._observed_index - slot_index(slot_counter)) % SLOT_CYCLE
-        if elapsed > SLOT_CYCLE - FUTURE_TOLERANCE_SLOTS:
-            elapsed -= SLOT_CYCLE
-        # Whole milliseconds keep the result exact and reproducible (5 ms per slot).
-        return self._observed_at - timedelta(milliseconds=5 * elapsed)
+def measured_ms(received_ms: int, gateway_slot_counter: int, slot_counter: int) -> int | None:
+    """When a report with counter `slot_counter` was measured, in epoch milliseconds, given the
+    counter of the receive response that carried it and that response's receive time; None if
+    the response's counter is impossible (see the module docstring). `slot_counter` is a valid
+    report's (the PV application layer drops reports whose own counter is impossible)."""
+    gateway_number = gateway_slot_counter & 0x3FFF
+    if gateway_number >= SLOTS_PER_EPOCH:
+        return None
+    elapsed = (
+        (gateway_slot_counter >> 14) * SLOTS_PER_EPOCH
+        + gateway_number
+        - (slot_counter >> 14) * SLOTS_PER_EPOCH
+        - (slot_counter & 0x3FFF)
+    ) % SLOT_CYCLE
+    if elapsed > SLOT_CYCLE - FUTURE_TOLERANCE_SLOTS:
+        elapsed -= SLOT_CYCLE  # slightly ahead of the response, not a whole cycle back
+    return received_ms - MILLISECONDS_PER_SLOT * elapsed

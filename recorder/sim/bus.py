@@ -339,6 +339,8 @@ class BusSimulation:
         }
 
     def _topology_report(self, node: _NodeState, seconds: float) -> None:
+        if not self.config.identity:
+            return
         optimizer = node.optimizer
         report = TopologyReport(
             short_address=optimizer.short_address,
@@ -574,6 +576,8 @@ class BusSimulation:
 
     def _enumerate(self, now: float) -> float:
         """The controller's gateway enumeration, as in the reference's example sequence."""
+        if not self.config.identity:
+            return now
         enumeration_id = 0x1235
         for _ in range(3):
             now = self._simple(
@@ -616,6 +620,8 @@ class BusSimulation:
         With `aliases_last`, a page lists its plain IDs, then the bit-15 aliases of those IDs,
         and the controller asks next for the highest plain ID + 1 (see `SimulationConfig`).
         """
+        if not self.config.identity:
+            return now
         entries = sorted(state.table.items())
         index = 0
         while True:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +23,7 @@ class SimulationConfig:
     reassign: bool = False
     reassign_at: datetime | None = None  # default: the middle of the run
     controller_restart: bool = True  # enumeration and a node table at the start
+    identity: bool = True  # False: no node tables, topology reports or enumeration, ever
     # Node table order: False lists entries by raw ID (bit-15 aliases at the end of the table);
     # True lists each page's plain IDs, then their aliases (`..., 0x000A, 0x800A`), and the
     # controller asks next for the highest plain ID + 1 (`0x000B`), as some gateways do.
@@ -74,25 +74,6 @@ class SimulationConfig:
 
     def with_changes(self, **changes: object) -> SimulationConfig:
         return replace(self, **changes)  # type: ignore[arg-type]
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
-
-
-def parse_duration(text: str) -> timedelta:
-    """`90m`, `3h`, `7d`, `1h30m`, `45s`. Raises UsageError."""
-    cleaned = text.strip().lower()
-    position = 0
-    total = timedelta()
-    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
-    for match in _DURATION_PART.finditer(cleaned):
-        if match.start() != position:
-            break
-        total += timedelta(**{units[match.group(2)]: float(match.group(1))})
-        position = match.end()
-    if not cleaned or position != len(cleaned):
-        raise UsageError(f"--duration: {text!r} is not a duration (expected e.g. 90m, 3h, 7d or 1h30m)")
-    return total
 
 
 def parse_speed(text: str) -> float | None:

@@ -2,9 +2,10 @@
 
 Options (all optional): gateways, nodes, start (ISO-8601), duration (90m, 3h, 7d), seed,
 firmware (legacy|4x), noise (probability per frame), reassign (0|1), controller_restart (0|1),
-aliases_last (0|1), quiet_replacement (0|1) (see `SimulationConfig`), silence (NODE@TIME[,...]:
-that node of the first gateway stops reporting from then on), speed (max, realtime, 60x;
-default max), truth (write the ground truth there).
+aliases_last (0|1), quiet_replacement (0|1) (see `SimulationConfig`), identity (0|1: node tables,
+topology reports and enumeration at all), silence (NODE@TIME[,...]: that node of the first
+gateway stops reporting from then on), speed (max, realtime, 60x; default max), truth (write the
+ground truth there).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from recorder.durations import parse_duration
 from recorder.errors import SourceError, UsageError
 from recorder.sim.bus import BusSimulation
-from recorder.sim.config import SimulationConfig, parse_duration, parse_silence, parse_speed
+from recorder.sim.config import SimulationConfig, parse_silence, parse_speed
 from recorder.sim.outputs import Pacer, TruthWriter
-from recorder.sources import Chunk, Source
+from recorder.source_base import Chunk, Source
 
 _KNOWN = {
     "gateways",
@@ -29,6 +31,7 @@ _KNOWN = {
     "noise",
     "reassign",
     "controller_restart",
+    "identity",
     "aliases_last",
     "quiet_replacement",
     "silence",
@@ -60,7 +63,10 @@ def config_from_settings(settings: dict[str, str]) -> tuple[SimulationConfig, fl
             raise SourceError(f"simulator option start: {settings['start']!r} is not ISO-8601") from None
         changes["start"] = start
     if "duration" in settings:
-        changes["duration"] = parse_duration(settings["duration"])
+        try:
+            changes["duration"] = parse_duration(settings["duration"])
+        except ValueError as error:
+            raise SourceError(f"simulator option duration: {error}") from None
     if "firmware" in settings:
         changes["firmware"] = settings["firmware"]
     try:
@@ -68,7 +74,7 @@ def config_from_settings(settings: dict[str, str]) -> tuple[SimulationConfig, fl
             changes["silence"] = parse_silence(settings["silence"])
     except UsageError as error:
         raise SourceError(f"simulator option {error}") from None
-    for flag in ("reassign", "controller_restart", "aliases_last", "quiet_replacement"):
+    for flag in ("reassign", "controller_restart", "identity", "aliases_last", "quiet_replacement"):
         if flag in settings:
             changes[flag] = settings[flag].lower() in ("1", "true", "yes", "on")
     speed = parse_speed(settings.get("speed", "max"))

@@ -8,35 +8,43 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from recorder.observer import GatewayLearned, NodeTableAssembled, Reading
+from recorder.observer import GatewayLearned, NodeTableAssembled
+from recorder.protocol import units
 from recorder.protocol.barcode import barcode_from_address, format_long_address
 from recorder.protocol.events import TopologyReportReceived
+from recorder.reading import Reading
+from recorder.timestamps import from_millis
 
 
 def iso(at: datetime) -> str:
     return at.isoformat(timespec="milliseconds")
 
 
+barcode_of = lru_cache(maxsize=4096)(barcode_from_address)
+
+
 def reading_json(reading: Reading) -> dict[str, Any]:
-    report = reading.report
+    (gateway_id, node_id, measured_ms, received_ms, slot_counter, voltage_in, voltage_out, duty_cycle,
+     current_in, temperature, rssi, long_address) = reading  # fmt: skip
     return {
         "type": "power_report",
-        "gateway_id": reading.gateway_id,
-        "node_id": reading.node_id,
-        "barcode": reading.barcode,
-        "measured_at": iso(reading.measured_at),
-        "received_at": iso(reading.received_at),
-        "slot_counter": report.slot_counter,
-        "voltage_in": report.voltage_in,
-        "voltage_out": report.voltage_out,
-        "current_in": report.current_in,
-        "current_out": report.current_out,
-        "power": report.power,
-        "duty_cycle": report.duty_cycle,
-        "temperature": report.temperature,
-        "rssi": report.rssi,
+        "gateway_id": gateway_id,
+        "node_id": node_id,
+        "barcode": None if long_address is None else barcode_of(long_address),
+        "measured_at": iso(from_millis(measured_ms)),
+        "received_at": iso(from_millis(received_ms)),
+        "slot_counter": slot_counter,
+        "voltage_in": units.voltage_in(voltage_in),
+        "voltage_out": units.voltage_out(voltage_out),
+        "current_in": units.current_in(current_in),
+        "current_out": units.current_out(current_in, duty_cycle),
+        "power": units.power(voltage_in, current_in),
+        "duty_cycle": units.duty_cycle(duty_cycle),
+        "temperature": units.temperature(temperature),
+        "rssi": rssi,
     }
 
 

@@ -16,12 +16,20 @@ Measured values are written exactly as the wire's steps give them (50 mV, 5 mA, 
 derived ones are rounded to a resolution well below what the measurements support: power to
 0.01 W (Vin × Iin is only good to about ±0.5 W) and current_out to 1 mA (Iin comes in 5 mA
 steps), instead of float noise like 6.904411764705882. `power_text` and `current_out_text` are
-the only place that formats them; the backfill fast lane (`recorder.replay`) caches their results.
+the only place that formats them; `PointFormatter` caches their results.
     time    the measurement time, in milliseconds
 
 The same reading always produces the same series key and timestamp, so writing it twice
-leaves one point in InfluxDB. Values come from the raw wire integers with the same conversions
-the decoder uses.
+leaves one point in InfluxDB. Values come from the raw wire integers with the conversions of
+`recorder.protocol.units`; each is one division of integers, so its float is exact-then-rounded
+and `repr` (the shortest text that reads back the same) is reproducible; every field stays a
+float field.
+
+`PointFormatter` is the one place a reading becomes a line, for `run` (from the outbox) and for
+`backfill` (straight from the placement step). It formats batches with caches, because a
+backfill formats millions and formatting floats is the costliest part of a line: the texts of
+the measured fields for every raw value are built once (module tables), the texts of the two
+computed fields are cached by the raw integers that decide them, and the tags by node.
 
 Measurement `tigo_energy`, one point per optimizer and local day (`recorder.energy`): the same
 tags as `tigo_optimizer` (built by the same function), fields `energy_wh` (float) and
@@ -43,10 +51,14 @@ than written empty, and a field keeps its type forever (1.x refuses a type chang
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
-from recorder.protocol.events import PowerReport
+from recorder.protocol import units
+from recorder.protocol.barcode import barcode_from_address
+from recorder.reading import Reading
 from recorder.timestamps import to_millis
 
 OPTIMIZER_MEASUREMENT = "tigo_optimizer"
@@ -102,6 +114,38 @@ class PointIdentity:
     site: str | None = None
 
 
+class Labelled(Protocol):
+    """A user's labels of an optimizer (`recorder.storage.state.Labels`)."""
+
+    @property
+    def name(self) -> str | None: ...
+
+    @property
+    def string(self) -> str | None: ...
+
+
+def point_identity(
+    gateway_id: int,
+    node_id: int,
+    long_address: bytes | None,
+    labels: Mapping[bytes, Labelled],
+    site: str | None = None,
+) -> PointIdentity:
+    """The tags of a reading: its node and site, and when the optimizer is known its barcode and
+    labels."""
+    if long_address is None:
+        return PointIdentity(gateway=str(gateway_id), node_id=node_id, site=site)
+    found = labels.get(long_address)
+    return PointIdentity(
+        gateway=str(gateway_id),
+        node_id=node_id,
+        barcode=barcode_from_address(long_address),
+        name=found.name if found else None,
+        string=found.string if found else None,
+        site=site,
+    )
+
+
 def optimizer_tags(identity: PointIdentity, measurement: str = OPTIMIZER_MEASUREMENT) -> str:
     """Measurement and tags: the series key of a reading's point (tags in sorted order), and of
     its optimizer's daily energy point."""
@@ -119,17 +163,20 @@ def optimizer_tags(identity: PointIdentity, measurement: str = OPTIMIZER_MEASURE
     return ",".join(tags)
 
 
-def _field_texts(name: str, values: range, scale: int) -> list[str]:
-    return [f"{name}={value / scale!r}," for value in values]
+def _field_texts(name: str, convert: Callable[[int], float], raws: range) -> list[str]:
+    return [f"{name}={convert(raw)!r}," for raw in raws]
 
 
-# Field texts for every raw value, built once: formatting floats is the bulk of building a
-# line, and a backfill builds millions. Index = raw value (temperature: raw + 2048).
-VOLTAGE_IN = _field_texts("voltage_in", range(0x1000), 20)  # 50 mV steps
-VOLTAGE_OUT = _field_texts("voltage_out", range(0x1000), 10)  # 100 mV steps
-CURRENT_IN = _field_texts("current_in", range(0x1000), 200)  # 5 mA steps
-DUTY_CYCLE = _field_texts("duty_cycle", range(0x100), 255)
-TEMPERATURE = _field_texts("temperature", range(-0x800, 0x800), 10)  # 0.1 °C steps
+# Field texts for every raw value, built once. Index = raw value (temperature: raw + 2048).
+VOLTAGE_IN = _field_texts("voltage_in", units.voltage_in, range(0x1000))
+VOLTAGE_OUT = _field_texts("voltage_out", units.voltage_out, range(0x1000))
+CURRENT_IN = _field_texts("current_in", units.current_in, range(0x1000))
+DUTY_CYCLE = _field_texts("duty_cycle", units.duty_cycle, range(0x100))
+TEMPERATURE = _field_texts("temperature", units.temperature, range(-0x800, 0x800))
+
+TEXT_CACHE_SIZE = 1 << 16  # entries per computed-field cache (under 10 MB each), then cleared
+
+TagsOf = Callable[[int, int, bytes | None], PointIdentity]  # (gateway, node, address) -> tags
 
 
 POWER_DECIMALS = 2  # W
@@ -137,9 +184,9 @@ CURRENT_OUT_DECIMALS = 3  # A
 
 
 def power_value(voltage_in_raw: int, current_in_raw: int) -> float:
-    """The power a point carries: Vin × Iin, 50 mV × 5 mA steps (= raw product / 4000), to 0.01 W.
-    Daily energy integrates the same value (`recorder.energy.Sample`)."""
-    return round(voltage_in_raw * current_in_raw / 4000, POWER_DECIMALS)
+    """The power a point carries: `units.power` (Vin × Iin), to 0.01 W. Daily energy integrates
+    the same value (`recorder.energy.Sample`)."""
+    return round(units.power(voltage_in_raw, current_in_raw), POWER_DECIMALS)
 
 
 def power_text(voltage_in_raw: int, current_in_raw: int) -> str:
@@ -148,10 +195,11 @@ def power_text(voltage_in_raw: int, current_in_raw: int) -> str:
 
 
 def current_out_text(current_in_raw: int, duty_cycle_raw: int) -> str:
-    """The current_out field: Iin / duty (duty = raw / 255), to 1 mA; none without a duty cycle."""
-    if not duty_cycle_raw:
-        return ""  # no output current without a duty cycle
-    return f"current_out={round(current_in_raw * 255 / (200 * duty_cycle_raw), CURRENT_OUT_DECIMALS)!r},"
+    """The current_out field: `units.current_out` (Iin / duty), to 1 mA; none without a duty cycle."""
+    value = units.current_out(current_in_raw, duty_cycle_raw)
+    if value is None:
+        return ""  # no output current without a duty cycle: the field is left out
+    return f"current_out={round(value, CURRENT_OUT_DECIMALS)!r},"
 
 
 def source_tag(description: str) -> str:
@@ -163,41 +211,69 @@ def source_tag(description: str) -> str:
     return description.split(" ", 1)[0] if description else "unknown"
 
 
-def optimizer_fields(
-    voltage_in_raw: int,
-    voltage_out_raw: int,
-    duty_cycle_raw: int,
-    current_in_raw: int,
-    temperature_raw: int,
-    rssi: int,
-) -> str:
-    """The field set, from the raw wire integers (the conversions of `PowerReport`'s properties).
+class PointFormatter:
+    """Readings to `tigo_optimizer` lines (see the module docstring).
 
-    Each value is one division of integers, so its float is exact-then-rounded and `repr` (the
-    shortest text that reads back the same) is reproducible; every field stays a float field.
+    `tags` gives a reading's tags from its gateway, node ID and long address; its answers are
+    cached per node, so call `forget_tags()` when what it returns changes (labels edited).
     """
-    return (
-        f"{VOLTAGE_IN[voltage_in_raw]}{VOLTAGE_OUT[voltage_out_raw]}{CURRENT_IN[current_in_raw]}"
-        f"{current_out_text(current_in_raw, duty_cycle_raw)}{power_text(voltage_in_raw, current_in_raw)}"
-        f"{DUTY_CYCLE[duty_cycle_raw]}{TEMPERATURE[temperature_raw + 0x800]}rssi={rssi}i"
-    )
+
+    def __init__(self, tags: TagsOf) -> None:
+        self.tags = tags
+        # gateway << 16 | node -> (long address, measurement and tags) last used for that node
+        self._prefixes: dict[int, tuple[bytes | None, str]] = {}
+        # Texts of the computed fields by the raw integers that decide them: power by Vin × Iin,
+        # current_out by Iin << 8 | duty. Readings repeat values (50 mV and 5 mA steps).
+        self.power_texts: dict[int, str] = {}
+        self.current_out_texts: dict[int, str] = {}
+
+    def forget_tags(self) -> None:
+        self._prefixes.clear()
+
+    def lines(self, readings: Iterable[Reading], unresolved: list[Reading] | None = None) -> list[str]:
+        """The lines of `readings`; given `unresolved`, readings whose node is not known yet go
+        there instead (the backfill holds them), else they are formatted without a barcode."""
+        power_texts, current_out_texts = self.power_texts, self.current_out_texts
+        if len(power_texts) > TEXT_CACHE_SIZE or len(current_out_texts) > TEXT_CACHE_SIZE:
+            power_texts.clear()
+            current_out_texts.clear()
+        prefixes = self._prefixes
+        voltage_in_texts, voltage_out_texts, current_in_texts = VOLTAGE_IN, VOLTAGE_OUT, CURRENT_IN
+        duty_cycle_texts, temperature_texts = DUTY_CYCLE, TEMPERATURE
+        lines: list[str] = []
+        append = lines.append
+        for reading in readings:
+            (gateway_id, node_id, measured_ms, _, _, voltage_in, voltage_out, duty_cycle, current_in,
+             temperature, rssi, address) = reading  # fmt: skip
+            if address is None and unresolved is not None:
+                unresolved.append(reading)
+                continue
+            node = (gateway_id << 16) | node_id
+            cached = prefixes.get(node)
+            if cached is not None and (cached[0] is address or cached[0] == address):
+                prefix = cached[1]
+            else:
+                prefix = optimizer_tags(self.tags(gateway_id, node_id, address))
+                prefixes[node] = (address, prefix)
+            current_key = (current_in << 8) | duty_cycle
+            current_out = current_out_texts.get(current_key)
+            if current_out is None:
+                current_out = current_out_texts[current_key] = current_out_text(current_in, duty_cycle)
+            product = voltage_in * current_in  # power depends on nothing else
+            power = power_texts.get(product)
+            if power is None:
+                power = power_texts[product] = power_text(voltage_in, current_in)
+            append(
+                f"{prefix} {voltage_in_texts[voltage_in]}{voltage_out_texts[voltage_out]}"
+                f"{current_in_texts[current_in]}{current_out}{power}{duty_cycle_texts[duty_cycle]}"
+                f"{temperature_texts[temperature + 0x800]}rssi={rssi}i {measured_ms}"
+            )
+        return lines
 
 
-def report_values(report: PowerReport) -> tuple[int, int, int, int, int, int]:
-    """The raw integers `optimizer_fields` takes, in its order."""
-    return (
-        report.voltage_in_raw,
-        report.voltage_out_raw,
-        report.duty_cycle_raw,
-        report.current_in_raw,
-        report.temperature_raw,
-        report.rssi,
-    )
-
-
-def optimizer_line(identity: PointIdentity, report: PowerReport, measured_at: datetime) -> str:
-    fields = optimizer_fields(*report_values(report))
-    return f"{optimizer_tags(identity)} {fields} {to_millis(measured_at)}"
+def optimizer_line(identity: PointIdentity, reading: Reading) -> str:
+    """One reading's line with the given tags (tests, diagnostics: `PointFormatter` batches)."""
+    return PointFormatter(lambda _gateway, _node, _address: identity).lines([reading])[0]
 
 
 def energy_line(identity: PointIdentity, day_start_ms: int, energy_wh: float, uncovered_seconds: int) -> str:

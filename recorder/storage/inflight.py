@@ -35,13 +35,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import count
 
 from recorder.identity import IdentityMap
-from recorder.observer import Reading
-from recorder.protocol.barcode import barcode_from_address
+from recorder.reading import LONG_ADDRESS, MEASURED_MS, Reading, with_address
 from recorder.storage.outbox import Outbox
 
 # About 0.5 kB each: a replay's worth of readings never costs more than a few MB.
@@ -85,7 +84,7 @@ class InFlight:
         with self._lock:
             for entry in self._entries.values():
                 if not entry.committed:
-                    if entry.reading.long_address is None:
+                    if entry.reading[LONG_ADDRESS] is None:
                         held += 1
                     else:
                         ready += 1
@@ -120,7 +119,7 @@ class InFlight:
             for reading in readings:
                 key = next(self._sequence)
                 self._entries[key] = InFlightReading(reading, arrived, key)
-                if reading.long_address is not None:
+                if reading[LONG_ADDRESS] is not None:
                     ready.append(reading)
         if ready and self.on_ready is not None:
             self.on_ready(ready)
@@ -131,15 +130,14 @@ class InFlight:
         with self._lock:
             for entry in self._entries.values():
                 reading = entry.reading
-                if reading.long_address is not None or entry.committed:
+                if reading[LONG_ADDRESS] is not None or entry.committed:
                     continue
-                if keys is not None and (reading.gateway_id, reading.node_id) not in keys:
+                key = (reading[0], reading[1])
+                if keys is not None and key not in keys:
                     continue
-                address = identities.resolve((reading.gateway_id, reading.node_id), reading.measured_at)
+                address = identities.resolve(key, reading[MEASURED_MS])
                 if address is not None:
-                    entry.reading = replace(
-                        reading, long_address=address, barcode=barcode_from_address(address)
-                    )
+                    entry.reading = with_address(reading, address)
                     resolved.append(entry.reading)
         if resolved and self.on_ready is not None:
             self.on_ready(resolved)
@@ -152,7 +150,7 @@ class InFlight:
             for entry in self._entries.values():
                 if len(taken) >= limit:
                     break
-                if entry.sending or entry.committed or entry.reading.long_address is None:
+                if entry.sending or entry.committed or entry.reading[LONG_ADDRESS] is None:
                     continue
                 entry.sending = True
                 taken.append(entry)
@@ -189,7 +187,7 @@ class InFlight:
             for entry in self._entries.values():
                 if cutoff is not None and entry.arrived > cutoff:
                     break  # arrival order: the rest are younger
-                if entry.committed or (held_only and entry.reading.long_address is not None):
+                if entry.committed or (held_only and entry.reading[LONG_ADDRESS] is not None):
                     continue
                 due.append(entry)
             if not due:

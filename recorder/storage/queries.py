@@ -107,7 +107,7 @@ def identity_map(connection: sqlite3.Connection) -> IdentityMap:
     ):
         identities.seed(
             (gateway_id, node_id),
-            Interval(from_millis(valid_from), parse_long_address(long_address), source),
+            Interval(valid_from, parse_long_address(long_address), source),  # both in ms
         )
     return identities
 

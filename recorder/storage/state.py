@@ -26,14 +26,15 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from recorder.errors import UsageError
-from recorder.identity import IdentityMap
-from recorder.observer import ALIAS_BIT, GatewayLearned, MappingLearned, Output, Reading
+from recorder.identity import IdentityMap, Interval
+from recorder.observer import ALIAS_BIT, GatewayLearned, MappingLearned, Output
 from recorder.protocol.barcode import (
     address_from_barcode,
     barcode_from_address,
     format_long_address,
     parse_long_address,
 )
+from recorder.reading import Activity, Reading, count_activity
 from recorder.storage import queries
 from recorder.storage.db import Synchronous, memory_database, open_database
 from recorder.storage.models import (
@@ -50,21 +51,16 @@ from recorder.timestamps import from_millis, to_millis
 
 
 class ActivityTally:
-    """Power reports per (gateway, node) not saved yet: [count, first, last measurement time]."""
+    """Power reports per (gateway, node) not saved yet, counted by `count_activity` (the one rule
+    `run` and `backfill` count node activity by): (gateway, node) -> [first ms, last ms, count]."""
 
     __slots__ = ("nodes",)
 
     def __init__(self) -> None:
-        self.nodes: dict[tuple[int, int], list[Any]] = {}
+        self.nodes: Activity = {}
 
-    def add(self, reading: Reading) -> None:
-        entry = self.nodes.get((reading.gateway_id, reading.node_id))
-        if entry is None:
-            self.nodes[(reading.gateway_id, reading.node_id)] = [1, reading.measured_at, reading.measured_at]
-        else:
-            entry[0] += 1
-            entry[1] = min(entry[1], reading.measured_at)
-            entry[2] = max(entry[2], reading.measured_at)
+    def add(self, readings: Iterable[Reading]) -> None:
+        count_activity(self.nodes, readings)
 
     def __bool__(self) -> bool:
         return bool(self.nodes)
@@ -102,6 +98,9 @@ class ImportedLabels:
 
 
 class StateStore:
+    """The state database's identity, labels, node activity and health (module docstring): loads
+    what the observer starts from, persists what it learns; each method one short transaction."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
@@ -178,13 +177,15 @@ class StateStore:
         mappings: list[MappingLearned] = []
         gateways: list[GatewayLearned] = []
         activity = ActivityTally()
+        readings: list[Reading] = []
         for output in outputs:
-            if isinstance(output, Reading):
-                activity.add(output)
+            if isinstance(output, tuple):  # a reading
+                readings.append(output)
             elif isinstance(output, MappingLearned):
                 mappings.append(output)
             elif isinstance(output, GatewayLearned):
                 gateways.append(output)
+        activity.add(readings)
         if not (mappings or gateways or activity):
             return
         with self.session() as session, session.begin():
@@ -204,11 +205,12 @@ class StateStore:
             self._save_activity(session, activity)
 
     def _save_activity(self, session: Session, activity: ActivityTally) -> None:
-        for (gateway_id, node_id), (count, first, last) in activity.nodes.items():
-            self._activity(session, gateway_id, node_id, count, first, last)
+        for (gateway_id, node_id), (first, last, count) in activity.nodes.items():
+            self._activity(session, gateway_id, node_id, count, from_millis(first), from_millis(last))
 
     def record_activity(self, activity: Mapping[tuple[int, int], Sequence[int]]) -> None:
-        """Node activity counted elsewhere (a backfill): (gateway, node) -> (first ms, last ms, count).
+        """Node activity counted elsewhere (a backfill, by `count_activity`): (gateway, node) ->
+        (first ms, last ms, count).
 
         Times merge (earliest first, latest last); counts add up, so a period replayed twice
         counts twice, while its points land on themselves in InfluxDB.
@@ -330,23 +332,20 @@ class StateStore:
     # Questions
 
     def resolve(self, gateway_id: int, node_id: int, at: datetime) -> bytes | None:
-        """The long address behind a node ID at `at` (the first interval covers earlier times)."""
+        """The long address behind a node ID at `at`, by the rules of `recorder.identity`."""
+        identities = IdentityMap()
         with self.session() as session:
-            intervals = list(
-                session.execute(
-                    select(NodeMapping.valid_from, Optimizer.long_address)
-                    .join(Optimizer)
-                    .where(NodeMapping.gateway_id == gateway_id, NodeMapping.node_id == node_id)
-                    .order_by(NodeMapping.valid_from)
-                )
+            rows = session.execute(
+                select(NodeMapping.valid_from, NodeMapping.source, Optimizer.long_address)
+                .join(Optimizer)
+                .where(NodeMapping.gateway_id == gateway_id, NodeMapping.node_id == node_id)
             )
-        if not intervals:
-            return None
-        chosen = intervals[0][1]
-        for valid_from, long_address in intervals:
-            if valid_from <= at:
-                chosen = long_address
-        return parse_long_address(chosen)
+            for valid_from, source, long_address in rows:
+                identities.seed(
+                    (gateway_id, node_id),
+                    Interval(to_millis(valid_from), parse_long_address(long_address), source),
+                )
+        return identities.resolve((gateway_id, node_id), to_millis(at))
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
-from recorder.observer import Reading
-from recorder.protocol.barcode import barcode_from_address
-from recorder.protocol.events import PowerReport
+from recorder.reading import MEASURED_MS, RECEIVED_MS, Reading
+from recorder.timestamps import from_millis, to_millis
 
 T0 = datetime(2025, 6, 21, 12, 0, tzinfo=UTC)
 GATEWAY = 4609
@@ -28,25 +27,30 @@ def reading(
     temperature_raw: int = 553,
     gateway_id: int = GATEWAY,
 ) -> Reading:
-    at = T0 + timedelta(seconds=seconds)
-    return Reading(
-        gateway_id=gateway_id,
-        node_id=node_id,
-        measured_at=at,
-        received_at=at + timedelta(seconds=1),
-        report=PowerReport(
-            voltage_in_raw=voltage_in_raw,
-            voltage_out_raw=325,
-            duty_cycle_raw=duty_cycle_raw,
-            current_in_raw=current_in_raw,
-            temperature_raw=temperature_raw,
-            unknown=b"\x00\x00\x00",
-            slot_counter=int(seconds * 200) % 0xFFFF,
-            rssi=180,
-        ),
-        long_address=long_address,
-        barcode=barcode_from_address(long_address) if long_address else None,
+    """A compact reading measured `seconds` after T0 and received a second later."""
+    measured = to_millis(T0 + timedelta(seconds=seconds))
+    return (
+        gateway_id,
+        node_id,
+        measured,
+        measured + 1000,
+        int(seconds * 200) % 0xFFFF,
+        voltage_in_raw,
+        325,
+        duty_cycle_raw,
+        current_in_raw,
+        temperature_raw,
+        180,
+        long_address,
     )
+
+
+def measured_at(reading: Reading) -> datetime:
+    return from_millis(reading[MEASURED_MS])
+
+
+def received_at(reading: Reading) -> datetime:
+    return from_millis(reading[RECEIVED_MS])
 
 
 class FakeMonotonic:

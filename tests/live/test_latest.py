@@ -9,11 +9,12 @@ import pytest
 
 from recorder.identity import IdentityMap
 from recorder.live.latest import HELD, RESOLVED, UNRESOLVED, LatestReadings
-from recorder.observer import MappingLearned
 from recorder.protocol.barcode import barcode_from_address
+from recorder.reading import LONG_ADDRESS
 from recorder.storage.outbox import Outbox
 from recorder.storage.state import Labels, StateStore
-from tests.live.helpers import GATEWAY, T0, FakeMonotonic, address, reading
+from recorder.timestamps import to_millis
+from tests.live.helpers import GATEWAY, T0, FakeMonotonic, address, measured_at, reading, received_at
 
 
 def view(
@@ -30,15 +31,26 @@ def test_keeps_the_latest_by_measurement_time_not_by_arrival() -> None:
     latest.observe([older, reading(3, 10, long_address=address(3))], T0)
     optimizers = {o.key: o for o in latest.snapshot().optimizers}
     assert set(optimizers) == {(GATEWAY, 2), (GATEWAY, 3)}
-    assert optimizers[(GATEWAY, 2)].reading.measured_at == newer.measured_at
+    assert optimizers[(GATEWAY, 2)].reading.measured_at == measured_at(newer)
     assert optimizers[(GATEWAY, 2)].reading.current_in == 5.0
 
 
-def test_only_readings_are_taken_from_the_observer_outputs() -> None:
+def test_readings_from_the_observer_as_the_read_loop_hands_them_over() -> None:
+    """`recorder run` gives the view the observer's readings of each chunk (`Observed.readings`)."""
+    from recorder.observer import Observer
+    from recorder.protocol import encode
+    from recorder.protocol.pv import application as app
+    from recorder.protocol.stack import Stack
+    from tests.protocol import reference_frames as ref
+
+    data = encode.receive_request(GATEWAY, 1) + encode.receive_response(
+        GATEWAY, 0x00FE, 1, 0xE000, [encode.packet(app.POWER_REPORT, 9, ref.POWER_REPORT_15)]
+    )
     latest = view()
-    mapping = MappingLearned(GATEWAY, 2, address(2), "node_table", T0, None)
-    latest.observe([mapping, reading(2, 0, long_address=address(2))], T0)
-    assert len(latest.snapshot().optimizers) == 1
+    latest.observe(Observer().feed(Stack().feed(data, T0)).readings, T0)
+    (optimizer,) = latest.snapshot().optimizers
+    assert optimizer.key == (GATEWAY, 9) and optimizer.reading.power == 278.96625
+    assert optimizer.identity == HELD
 
 
 def test_values_in_si_units_through_the_one_adapter() -> None:
@@ -107,12 +119,12 @@ def test_held_readings_are_released_exactly_as_the_outbox_releases_them(outbox: 
     # Node 2 is learned: node 2 had address A until 10 s, then a replacement (B) from 10 s on;
     # node 3 is not learned.
     identities = IdentityMap()
-    identities.learn((GATEWAY, 2), address(0xA), "node_table", T0 - timedelta(hours=1))
-    identities.learn((GATEWAY, 2), address(0xB), "topology_report", T0 + timedelta(seconds=10))
+    identities.learn((GATEWAY, 2), address(0xA), "node_table", to_millis(T0 - timedelta(hours=1)))
+    identities.learn((GATEWAY, 2), address(0xB), "topology_report", to_millis(T0 + timedelta(seconds=10)))
     outbox.release(identities, {(GATEWAY, 2)})
     latest.identify(identities, {(GATEWAY, 2)})
 
-    released = {(row.gateway_id, row.node_id): row.long_address for row in outbox.next_batch(10)}
+    released = {item.reading[:2]: item.reading[LONG_ADDRESS] for item in outbox.next_batch(10)}
     shown = {o.key: o for o in latest.snapshot().optimizers}
     assert released == {(GATEWAY, 2): address(0xA)}  # measured at 0 s: the old unit
     assert shown[(GATEWAY, 2)].identity == RESOLVED
@@ -130,7 +142,7 @@ def test_release_of_all_keys_resolves_every_held_entry(outbox: Outbox) -> None:
     latest = view()
     latest.observe([reading(2, 0), reading(3, 0)], T0)
     identities = IdentityMap()
-    identities.learn((GATEWAY, 3), address(3), "import", T0)
+    identities.learn((GATEWAY, 3), address(3), "import", to_millis(T0))
     latest.identify(identities)  # keys=None: as after a reload of mappings from the database
     shown = {o.key[1]: o.identity for o in latest.snapshot().optimizers}
     assert shown == {2: HELD, 3: RESOLVED}
@@ -144,7 +156,7 @@ def test_a_node_appears_without_barcode_once_the_outbox_wrote_it_after_the_hold(
     first, recent = reading(5, 0), reading(5, hold.total_seconds() + 100)
     outbox.add([first, recent], T0)
     latest = view()
-    latest.observe([first, recent], recent.received_at)
+    latest.observe([first, recent], received_at(recent))
 
     written_unresolved: set[tuple[int, int]] = set()
     expired = outbox.expire(T0 + hold + timedelta(seconds=50), hold, policy, written_unresolved)
@@ -155,4 +167,4 @@ def test_a_node_appears_without_barcode_once_the_outbox_wrote_it_after_the_hold(
     (optimizer,) = latest.snapshot().optimizers
     assert optimizer.identity == identity and optimizer.reading.barcode is None
     assert optimizer.published == (policy == "write")
-    assert optimizer.reading.measured_at == recent.measured_at
+    assert optimizer.reading.measured_at == measured_at(recent)

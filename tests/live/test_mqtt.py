@@ -27,7 +27,9 @@ from recorder.live.latest import LatestReadings
 from recorder.live.mqtt import MqttPublisher
 from recorder.live.snapshot import LiveData
 from recorder.protocol.barcode import barcode_from_address
+from recorder.reading import RECEIVED_MS
 from recorder.storage.state import Labels
+from recorder.timestamps import from_millis
 from tests.conftest import ROOT
 from tests.influx import free_ports
 from tests.live.helpers import FakeMonotonic, address, reading
@@ -91,7 +93,7 @@ class View:
         )
 
     def feed(self, *readings: Any) -> None:
-        self.latest.observe(readings, max(r.received_at for r in readings))
+        self.latest.observe(readings, from_millis(max(r[RECEIVED_MS] for r in readings)))
 
     def publisher(self, broker: LocalMosquitto, url: str | None = None, **options: Any) -> MqttPublisher:
         found = parse_mqtt_url(url or broker.url)
@@ -419,10 +421,11 @@ from recorder.live.broker import parse_mqtt_url
 from recorder.live.latest import LatestReadings
 from recorder.live.mqtt import MqttPublisher
 from recorder.live.snapshot import LiveData
+from recorder.timestamps import from_millis
 from tests.live.helpers import address, reading
 
 latest = LatestReadings(timedelta(minutes=10))
-latest.observe([reading(1, 0, long_address=address(0xC286CC))], reading(1, 0).received_at)
+latest.observe([reading(1, 0, long_address=address(0xC286CC))], from_millis(reading(1, 0)[3]))
 MqttPublisher(parse_mqtt_url(sys.argv[1]), LiveData(latest, dict, dict), interval=0.2).start()
 time.sleep(600)
 """

@@ -71,9 +71,12 @@ def test_fifteen_byte_report_from_firmware_4() -> None:
 @pytest.mark.parametrize("tail", ["00", "02 00", "03 00", "00 00"])
 def test_fourteen_and_fifteen_byte_reports_decode_like_thirteen(tail: str) -> None:
     events, counters = decode(received(app.POWER_REPORT, ref.POWER_REPORT_13 + hexbytes(tail)))
-    report = only(events, PowerReportReceived)[0].report
-    assert report._replace(tail=b"") == app.decode_power_report(ref.POWER_REPORT_13)
-    assert report.tail == hexbytes(tail) and counters["invalid_power_reports"] == 0
+    (longer,) = only(events, PowerReportReceived)
+    (thirteen,) = only(decode(received(app.POWER_REPORT, ref.POWER_REPORT_13))[0], PowerReportReceived)
+    assert longer == thirteen and counters["invalid_power_reports"] == 0
+    decoded = app.decode_power_report(ref.POWER_REPORT_13 + hexbytes(tail))
+    assert decoded is not None and decoded.tail == hexbytes(tail)  # kept for diagnostics
+    assert decoded._replace(tail=b"") == app.decode_power_report(ref.POWER_REPORT_13)
 
 
 def test_short_power_report_is_counted_invalid() -> None:

@@ -24,7 +24,7 @@ VALID_TRAFFIC = [
 def test_arbitrary_bytes_never_raise_and_are_accounted_for(data: bytes) -> None:
     stack = Stack()
     stack.feed(data, T0)
-    counters = stack.counters()
+    counters = stack.counters.as_dict()
     assert counters["bytes"] == len(data)
     assert counters["noise_bytes"] <= len(data)
     # Every frame costs at least its markers (4 bytes) and a 6-byte body on the wire.
@@ -42,10 +42,10 @@ def test_output_is_independent_of_chunking(pieces: list[bytes], seed: int) -> No
         stack = Stack(verbose=True)
         events = [event for chunk in chunks for event in stack.feed(chunk, T0)]
         if expected_events is None:
-            expected_events, expected_counters = events, stack.counters()
+            expected_events, expected_counters = events, stack.counters.as_dict()
         else:
             assert events == expected_events
-            assert stack.counters() == expected_counters
+            assert stack.counters.as_dict() == expected_counters
 
 
 def test_valid_frames_survive_random_garbage_between_them() -> None:
@@ -83,3 +83,24 @@ def test_events_carry_the_receive_time_of_the_chunk_that_completed_them() -> Non
     assert stack.feed(data[:-5], T0) == []
     events = stack.feed(data[-5:], later)
     assert only(events, PowerReportReceived)[0].received_at == later
+
+
+def test_frames_delimited_elsewhere_give_what_feeding_the_chunks_gives() -> None:
+    """The backfill's read-ahead delimits records in batches (`delimit_chunks`) and the stack
+    decodes the bodies (`feed_frames`): the events of feeding record by record, times included."""
+    from datetime import timedelta
+
+    from recorder.protocol.gateway.link import LinkDecoder
+    from recorder.protocol.stack import delimit_chunks
+
+    data = b"".join([*VALID_TRAFFIC, b"\x13\x7e", *ref.ENUMERATION_SEQUENCE])
+    chunks = [data[start : start + 7] for start in range(0, len(data), 7)]
+    times = [T0 + timedelta(milliseconds=10 * n) for n in range(len(chunks))]
+    one_by_one = Stack()
+    expected = [
+        event for chunk, at in zip(chunks, times, strict=True) for event in one_by_one.feed(chunk, at)
+    ]
+    batched = Stack()
+    events = batched.feed_frames(*delimit_chunks(LinkDecoder(), chunks, times))
+    assert len(expected) > 10 and events == expected
+    assert batched.counters.transport == one_by_one.counters.transport

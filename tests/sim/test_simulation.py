@@ -15,13 +15,16 @@ from typing import Any
 import pytest
 import serial
 
-from recorder.observer import NodeTableAssembled, Reading
+from recorder.observer import NodeTableAssembled
 from recorder.pipeline import DecodePipeline
+from recorder.protocol.barcode import barcode_from_address
 from recorder.protocol.events import NodeTablePage
+from recorder.reading import ReadingFields
 from recorder.sim.bus import BusSimulation
 from recorder.sim.config import SimulationConfig
 from recorder.sim.truth import compare, load_truth
 from recorder.sinks.jsonl import reading_json
+from recorder.timestamps import to_millis
 from tests.conftest import ROOT, run_recorder
 
 
@@ -37,9 +40,9 @@ def simulate_in_process(
     pipeline = DecodePipeline()
     decoded: list[dict[str, Any]] = []
     for data, seconds in BusSimulation(config).run(truth.append):
-        _, outputs = pipeline.feed(data, config.start + timedelta(seconds=seconds))
-        decoded.extend(reading_json(output) for output in outputs if isinstance(output, Reading))
-    return truth, decoded, pipeline.counters()
+        readings = pipeline.feed(data, config.start + timedelta(seconds=seconds)).readings
+        decoded.extend(reading_json(reading) for reading in readings)
+    return truth, decoded, pipeline.counters.as_dict()
 
 
 def assert_accounted(result: Any, counters: dict[str, int]) -> None:
@@ -118,10 +121,10 @@ def test_truth_says_when_each_report_first_reached_the_listener() -> None:
     config = SimulationConfig(duration=timedelta(minutes=10), nodes=40, noise=0.02)
     truth: list[dict[str, Any]] = []
     pipeline = DecodePipeline()
-    readings: list[Reading] = []
+    readings: list[ReadingFields] = []
     for data, seconds in BusSimulation(config).run(truth.append):
-        _, outputs = pipeline.feed(data, config.start + timedelta(seconds=seconds))
-        readings.extend(output for output in outputs if isinstance(output, Reading))
+        decoded = pipeline.feed(data, config.start + timedelta(seconds=seconds))
+        readings.extend(map(ReadingFields._make, decoded.readings))
     reports: dict[tuple[int, int, int], list[dict[str, Any]]] = {}
     for record in truth:
         if record["type"] == "power_report" and not record["destroyed"]:
@@ -132,11 +135,11 @@ def test_truth_says_when_each_report_first_reached_the_listener() -> None:
     for reading in readings:
         (record,) = [  # the same counter comes round again every ~240 s
             record
-            for record in reports[(reading.gateway_id, reading.node_id, reading.report.slot_counter)]
-            if abs((datetime.fromisoformat(record["measured_at"]) - reading.measured_at).total_seconds()) < 3
+            for record in reports[(reading.gateway_id, reading.node_id, reading.slot_counter)]
+            if abs(to_millis(datetime.fromisoformat(record["measured_at"])) - reading.measured_ms) < 3000
         ]
         arrived = datetime.fromisoformat(record["reached_listener_at"])
-        assert abs((reading.received_at - arrived).total_seconds()) < 0.001, record
+        assert abs(reading.received_ms - to_millis(arrived)) <= 1, record
         delays.append((arrived - datetime.fromisoformat(record["measured_at"])).total_seconds())
     assert len(readings) == sum(map(len, reports.values())) > 500
     assert min(delays) > 0 and max(delays) > 30
@@ -236,14 +239,14 @@ def test_a_replacement_announced_in_a_table_paged_aliases_last_retags_every_late
     )
     truth: list[dict[str, Any]] = []
     pipeline = DecodePipeline()
-    readings: list[Reading] = []
+    readings: list[ReadingFields] = []
     pages: list[NodeTablePage] = []
     tables: list[NodeTableAssembled] = []
     for data, seconds in BusSimulation(config).run(truth.append):
-        events, outputs = pipeline.feed(data, config.start + timedelta(seconds=seconds))
+        events, decoded, learned = pipeline.feed(data, config.start + timedelta(seconds=seconds))
         pages += [event for event in events if isinstance(event, NodeTablePage)]
-        readings += [output for output in outputs if isinstance(output, Reading)]
-        tables += [output for output in outputs if isinstance(output, NodeTableAssembled)]
+        readings += [ReadingFields._make(reading) for reading in decoded]
+        tables += [output for output in learned if isinstance(output, NodeTableAssembled)]
     alias, plain = [r for r in truth if r["type"] == "mapping" and r["valid_from"] != truth[1]["valid_from"]][
         ::-1
     ]
@@ -258,12 +261,13 @@ def test_a_replacement_announced_in_a_table_paged_aliases_last_retags_every_late
     assert after_alias and all(later.requested_index == 11 for later in after_alias)
     changed_at = datetime.fromisoformat(plain["valid_from"])
     read_at = next(page.received_at for page in pages if page.is_end and page.received_at > changed_at)
-    mine = [r for r in readings if r.node_id == plain["node_id"] and r.measured_at >= read_at]
+    mine = [r for r in readings if r.node_id == plain["node_id"] and r.measured_ms >= to_millis(read_at)]
     assert len(mine) > 50
-    assert {r.barcode for r in mine} == {plain["barcode"]}  # every one, from the first on
+    assert {barcode_from_address(r.long_address) for r in mine if r.long_address} == {plain["barcode"]}
+    assert all(r.long_address for r in mine)  # every one, from the first on
     table = next(table for table in tables if table.completed_at == read_at)
     assert any(entry.node_id == alias["node_id"] for entry in table.entries)
-    assert pipeline.counters()["incomplete_node_tables"] == 0
+    assert pipeline.counters.observer.incomplete_node_tables == 0
 
 
 def _start_simulator(*arguments: str) -> tuple[subprocess.Popen[str], str]:

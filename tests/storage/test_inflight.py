@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 
 from recorder.identity import IdentityMap, Interval
-from recorder.observer import Reading
-from recorder.protocol.barcode import barcode_from_address
-from recorder.protocol.events import PowerReport
+from recorder.reading import Reading
 from recorder.storage.inflight import InFlight
 from recorder.storage.outbox import Outbox
 from recorder.storage.state import StateStore
@@ -23,14 +21,15 @@ from tests.helpers import T0
 
 GATEWAY = 0x1201
 ADDRESS = bytes.fromhex("04C05B4000C286CC")
-REPORT = PowerReport(700, 350, 255, 1000, 250, b"\x00\x00\x00", 0x1000, 150)
+T0_MS = to_millis(T0)
+
+
+def make(node: int, at_ms: int, address: bytes | None) -> Reading:
+    return (GATEWAY, node, at_ms, at_ms, 0x1000, 700, 350, 255, 1000, 250, 150, address)
 
 
 def reading(number: int, *, resolved: bool = True) -> Reading:
-    at = T0 + timedelta(seconds=number)
-    address = ADDRESS if resolved else None
-    barcode = barcode_from_address(ADDRESS) if resolved else None
-    return Reading(GATEWAY, number % 50, at, at, REPORT, address, barcode)
+    return make(number % 50, T0_MS + number * 1000, ADDRESS if resolved else None)
 
 
 @pytest.fixture
@@ -64,10 +63,10 @@ def test_commit_takes_only_what_arrived_before_the_cutoff(outbox: Outbox, db: Pa
     inflight.add([reading(1)], arrived=100.0)
     inflight.add([reading(2)], arrived=130.0)
     committed = inflight.commit(129.0, T0)
-    assert [entry.reading.node_id for entry in committed] == [1]
+    assert [entry.reading[1] for entry in committed] == [1]
     assert [node for node, _, _ in rows(db)] == [1]
     assert inflight.counts() == (1, 0)
-    assert [entry.reading.node_id for entry in inflight.take(10)] == [2]  # the committed one is gone
+    assert [entry.reading[1] for entry in inflight.take(10)] == [2]  # the committed one is gone
 
 
 def test_a_reading_committed_while_in_flight_is_deleted_when_acknowledged(outbox: Outbox, db: Path) -> None:
@@ -89,7 +88,7 @@ def test_a_failed_write_gives_readings_back_unless_they_are_in_the_outbox(outbox
     first = inflight.take(1)
     inflight.give_back(first)
     again = inflight.take(2)
-    assert [entry.reading.node_id for entry in again] == [1, 2]
+    assert [entry.reading[1] for entry in again] == [1, 2]
     inflight.commit(None, T0)
     inflight.give_back(again)  # InfluxDB down: the sender will find them in the outbox
     assert inflight.take(10) == [] and len(rows(db)) == 2
@@ -101,11 +100,11 @@ def test_held_readings_wait_and_are_committed_as_held_or_resolved_in_memory(outb
     assert inflight.take(10) == []  # never sent without a barcode
     assert inflight.counts() == (0, 2)
     identities = IdentityMap()
-    identities.seed((GATEWAY, 1), Interval(T0, ADDRESS, "node_table"))
+    identities.seed((GATEWAY, 1), Interval(T0_MS, ADDRESS, "node_table"))
     assert inflight.resolve(identities, {(GATEWAY, 1)}) == 1
     taken = inflight.take(10)
-    assert [(entry.reading.node_id, entry.reading.barcode) for entry in taken] == [(1, "4-C286CCZ")]
-    assert inflight.commit(None, T0, held_only=True)[0].reading.node_id == 2
+    assert [(entry.reading[1], entry.reading[11]) for entry in taken] == [(1, ADDRESS)]
+    assert inflight.commit(None, T0, held_only=True)[0].reading[1] == 2
     assert rows(db) == [(2, int((T0 + timedelta(seconds=2)).timestamp() * 1000), "held")]
     inflight.finish(taken)
     assert inflight.counts() == (0, 0)
@@ -144,8 +143,8 @@ def test_sender_and_committer_racing_lose_nothing_and_leave_no_acknowledged_row(
     thread = threading.Thread(target=sender)
     thread.start()
     for number in range(total):
-        at = T0 + timedelta(milliseconds=number)  # a unique key per reading
-        inflight.add([Reading(GATEWAY, 1 + number % 7, at, at, REPORT, ADDRESS, "4-C286CCZ")], float(number))
+        at = T0_MS + number  # a unique key per reading
+        inflight.add([make(1 + number % 7, at, ADDRESS)], float(number))
         if number % 97 == 0:
             inflight.commit(float(number - 50), T0)
             time.sleep(0.002)
@@ -161,4 +160,4 @@ def test_sender_and_committer_racing_lose_nothing_and_leave_no_acknowledged_row(
 
 
 def key(item: Reading) -> tuple[int, int]:
-    return item.node_id, to_millis(item.measured_at)
+    return item[1], item[2]

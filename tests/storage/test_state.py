@@ -11,6 +11,7 @@ from recorder.observer import GatewayLearned, MappingLearned
 from recorder.protocol.barcode import barcode_from_address, format_long_address
 from recorder.storage.imports import load_import_file
 from recorder.storage.state import StateStore
+from recorder.timestamps import to_millis
 from tests.helpers import T0
 
 A = bytes.fromhex("04C05B4000C286CC")  # 4-C286CCZ
@@ -48,8 +49,8 @@ def test_the_identity_map_loaded_at_start_matches_the_history(store: StateStore)
     store.record_outputs([learned(5, A, 0), learned(0x8005, B, 10)])
     store.record_outputs([learned(5, B, 10, previous=A)])
     identities = store.identity_map()
-    assert identities.resolve((GATEWAY, 5), T0 + timedelta(hours=1)) == A
-    assert identities.resolve((GATEWAY, 5), T0 + timedelta(hours=11)) == B
+    assert identities.resolve((GATEWAY, 5), to_millis(T0 + timedelta(hours=1))) == A
+    assert identities.resolve((GATEWAY, 5), to_millis(T0 + timedelta(hours=11))) == B
     rows = {row.node_id: row for row in store.list_nodes()}
     assert rows[0x8005].is_alias and rows[5].barcode == "4-C2834BY"
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from recorder.counters import Counters
 from recorder.protocol.crc import append_crc, frame_is_intact
 
 START = b"\x7e\x07"
@@ -132,6 +133,21 @@ def _noise_in(gap: bytes) -> int:
     return len(gap) - gap.count(0x00) - gap.count(0xFF)
 
 
+@dataclass(slots=True)
+class LinkCounters(Counters):
+    """What the link layer saw (see the module docstring for each kind of damage)."""
+
+    bytes: int = 0
+    frames: int = 0
+    noise_bytes: int = 0
+    runts: int = 0
+    giants: int = 0
+    truncated_frames: int = 0
+    invalid_escapes: int = 0
+    checksum_errors: int = 0
+    dropped_frames: int = 0  # of the `drop_type` asked for, discarded unread
+
+
 class LinkDecoder:
     """Streaming frame delimiter, unescaper and checksum check (see module docstring).
 
@@ -141,39 +157,14 @@ class LinkDecoder:
     truncated frame included), so all counters are the same however the input is chunked.
     """
 
-    COUNTER_NAMES = (
-        "bytes",
-        "frames",
-        "noise_bytes",
-        "runts",
-        "giants",
-        "truncated_frames",
-        "invalid_escapes",
-        "checksum_errors",
-    )
-
     def __init__(self, *, drop_type: int | None = None) -> None:
         # Frames of this type are discarded unread (see module docstring); its two bytes.
         self._drop = None if drop_type is None else drop_type.to_bytes(2, "big")
-        self.dropped_frames = 0
         self._buffer = b""
         # Inside a start marker that has gone on too long to be a frame: the noise it would be
         # if it turns out to be truncated by a later start (None when not in that state).
         self._overlong_noise: int | None = None
-        self.bytes = 0
-        self.frames = 0
-        self.noise_bytes = 0
-        self.runts = 0
-        self.giants = 0
-        self.truncated_frames = 0
-        self.invalid_escapes = 0
-        self.checksum_errors = 0
-
-    def counters(self) -> dict[str, int]:
-        counters = {name: getattr(self, name) for name in self.COUNTER_NAMES}
-        if self._drop is not None:
-            counters["dropped_frames"] = self.dropped_frames
-        return counters
+        self.counters = LinkCounters()
 
     def feed(self, data: bytes) -> list[bytes]:
         """Consume bytes; return the bodies (address + type + payload) of intact frames."""
@@ -186,7 +177,7 @@ class LinkDecoder:
         return self._decode(data, positions), positions
 
     def _decode(self, data: bytes, positions: list[int] | None) -> list[bytes]:
-        self.bytes += len(data)
+        self.counters.bytes += len(data)
         buffer = self._buffer + data if self._buffer else bytes(data)
         if self._overlong_noise is not None:
             buffer = self._skip_overlong(buffer)
@@ -215,7 +206,7 @@ class LinkDecoder:
             if start:
                 gap = piece[:start]
                 if gap not in _IDLE_GAPS:
-                    self.truncated_frames += gap.count(START)  # starts that never saw an end
+                    self.counters.truncated_frames += gap.count(START)  # starts that never saw an end
                     noise += _noise_in(gap)
             if (
                 drop is not None
@@ -227,27 +218,27 @@ class LinkDecoder:
                 continue
             escaped = piece[start + 2 :]
             if len(escaped) > MAX_BODY_BYTES:
-                self.giants += 1
+                self.counters.giants += 1
                 continue
             if 0x7E in escaped:
                 body = unescape(escaped)
                 if body is None:
-                    self.invalid_escapes += 1
+                    self.counters.invalid_escapes += 1
                     continue
             else:
                 body = escaped
             if len(body) < MIN_BODY_BYTES:
-                self.runts += 1
+                self.counters.runts += 1
                 continue
             if not intact(body):
-                self.checksum_errors += 1
+                self.counters.checksum_errors += 1
                 continue
             append(body[:-2])
             if positions is not None:
                 positions.append(piece_start + len(piece) + 1 - shift)
-        self.noise_bytes += noise
-        self.frames += len(bodies)
-        self.dropped_frames += dropped
+        self.counters.noise_bytes += noise
+        self.counters.frames += len(bodies)
+        self.counters.dropped_frames += dropped
         self._buffer = self._hold(remainder)
         return bodies
 
@@ -257,13 +248,13 @@ class LinkDecoder:
         if start < 0:
             # No frame in progress. Keep a trailing 7E: it may be the first half of a marker.
             keep = 1 if remainder.endswith(b"\x7e") else 0
-            self.noise_bytes += _noise_in(remainder[: len(remainder) - keep])
+            self.counters.noise_bytes += _noise_in(remainder[: len(remainder) - keep])
             return remainder[len(remainder) - keep :]
         if start:
             gap = remainder[:start]
             if gap not in _IDLE_GAPS:
-                self.truncated_frames += gap.count(START)
-                self.noise_bytes += _noise_in(gap)
+                self.counters.truncated_frames += gap.count(START)
+                self.counters.noise_bytes += _noise_in(gap)
         if len(remainder) - start > MAX_BODY_BYTES + 3:
             # Longer than any frame with no end yet: a giant (if an end comes next) or a
             # truncated frame (if a start does). Stop buffering it; remember its noise.
@@ -280,12 +271,12 @@ class LinkDecoder:
         next_start = buffer.find(START, 2 if own_start else 0)
         next_end = buffer.find(END)
         if next_start >= 0 and (next_end < 0 or next_start < next_end):
-            self.truncated_frames += 1
-            self.noise_bytes += self._overlong_noise + _noise_in(buffer[:next_start])
+            self.counters.truncated_frames += 1
+            self.counters.noise_bytes += self._overlong_noise + _noise_in(buffer[:next_start])
             self._overlong_noise = None
             return buffer[next_start:]
         if next_end >= 0:
-            self.giants += 1
+            self.counters.giants += 1
             self._overlong_noise = None
             return buffer[next_end + 2 :]
         keep = 1 if buffer.endswith(b"\x7e") else 0

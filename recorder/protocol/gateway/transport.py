@@ -2,9 +2,10 @@
 
 Theory of operation
 -------------------
-Consumes: frame bodies from `link.LinkDecoder` with their receive time. Emits: events (via
-`ApplicationDecoder` for PV packets) and counters. Reference: "Gateway transport layer",
-corrected by NOTES.md 2 and 18.
+Consumes: frame bodies from `link.LinkDecoder` with their receive times. Emits: gateway events
+(identity, version, enumeration), and for the PV application layer the fresh packets of each
+receive response (`PacketsReceived`) and paired command exchanges (`CommandExchanged`).
+Reference: "Gateway transport layer", corrected by NOTES.md 2 and 18.
 
 Frame types (request -> response):
 
@@ -44,20 +45,23 @@ last completed exchange (`retransmitted_command_responses`), otherwise it is dec
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
+from recorder.counters import Counters
 from recorder.protocol.barcode import describe_address
 from recorder.protocol.events import (
+    CommandExchanged,
     EnumerationEnded,
     EnumerationStarted,
-    Event,
     FrameSeen,
     GatewayIdAssigned,
     GatewayIdentityObserved,
     GatewayVersionObserved,
+    TransportEvent,
 )
-from recorder.protocol.pv.application import ApplicationDecoder, packet_type_name
-from recorder.protocol.pv.network import split_packets
+from recorder.protocol.pv.application import packet_type_name
+from recorder.protocol.pv.network import ReceivedPacket, split_packets
 
 RECEIVE_REQUEST = 0x0148
 RECEIVE_RESPONSE = 0x0149
@@ -136,96 +140,74 @@ def receive_response_layout(status: int) -> tuple[int, bool]:
 _LAYOUTS = tuple(receive_response_layout(bits) for bits in range(32))
 
 
-class TransportDecoder:
-    COUNTER_NAMES = (
-        "receive_requests",
-        "invalid_receive_requests",
-        "receive_responses",
-        "invalid_receive_responses",
-        "packets",
-        "truncated_packets",
-        "retransmitted_packets",
-        "command_requests",
-        "retransmitted_command_requests",
-        "invalid_command_requests",
-        "command_responses",
-        "retransmitted_command_responses",
-        "unmatched_command_responses",
-        "invalid_command_responses",
-        "pings",
-        "enumeration_frames",
-        "identity_responses",
-        "version_responses",
-        "unknown_frame_types",
-        "misdirected_frames",
-    )
+@dataclass(slots=True)
+class TransportCounters(Counters):
+    """What the transport layer saw (see the module docstring)."""
 
-    def __init__(self, application: ApplicationDecoder, *, verbose: bool = False) -> None:
-        self.application = application
+    receive_requests: int = 0
+    invalid_receive_requests: int = 0
+    receive_responses: int = 0
+    invalid_receive_responses: int = 0
+    packets: int = 0
+    truncated_packets: int = 0
+    retransmitted_packets: int = 0
+    command_requests: int = 0
+    retransmitted_command_requests: int = 0
+    invalid_command_requests: int = 0
+    command_responses: int = 0
+    retransmitted_command_responses: int = 0
+    unmatched_command_responses: int = 0
+    invalid_command_responses: int = 0
+    pings: int = 0
+    enumeration_frames: int = 0
+    identity_responses: int = 0
+    version_responses: int = 0
+    unknown_frame_types: int = 0
+    misdirected_frames: int = 0
+
+
+class TransportDecoder:
+    """Frame bodies in, transport events out (see the module docstring); keeps per-gateway state
+    (the previous response's packets, outstanding commands, packet numbers when verbose)."""
+
+    def __init__(self, *, verbose: bool = False) -> None:
         self.verbose = verbose
+        self.counters = TransportCounters()
         self._request_packet_numbers: dict[int, int] = {}
         self._response_packet_numbers: dict[int, int] = {}
-        self._previous_packets: dict[int, frozenset[bytes]] = {}
+        self._previous_packets: dict[int, list[ReceivedPacket]] = {}
         self._pending_commands: dict[tuple[int, int], tuple[int, bytes]] = {}
         self._last_command_sequence: dict[int, int] = {}
         self._last_exchange: dict[int, tuple[int, bytes]] = {}
-        self.receive_requests = 0
-        self.invalid_receive_requests = 0
-        self.receive_responses = 0
-        self.invalid_receive_responses = 0
-        self.packets = 0
-        self.truncated_packets = 0
-        self.retransmitted_packets = 0
-        self.command_requests = 0
-        self.retransmitted_command_requests = 0
-        self.invalid_command_requests = 0
-        self.command_responses = 0
-        self.retransmitted_command_responses = 0
-        self.unmatched_command_responses = 0
-        self.invalid_command_responses = 0
-        self.pings = 0
-        self.enumeration_frames = 0
-        self.identity_responses = 0
-        self.version_responses = 0
-        self.unknown_frame_types = 0
-        self.misdirected_frames = 0
 
-    def counters(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.COUNTER_NAMES}
-
-    def feed(
-        self,
-        bodies: list[bytes],
-        received_at: datetime,
-        out: list[Event],
-        times: list[datetime] | None = None,
-    ) -> None:
-        """Decode frame bodies received at `received_at` (or each at `times[i]`, when given)."""
+    def feed(self, bodies: list[bytes], times: list[datetime]) -> list[TransportEvent]:
+        """Decode frame bodies, `bodies[i]` received at `times[i]`."""
+        out: list[TransportEvent] = []
         # Receive polls are nearly all of the traffic, so they are handled inline here with
         # local counters; everything else goes through `_other`.
         layouts = _LAYOUTS
         verbose = self.verbose
-        requests = responses = 0
-        for index, body in enumerate(bodies):
-            if times is not None:
-                received_at = times[index]
+        previous_packets = self._previous_packets
+        append = out.append
+        requests = responses = packet_count = truncated = retransmitted = 0
+        for body, received_at in zip(bodies, times, strict=True):
             frame_type = (body[2] << 8) | body[3]
             if frame_type == RECEIVE_RESPONSE:
                 length = len(body)
                 if not body[0] & 0x80 or length < 6:
-                    self.invalid_receive_responses += 1
+                    self.counters.invalid_receive_responses += 1
                     continue
                 gateway_id = ((body[0] << 8) | body[1]) & 0x7FFF
                 status = (body[4] << 8) | body[5]
                 optional_bytes, has_high_byte = layouts[status & 0x1F]
-                position = 6 + optional_bytes
+                position = 6 + optional_bytes  # the packet number's low byte
                 if length < position + 3:
-                    self.invalid_receive_responses += 1
+                    self.counters.invalid_receive_responses += 1
                     continue
                 responses += 1
+                slot_counter = (body[position + 1] << 8) | body[position + 2]
                 if verbose:
                     packet_number = self._packet_number(gateway_id, body, position, has_high_byte)
-                    slot_counter = (body[position + 1] << 8) | body[position + 2]
                     self._seen(
                         body,
                         f"status 0x{status:04X} packet number 0x{packet_number:04X} slot counter "
@@ -233,11 +215,30 @@ class TransportDecoder:
                         received_at,
                         out,
                     )
-                if length > position + 3:
-                    self._packets(gateway_id, body, position, received_at, out)
+                if length == position + 3:
+                    continue
+                packets, cut_short = split_packets(body, position + 3)
+                if cut_short:
+                    truncated += 1
+                if not packets:
+                    continue
+                # A retransmission repeats packets of the previous packet-bearing response.
+                previous = previous_packets.get(gateway_id)
+                previous_packets[gateway_id] = packets
+                if previous is not None:
+                    for packet in packets:
+                        if packet in previous:
+                            fresh = [packet for packet in packets if packet not in previous]
+                            retransmitted += len(packets) - len(fresh)
+                            packets = fresh
+                            break
+                    if not packets:
+                        continue
+                packet_count += len(packets)
+                append((gateway_id, slot_counter, received_at, packets))
             elif frame_type == RECEIVE_REQUEST:
                 if len(body) < 9 or body[0] & 0x80:
-                    self.invalid_receive_requests += 1
+                    self.counters.invalid_receive_requests += 1
                     continue
                 requests += 1
                 if verbose:
@@ -245,8 +246,13 @@ class TransportDecoder:
                     self._seen(body, f"packet number 0x{(body[6] << 8) | body[7]:04X}", received_at, out)
             else:
                 self._other(frame_type, body, received_at, out)
-        self.receive_requests += requests
-        self.receive_responses += responses
+        counters = self.counters
+        counters.receive_requests += requests
+        counters.receive_responses += responses
+        counters.packets += packet_count
+        counters.truncated_packets += truncated
+        counters.retransmitted_packets += retransmitted
+        return out
 
     def _packet_number(self, gateway_id: int, body: bytes, position: int, has_high_byte: bool) -> int:
         """A receive response's packet number (`position`: its low byte), widened if need be."""
@@ -261,27 +267,7 @@ class TransportDecoder:
         self._response_packet_numbers[gateway_id] = packet_number
         return packet_number
 
-    def _packets(
-        self, gateway_id: int, body: bytes, position: int, received_at: datetime, out: list[Event]
-    ) -> None:
-        """The PV packets after a receive response's status fields (`position` = packet # low)."""
-        slot_counter = (body[position + 1] << 8) | body[position + 2]
-        packets, truncated = split_packets(body[position + 3 :])
-        if truncated:
-            self.truncated_packets += 1
-        if not packets:
-            return
-        previous = self._previous_packets.get(gateway_id, frozenset())
-        self._previous_packets[gateway_id] = frozenset(packet[5] for packet in packets)
-        application = self.application
-        for packet_type, node_id, _short, _dsn, data, raw in packets:
-            if raw in previous:
-                self.retransmitted_packets += 1
-                continue
-            self.packets += 1
-            application.received(gateway_id, packet_type, node_id, data, slot_counter, received_at, out)
-
-    def _other(self, frame_type: int, body: bytes, received_at: datetime, out: list[Event]) -> None:
+    def _other(self, frame_type: int, body: bytes, received_at: datetime, out: list[TransportEvent]) -> None:
         address = (body[0] << 8) | body[1]
         from_gateway = bool(address & 0x8000)
         gateway_id = address & 0x7FFF
@@ -293,10 +279,10 @@ class TransportDecoder:
         elif frame_type == COMMAND_RESPONSE:
             summary = self._command_response(gateway_id, from_gateway, payload, received_at, out)
         elif frame_type in (PING_REQUEST, PING_RESPONSE):
-            self.pings += 1
+            self.counters.pings += 1
         elif frame_type in (IDENTIFY_RESPONSE, ENUMERATION_RESPONSE):
             if len(payload) >= 8 and from_gateway:
-                self.identity_responses += 1
+                self.counters.identity_responses += 1
                 long_address = payload[:8]
                 summary = describe_address(long_address)
                 out.append(
@@ -305,81 +291,91 @@ class TransportDecoder:
                     )
                 )
             else:
-                self.misdirected_frames += 1
+                self.counters.misdirected_frames += 1
         elif frame_type == VERSION_RESPONSE:
             if from_gateway and payload:
-                self.version_responses += 1
+                self.counters.version_responses += 1
                 version = payload.decode("ascii", errors="replace")
                 summary = '"' + " ".join(version.split()) + '"'  # CR-separated lines, as one
                 out.append(GatewayVersionObserved(gateway_id, version, received_at))
             else:
-                self.misdirected_frames += 1
+                self.counters.misdirected_frames += 1
         elif frame_type == ENUMERATION_START_REQUEST:
-            self.enumeration_frames += 1
+            self.counters.enumeration_frames += 1
             if len(payload) >= 6:
                 enumeration_id = ((payload[4] << 8) | payload[5]) & 0x7FFF
                 summary = f"enumerate at {enumeration_id}"
                 out.append(EnumerationStarted(enumeration_id, received_at))
         elif frame_type == ASSIGN_GATEWAY_ID_REQUEST:
-            self.enumeration_frames += 1
+            self.counters.enumeration_frames += 1
             if len(payload) >= 14:
                 new_id = ((payload[12] << 8) | payload[13]) & 0x7FFF
                 summary = f"{describe_address(payload[4:12])} -> {new_id}"
                 out.append(GatewayIdAssigned(gateway_id, payload[4:12], new_id, received_at))
         elif frame_type == ENUMERATION_END_REQUEST:
-            self.enumeration_frames += 1
+            self.counters.enumeration_frames += 1
             out.append(EnumerationEnded(gateway_id, received_at))
         elif frame_type in FRAME_TYPE_NAMES:
-            self.enumeration_frames += 1
+            self.counters.enumeration_frames += 1
         else:
-            self.unknown_frame_types += 1
+            self.counters.unknown_frame_types += 1
             summary = payload.hex(" ")
         if self.verbose:
             self._seen(body, summary, received_at, out, at_index=first_event)
 
     def _command_request(self, gateway_id: int, from_gateway: bool, payload: bytes) -> str:
         if from_gateway or len(payload) < 5:
-            self.invalid_command_requests += 1
+            self.counters.invalid_command_requests += 1
             return "invalid"
         packet_type, sequence = payload[3], payload[4]
         self._pending_commands[(gateway_id, sequence)] = (packet_type, payload[5:])
         if self._last_command_sequence.get(gateway_id) == sequence:
-            self.retransmitted_command_requests += 1
+            self.counters.retransmitted_command_requests += 1
         else:
-            self.command_requests += 1
+            self.counters.command_requests += 1
             self._last_command_sequence[gateway_id] = sequence
         return f"{packet_type_name(packet_type)} seq 0x{sequence:02X} data {payload[5:].hex(' ')}"
 
     def _command_response(
-        self, gateway_id: int, from_gateway: bool, payload: bytes, received_at: datetime, out: list[Event]
+        self,
+        gateway_id: int,
+        from_gateway: bool,
+        payload: bytes,
+        received_at: datetime,
+        out: list[TransportEvent],
     ) -> str:
         if not from_gateway or len(payload) < 5:
-            self.invalid_command_responses += 1
+            self.counters.invalid_command_responses += 1
             return "invalid"
         packet_type, sequence = payload[3], payload[4]
         summary = f"{packet_type_name(packet_type)} seq 0x{sequence:02X} data {payload[5:].hex(' ')}"
         request = self._pending_commands.pop((gateway_id, sequence), None)
         fingerprint = (sequence, payload[3:])
         if request is None and self._last_exchange.get(gateway_id) == fingerprint:
-            self.retransmitted_command_responses += 1
+            self.counters.retransmitted_command_responses += 1
             return summary + " (retransmission)"
         if request is not None and self._last_exchange.get(gateway_id) == fingerprint:
             # The controller re-sent its request and the gateway replayed the same answer.
-            self.retransmitted_command_responses += 1
+            self.counters.retransmitted_command_responses += 1
             return summary + " (retransmission)"
         self._last_exchange[gateway_id] = fingerprint
         if request is None:
-            self.unmatched_command_responses += 1
-            self.application.exchanged(gateway_id, None, None, packet_type, payload[5:], received_at, out)
+            self.counters.unmatched_command_responses += 1
+            out.append(CommandExchanged(gateway_id, None, None, packet_type, payload[5:], received_at))
         else:
-            self.command_responses += 1
-            self.application.exchanged(
-                gateway_id, request[0], request[1], packet_type, payload[5:], received_at, out
+            self.counters.command_responses += 1
+            out.append(
+                CommandExchanged(gateway_id, request[0], request[1], packet_type, payload[5:], received_at)
             )
         return summary
 
     def _seen(
-        self, body: bytes, summary: str, received_at: datetime, out: list[Event], at_index: int | None = None
+        self,
+        body: bytes,
+        summary: str,
+        received_at: datetime,
+        out: list[TransportEvent],
+        at_index: int | None = None,
     ) -> None:
         """Describe a frame; placed before the events it caused when `at_index` is given."""
         address = (body[0] << 8) | body[1]

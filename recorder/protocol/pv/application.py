@@ -2,9 +2,11 @@
 
 Theory of operation
 -------------------
-Consumes: one packet's type and data, either received from a node (inside a receive response)
-or exchanged with the gateway through a command request/response pair. Emits: the values in
-`recorder.protocol.events`. Reference: "PV application layer", corrected by NOTES.md 1, 3, 5, 6.
+Consumes: the transport's events: the packets nodes sent (`PacketsReceived`, one per receive
+response) and the packets the controller exchanged with a gateway (`CommandExchanged`). Emits:
+the events in `recorder.protocol.events`, in the order their packets came, and passes the
+transport's own events through. Reference: "PV application layer", corrected by NOTES.md 1, 3,
+5, 6.
 
 Packet types we understand:
 
@@ -19,7 +21,10 @@ Layouts:
 
 * Power report (31), at least 13 bytes; firmware 4.x appends 1-2 bytes we keep as `tail`:
   `Vin:12 Vout:12 | duty 1 B | Iin:12 temp:12 | ? 3 B | slot counter 2 B | RSSI 1 B`.
-  Temperature is 12-bit two's complement (0xFFF = -0.1 °C).
+  Temperature is 12-bit two's complement (0xFFF = -0.1 °C). A report shorter than 13 bytes, or
+  whose slot number (the counter's low 14 bits) is 12000 or more, cannot be a real measurement:
+  it is counted (`invalid_power_reports`) and dropped. `power_report_received` is the one place
+  this layout is read; everything else (`decode_power_report` too) calls it.
 * Topology report (09): `short 2 | node ID 2 | next hop 2 | ? 2 | long address 8 | RSSI 1 | ?`.
 * Node table request (26): `start index 2`. Response (27): `start index 2 | count 2 | count ×
   (long address 8 | node ID 2)`; the page may start later than requested, count 0 ends the table.
@@ -34,16 +39,20 @@ Layouts:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
+from recorder.counters import Counters
 from recorder.protocol.events import (
     BroadcastSent,
+    CommandExchanged,
     Event,
     GatewayRadioConfiguration,
     NetworkStatus,
     NodeTableEntry,
     NodeTablePage,
     PowerReport,
+    PowerReportFields,
     PowerReportReceived,
     PvConfigurationReceived,
     PvConfigurationRequested,
@@ -51,8 +60,10 @@ from recorder.protocol.events import (
     StringResponseReceived,
     TopologyReport,
     TopologyReportReceived,
+    TransportEvent,
     UnknownPacketReceived,
 )
+from recorder.protocol.pv.network import HEADER_BYTES
 from recorder.protocol.slots import SLOTS_PER_EPOCH
 
 STRING_REQUEST = 0x06
@@ -102,41 +113,49 @@ def packet_type_name(packet_type: int) -> str:
 # Value decoders and encoders
 
 
-def power_report_values(data: bytes, at: int = 0) -> tuple[int, int, int, int, int, int]:
-    """(Vin, Vout, duty, Iin, temperature, RSSI) as raw integers from a report of >= 13 bytes
-    starting at `data[at]` (the backfill reads them in place, inside the frame body)."""
+def power_report_received(
+    gateway_id: int,
+    node_id: int,
+    received_at: datetime,
+    gateway_slot_counter: int,
+    data: bytes,
+    at: int = 0,
+) -> PowerReportReceived | None:
+    """The event for a power report whose bytes start at `data[at]` (read in place: the packet's
+    data inside the frame body); None if it is too short or its slot counter is impossible."""
+    if len(data) - at < POWER_REPORT_BYTES:
+        return None
+    slot_counter = (data[at + 10] << 8) | data[at + 11]
+    if (slot_counter & 0x3FFF) >= SLOTS_PER_EPOCH:  # impossible slot number
+        return None
     temperature = ((data[at + 5] & 0x0F) << 8) | data[at + 6]
     if temperature & 0x800:  # 12-bit two's complement
         temperature -= 0x1000
     return (
-        (data[at] << 4) | (data[at + 1] >> 4),
-        ((data[at + 1] & 0x0F) << 8) | data[at + 2],
-        data[at + 3],
-        (data[at + 4] << 4) | (data[at + 5] >> 4),
+        gateway_id,
+        node_id,
+        received_at,
+        gateway_slot_counter,
+        slot_counter,
+        (data[at] << 4) | (data[at + 1] >> 4),  # Vin
+        ((data[at + 1] & 0x0F) << 8) | data[at + 2],  # Vout
+        data[at + 3],  # duty cycle
+        (data[at + 4] << 4) | (data[at + 5] >> 4),  # Iin
         temperature,
-        data[at + 12],
+        data[at + 12],  # RSSI
     )
+
+
+_NO_TIME = datetime.min
 
 
 def decode_power_report(data: bytes) -> PowerReport | None:
-    """None if too short or if the slot counter is impossible (low 14 bits >= 12000)."""
-    if len(data) < POWER_REPORT_BYTES:
+    """A power report's values with the bytes we do not understand (for diagnostics, tests and
+    the simulator); None if too short or if the slot counter is impossible."""
+    event = power_report_received(0, 0, _NO_TIME, 0, data)
+    if event is None:
         return None
-    slot_counter = (data[10] << 8) | data[11]
-    if (slot_counter & 0x3FFF) >= SLOTS_PER_EPOCH:  # impossible slot number
-        return None
-    voltage_in, voltage_out, duty_cycle, current_in, temperature, rssi = power_report_values(data)
-    return PowerReport(
-        voltage_in_raw=voltage_in,
-        voltage_out_raw=voltage_out,
-        duty_cycle_raw=duty_cycle,
-        current_in_raw=current_in,
-        temperature_raw=temperature,
-        unknown=data[7:10],
-        slot_counter=slot_counter,
-        rssi=rssi,
-        tail=data[13:],
-    )
+    return PowerReportFields._make(event).report._replace(unknown=data[7:10], tail=data[13:])
 
 
 def _pack_u12_pair(first: int, second: int) -> bytes:
@@ -280,36 +299,57 @@ def encode_pv_configuration_response(
 # Dispatch from the transport layer
 
 
+@dataclass(slots=True)
+class ApplicationCounters(Counters):
+    """What the PV application layer decoded or rejected."""
+
+    power_reports: int = 0
+    invalid_power_reports: int = 0
+    topology_reports: int = 0
+    invalid_topology_reports: int = 0
+    node_table_pages: int = 0
+    invalid_node_table_responses: int = 0
+    string_requests: int = 0
+    string_responses: int = 0
+    network_status_responses: int = 0
+    unknown_packet_types: int = 0
+
+
 class ApplicationDecoder:
     """Turns PV packets (received, or exchanged as commands) into events, with counters."""
 
-    COUNTER_NAMES = (
-        "power_reports",
-        "invalid_power_reports",
-        "topology_reports",
-        "invalid_topology_reports",
-        "node_table_pages",
-        "invalid_node_table_responses",
-        "string_requests",
-        "string_responses",
-        "network_status_responses",
-        "unknown_packet_types",
-    )
-
     def __init__(self) -> None:
-        self.power_reports = 0
-        self.invalid_power_reports = 0
-        self.topology_reports = 0
-        self.invalid_topology_reports = 0
-        self.node_table_pages = 0
-        self.invalid_node_table_responses = 0
-        self.string_requests = 0
-        self.string_responses = 0
-        self.network_status_responses = 0
-        self.unknown_packet_types = 0
+        self.counters = ApplicationCounters()
 
-    def counters(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.COUNTER_NAMES}
+    def feed(self, events: list[TransportEvent]) -> list[Event]:
+        """Decode the transport's packet events; its other events pass through, all in order."""
+        out: list[Event] = []
+        append = out.append
+        reports = invalid = 0
+        for event in events:
+            if type(event) is tuple:  # PacketsReceived: the packets of one receive response
+                gateway_id, gateway_slot_counter, received_at, packets = event
+                for packet_type, node_id, packet in packets:
+                    if packet_type == POWER_REPORT:
+                        report = power_report_received(
+                            gateway_id, node_id, received_at, gateway_slot_counter, packet, HEADER_BYTES
+                        )
+                        if report is None:
+                            invalid += 1
+                        else:
+                            reports += 1
+                            append(report)
+                    else:
+                        self.received(
+                            gateway_id, packet_type, node_id, packet[HEADER_BYTES:], received_at, out
+                        )
+            elif isinstance(event, CommandExchanged):
+                self.exchanged(event, out)
+            else:
+                append(event)  # type: ignore[arg-type]  # the transport's own events
+        self.counters.power_reports += reports
+        self.counters.invalid_power_reports += invalid
+        return out
 
     def received(
         self,
@@ -317,63 +357,55 @@ class ApplicationDecoder:
         packet_type: int,
         node_id: int,
         data: bytes,
-        gateway_slot_counter: int,
         received_at: datetime,
         out: list[Event],
     ) -> None:
-        """A packet a node sent, delivered in a receive response."""
-        if packet_type == POWER_REPORT:
-            report = decode_power_report(data)
-            if report is None:
-                self.invalid_power_reports += 1
-                return
-            self.power_reports += 1
-            out.append(PowerReportReceived(gateway_id, node_id, received_at, gateway_slot_counter, report))
-        elif packet_type == TOPOLOGY_REPORT:
+        """A packet other than a power report that a node sent, delivered in a receive response."""
+        counters = self.counters
+        if packet_type == TOPOLOGY_REPORT:
             topology = decode_topology_report(data)
             if topology is None:
-                self.invalid_topology_reports += 1
+                counters.invalid_topology_reports += 1
                 return
-            self.topology_reports += 1
+            counters.topology_reports += 1
             out.append(TopologyReportReceived(gateway_id, node_id, received_at, topology))
         elif packet_type == STRING_RESPONSE:
-            self.string_responses += 1
+            counters.string_responses += 1
             out.append(StringResponseReceived(gateway_id, node_id, _text(data), received_at))
         elif packet_type == PV_CONFIGURATION_RESPONSE:
             out.append(_pv_configuration_response(gateway_id, node_id, data, received_at))
         else:
-            self.unknown_packet_types += 1
+            counters.unknown_packet_types += 1
             out.append(UnknownPacketReceived(gateway_id, node_id, packet_type, data, received_at))
 
-    def exchanged(
-        self,
-        gateway_id: int,
-        request_type: int | None,
-        request_data: bytes | None,
-        response_type: int,
-        response_data: bytes,
-        received_at: datetime,
-        out: list[Event],
-    ) -> None:
+    def exchanged(self, exchange: CommandExchanged, out: list[Event]) -> None:
         """A command the controller sent through the gateway and the gateway's answer.
 
         `request_type`/`request_data` are None when the request frame was not seen (noise).
         """
+        counters = self.counters
+        gateway_id, request_type, request_data = (
+            exchange.gateway_id,
+            exchange.request_type,
+            exchange.request_data,
+        )
+        response_type, response_data = exchange.response_type, exchange.response_data
+        received_at = exchange.received_at
         if response_type == NODE_TABLE_RESPONSE:
             decoded = decode_node_table_response(response_data)
             if decoded is None:
-                self.invalid_node_table_responses += 1
+                counters.invalid_node_table_responses += 1
                 return
             requested = None
             if request_type == NODE_TABLE_REQUEST and request_data is not None and len(request_data) >= 2:
                 requested = (request_data[0] << 8) | request_data[1]
-            self.node_table_pages += 1
+            counters.node_table_pages += 1
             out.append(NodeTablePage(gateway_id, requested, decoded[0], decoded[1], received_at))
             return
         if response_type == NETWORK_STATUS_RESPONSE:
             status = decode_network_status_response(response_data)
             if status is not None:
-                self.network_status_responses += 1
+                counters.network_status_responses += 1
                 out.append(NetworkStatus(gateway_id, status[0], status[1], status[2], received_at))
             return
         if response_type == RADIO_CONFIGURATION_RESPONSE and len(response_data) >= 4:
@@ -383,7 +415,7 @@ class ApplicationDecoder:
         if request_type is None or request_data is None:
             return
         if request_type == STRING_REQUEST and len(request_data) >= 2:
-            self.string_requests += 1
+            counters.string_requests += 1
             node_id = (request_data[0] << 8) | request_data[1]
             out.append(StringRequestSent(gateway_id, node_id, _text(request_data[2:]), received_at))
         elif request_type == PV_CONFIGURATION_REQUEST and len(request_data) >= 10:
@@ -404,7 +436,7 @@ class ApplicationDecoder:
             pv_off = bool(request_data[-1] & 1) if request_data else None
             out.append(BroadcastSent(gateway_id, node_id, pv_off, received_at))
         elif request_type not in PACKET_TYPE_NAMES:
-            self.unknown_packet_types += 1
+            counters.unknown_packet_types += 1
             out.append(UnknownPacketReceived(gateway_id, None, request_type, request_data, received_at))
 
 
