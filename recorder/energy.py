@@ -32,7 +32,7 @@ barcode), hourly buckets of the site's local days. It does no IO and never reads
   the feed, because integration happens in measurement order with the same float operations.
 
 `recorder.storage.energy` persists the buckets and each series' last integrated reading; the run
-loop (`recorder.ingest`) feeds readings when they become ready to send, so energy follows the
+loop (`recorder.run.loop`) feeds readings when they become ready to send, so energy follows the
 identity hold exactly as the `tigo_optimizer` points do.
 
 `recorder backfill` uses `ReplayEnergy`: the same `Sample`s (`Sample.of` the same compact

@@ -3,7 +3,7 @@
 Inputs are files or directories (walked; the run archive's `YYYY/MM/DD/...cap.gz` layout works
 as is), optionally gzip-compressed, in one of three formats, detected from the content unless
 given: capture files, raw byte dumps, and the JSON lines `taptap observe` prints (every shape
-taptap's versions print, recognised line by line: `recorder.taptap_json`).
+taptap's versions print, recognised line by line: `recorder.backfill.taptap_json`).
 
 Bus files decode through the same `DecodePipeline` as `recorder run` and `recorder observe`
 (protocol stack, observer, placement step), so every reading is the one `run` would have made of
@@ -33,7 +33,7 @@ the README). The state database's energy tables are `run`'s and are left alone.
 Speed: the pipeline and the formatter work on batches of frames and readings with integer
 times and cached texts; a writer thread sends large batches while decoding goes on; and for
 large inputs a child process reads the files and delimits frames ahead of the decoder when a
-core is spare for it (`recorder.readahead`).
+core is spare for it (`recorder.backfill.readahead`).
 
 A file that cannot be read is reported with its name and the offset where it failed, skipped,
 and the run goes on; the exit code says something was skipped. So is a file with bytes and
@@ -62,8 +62,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from recorder import taptap_json
 from recorder.archive import archive_files
+from recorder.backfill import taptap_json
+from recorder.backfill.readahead import (
+    FileDone,
+    Frames,
+    FrameStream,
+    read_frames,
+    read_frames_in_child,
+)
 from recorder.capture import CaptureReader
 from recorder.config import Settings
 from recorder.energy import ReplayEnergy, Sample
@@ -72,13 +79,6 @@ from recorder.held import HeldReadings
 from recorder.identity import IdentityMap, NodeKey
 from recorder.observer import SOURCE_IMPORT, MappingLearned, Observer, Output
 from recorder.pipeline import DecodePipeline
-from recorder.readahead import (
-    FileDone,
-    Frames,
-    FrameStream,
-    read_frames,
-    read_frames_in_child,
-)
 from recorder.reading import LONG_ADDRESS, MEASURED_MS, Activity, Reading, count_activity
 from recorder.sinks.influx import BadData, LineWriter, RetryLater, send_batch
 from recorder.sinks.points import PointFormatter, PointIdentity, energy_line, point_identity
@@ -94,7 +94,7 @@ READ_AHEAD_BYTES = 16_000_000
 
 
 def read_ahead_pays(bus_bytes: int, cores: int, database_here: bool) -> bool:
-    """Whether the read-ahead child should run (see `recorder.readahead`).
+    """Whether the read-ahead child should run (see `recorder.backfill.readahead`).
 
     Measured on a 2-core machine with a simulated week: with InfluxDB elsewhere (a dry run) the
     child makes the backfill about 30 % faster; with InfluxDB on the same two cores it makes it
@@ -614,7 +614,7 @@ class Backfill:
             out.take([], [MappingLearned(key[0], key[1], address, SOURCE_IMPORT, at, previous)])
 
     def _json_file(self, item: InputFile, out: _Readings, *, write: bool) -> None:
-        """One file of taptap JSON lines (see `recorder.taptap_json`): identity, then readings.
+        """One file of taptap JSON lines (see `recorder.backfill.taptap_json`): identity, then readings.
 
         taptap's power reports are placed already (it logs their measurement time): each becomes
         a reading as it is, with the identity valid at its measurement time. An infrastructure
