@@ -22,19 +22,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from recorder.backfill.loop import (
-        FORMATS,
-        READ_AHEAD_BYTES,
-        Backfill,
-        BackfillOptions,
-        Interrupted,
-        Summary,
-        check_format,
-        detect_format,
-        discover,
-        read_ahead_pays,
-        terminal_progress,
-    )
+    from recorder.backfill.inputs import FORMATS, check_format, detect_format, discover
+    from recorder.backfill.loop import Backfill, BackfillOptions, Interrupted, Summary, terminal_progress
+    from recorder.backfill.readahead import READ_AHEAD_BYTES, read_ahead_pays
 
 __all__ = [
     "FORMATS",
@@ -51,17 +41,17 @@ __all__ = [
 ]
 
 _HOMES = {
-    "FORMATS": "recorder.backfill.loop",
-    "check_format": "recorder.backfill.loop",
-    "detect_format": "recorder.backfill.loop",
-    "discover": "recorder.backfill.loop",
+    "FORMATS": "recorder.backfill.inputs",
+    "check_format": "recorder.backfill.inputs",
+    "detect_format": "recorder.backfill.inputs",
+    "discover": "recorder.backfill.inputs",
     "Backfill": "recorder.backfill.loop",
     "BackfillOptions": "recorder.backfill.loop",
     "Interrupted": "recorder.backfill.loop",
     "Summary": "recorder.backfill.loop",
     "terminal_progress": "recorder.backfill.loop",
-    "READ_AHEAD_BYTES": "recorder.backfill.loop",
-    "read_ahead_pays": "recorder.backfill.loop",
+    "READ_AHEAD_BYTES": "recorder.backfill.readahead",
+    "read_ahead_pays": "recorder.backfill.readahead",
 }
 
 

@@ -18,16 +18,19 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from recorder.run.loop import DecodeWatch, Health, Ingest, LatencyProbe, Sender
+    from recorder.run.health import DecodeWatch, Health
+    from recorder.run.latency import LatencyProbe
+    from recorder.run.loop import Ingest
+    from recorder.run.sender import Sender
 
 __all__ = ["DecodeWatch", "Health", "Ingest", "LatencyProbe", "Sender"]
 
 _HOMES = {
-    "DecodeWatch": "recorder.run.loop",
-    "Health": "recorder.run.loop",
+    "DecodeWatch": "recorder.run.health",
+    "Health": "recorder.run.health",
     "Ingest": "recorder.run.loop",
-    "LatencyProbe": "recorder.run.loop",
-    "Sender": "recorder.run.loop",
+    "LatencyProbe": "recorder.run.latency",
+    "Sender": "recorder.run.sender",
 }
 
 
