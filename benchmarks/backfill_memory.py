@@ -6,7 +6,7 @@ Simulates each period with no identity traffic at all (no node table, topology r
 enumeration is ever heard: `SimulationConfig(identity=False)`), as hourly archive files, and runs
 `recorder backfill --dry-run` over each, in one process (`--no-read-ahead`, so the figure is the
 decoder's own). Every reading then waits for a barcode until the input ends; the backfill keeps a
-fixed number of them in memory and the rest in a scratch file (`recorder.held`), and forgets
+fixed number of them in memory and the rest in a scratch file (`recorder.backfill.held`), and forgets
 de-duplication state older than any report can be (`recorder.placement`). Prints the peak RSS of
 each run: issue 14 wants the 7-day run within 20 MB of the 1-day one.
 

@@ -1,10 +1,10 @@
-"""Readings waiting for identity during a backfill (`recorder.held`): bounded memory, nothing lost."""
+"""Readings waiting for identity during a backfill (`recorder.backfill.held`): bounded memory, nothing lost."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from recorder.held import HeldReadings
+from recorder.backfill.held import HeldReadings
 from recorder.identity import IdentityMap
 from recorder.reading import Reading
 

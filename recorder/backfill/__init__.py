@@ -8,6 +8,8 @@
 - `loop`: `Backfill`, the replay loop (files -> pipeline -> points, one or two passes; its
   module docstring is the theory of operation), with `BackfillOptions`, `Summary`,
   `Interrupted` and `terminal_progress`;
+- `held`: readings waiting for their node's identity (memory up to a bound, then a scratch
+  file), released when a mapping turns up or the input ends;
 - `writer`: the thread that sends batches of lines to InfluxDB while decoding goes on.
 
 Exports `Backfill`, `BackfillOptions`, `Summary`, `Interrupted`, `terminal_progress`,

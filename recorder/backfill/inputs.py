@@ -29,6 +29,8 @@ class SkippedFile(RecorderError):
 
 @dataclass
 class InputFile:
+    """One input file as `discover` found it: where, in which format, how large."""
+
     path: Path
     format: str
     size: int

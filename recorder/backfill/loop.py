@@ -12,7 +12,7 @@ the same bytes; points are formatted by the same `PointFormatter` as `run`'s sen
 Identity: every reading is tagged with the barcode valid at its *measurement* time, from the
 state database's history plus everything the files themselves reveal (a node table at the end
 of a file names the nodes of the readings before it). Readings of nodes not known yet wait
-(`recorder.held`: in memory, then in a scratch file) until their mapping turns up or the input
+(`recorder.backfill.held`: in memory, then in a scratch file) until their mapping turns up or the input
 ends, so one pass usually suffices; when the database already knows history inside the input's
 period, a first pass collects the files' identity before any point is written
 (`Backfill._needs_first_pass`). Unlike `run`'s identity hold, the wait is not limited in time:
@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import TextIO
 
 from recorder.backfill import taptap_json
+from recorder.backfill.held import HeldReadings
 from recorder.backfill.inputs import InputFile, SkippedFile, discover
 from recorder.backfill.readahead import (
     FileDone,
@@ -74,7 +75,6 @@ from recorder.backfill.writer import EnergyLines, Stopped, WriterThread
 from recorder.config import Settings
 from recorder.energy import ReplayEnergy, Sample
 from recorder.errors import RecorderError
-from recorder.held import HeldReadings
 from recorder.identity import IdentityMap, NodeKey
 from recorder.observer import SOURCE_IMPORT, MappingLearned, Observer, Output
 from recorder.pipeline import DecodePipeline
@@ -107,6 +107,8 @@ GC_THRESHOLDS = (20_000, 10, 10)
 
 @dataclass
 class Summary:
+    """What a backfill did: the progress line shows it as it goes, `text()` at the end."""
+
     files: int = 0
     files_done: int = 0
     skipped: list[tuple[Path, str]] = field(default_factory=list)
@@ -185,6 +187,8 @@ class Interrupted(RecorderError):
 
 @dataclass
 class BackfillOptions:
+    """What `recorder backfill`'s flags ask for (see `recorder backfill --help`)."""
+
     paths: list[Path]
     format: str | None = None
     since: datetime | None = None

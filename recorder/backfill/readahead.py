@@ -69,12 +69,16 @@ class BusFile(Protocol):
 
 @dataclass
 class Frames:
+    """The frame bodies a batch of records completed, each with its receive time."""
+
     bodies: list[bytes]
     times: list[datetime]
 
 
 @dataclass
 class FileDone:
+    """The end of one input file: whether (and why) its rest was skipped, and its bus bytes."""
+
     error: str | None  # why the rest of the file was skipped (what came before was delivered)
     truncated: bool = False  # a capture file cut short while it was being written
     bus_bytes: int = 0  # the bus bytes the file held (capture record data, a dump's content)

@@ -70,5 +70,7 @@ class DecodeWatch:
 
 @dataclass
 class Health:
+    """One health point: the values the loop gathered and the source time they are for."""
+
     values: dict[str, Any] = field(default_factory=dict)
     at: datetime | None = None
