@@ -597,8 +597,7 @@ class _Readings:
         count_activity(self.activity, readings)
         unresolved: list[Reading] = []
         self._points(readings, unresolved)
-        for reading in unresolved:
-            self.held.add(reading)
+        self.held.add_all(unresolved)
         for output in learned:
             if isinstance(output, MappingLearned):
                 released = self.held.release((output.gateway_id, output.node_id), self.identities)
@@ -632,11 +631,14 @@ class _Readings:
         return kept
 
     def flush_unresolved(self, write: bool, writer: WriterThread, batch_size: int) -> tuple[int, int]:
-        """At the end of the input: (written without barcode, dropped)."""
+        """At the end of the input: (written without barcode, dropped). The held readings come
+        node by node in measurement order, so their energy is integrated batch by batch: memory
+        stays flat however many waited."""
         written = dropped = 0
         for batch in self.held.drain(batch_size):
             if write:
                 self._points(batch)
+                self._feed_energy()
                 written += len(batch)
                 if len(self.lines) >= batch_size:
                     writer.submit(self.lines)
