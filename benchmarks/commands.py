@@ -1,6 +1,6 @@
 """`recorder observe` and `recorder backfill --dry-run` on the polling stream, as a user runs them.
 
-    python benchmarks/commands.py [--megabytes 20] [--rounds 3] [--base DIR]
+    python benchmarks/commands.py [--megabytes 20] [--rounds 3] [--base DIR ...] [--no-identity]
 
 Builds `benchmarks/decode.py`'s polling traffic (~20 MB, one power report every few polls),
 writes it as a capture file stamped at the bus's line rate, then times the two commands that
@@ -10,7 +10,11 @@ child runs for inputs this large when InfluxDB is not on this machine, as in a d
 in one process. Prints MB/s of bus bytes and the CPU seconds of the command (with its read-ahead
 child) per MB.
 
-`--base DIR` also times another checkout of the recorder (e.g. `git worktree add DIR main`), run
+`--no-identity` leaves the node tables out of the stream: no node is ever identified, so every
+reading of the backfill waits for a barcode (in memory up to a bound, then in a scratch file) and
+goes out without one at the end.
+
+`--base DIR` (repeatable) also times other checkouts of the recorder (e.g. `git worktree add DIR main`), run
 with this Python and its packages, alternating with this one round by round: before/after figures
 from the same minutes of a machine whose speed drifts.
 """
@@ -50,12 +54,20 @@ def main() -> None:
     )
     parser.add_argument("--megabytes", type=float, default=20.0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--base", type=Path, help="another checkout to time alongside this one")
+    parser.add_argument(
+        "--base", type=Path, action="append", default=[], help="another checkout to time alongside this one"
+    )
+    parser.add_argument("--no-identity", dest="identity", action="store_false", help="no node tables")
     args = parser.parse_args()
-    trees = [("this", ROOT)] + ([("base", args.base.resolve())] if args.base else [])
+    trees = [("this", ROOT)] + [
+        ("base" if len(args.base) == 1 else f"base{index}", base.resolve())
+        for index, base in enumerate(args.base, 1)
+    ]
+    for name, root in trees[1:]:
+        print(f"{name}: {root}")
     with tempfile.TemporaryDirectory(prefix="recorder-commands-bench-") as scratch:
         work = Path(scratch)
-        stream = build_stream(int(args.megabytes * 1_000_000))
+        stream = build_stream(int(args.megabytes * 1_000_000), identity=args.identity)
         capture = work / "polling.cap.gz"
         write_capture(capture, stream)
         megabytes = len(stream) / 1e6

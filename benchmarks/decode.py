@@ -28,7 +28,9 @@ from recorder.protocol.slots import add_slots
 from recorder.protocol.stack import Stack
 
 
-def build_stream(target_bytes: int, seed: int = 1) -> bytes:
+def build_stream(target_bytes: int, seed: int = 1, identity: bool = True) -> bytes:
+    """The polling traffic; `identity=False` leaves out the node tables, so that no report's
+    node is ever identified (every reading of a backfill then waits for a barcode)."""
     rng = random.Random(seed)
     parts: list[bytes] = []
     size = 0
@@ -67,7 +69,7 @@ def build_stream(target_bytes: int, seed: int = 1) -> bytes:
             packet_numbers[gateway_id] = (number + len(packets)) & 0xFFFF
             if polls % 500 == 0:
                 frame_bytes += [encode.ping_request(gateway_id), encode.ping_response(gateway_id)]
-            if polls % 5000 == 0:
+            if identity and polls % 5000 == 0:
                 for start in range(2, 137, 12):
                     sequence = sequence % 253 + 1
                     entries = [

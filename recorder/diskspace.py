@@ -5,7 +5,7 @@ own files share one SD card, so a full disk is a matter of when. A write that fa
 space (SQLite's "database or disk is full", `OSError` ENOSPC or EDQUOT) is not a bug and must
 not end the run: the caller reports it here (`DiskSpace.failed`) and carries on, and tries again
 later (`RETRY_EVERY`). What the recorder does meanwhile is the callers' business
-(`recorder.ingest`: readings stay in memory up to a bound, InfluxDB writes go on, the raw
+(`recorder.run.loop`: readings stay in memory up to a bound, InfluxDB writes go on, the raw
 archive gives way first); this module owns the one decision "is this error a full disk", the
 one loud, rate-limited log line (naming the path and the free space), and the health fields
 that `recorder status`, the `tigo_recorder` measurement and the live face show.

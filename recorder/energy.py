@@ -32,7 +32,7 @@ barcode), hourly buckets of the site's local days. It does no IO and never reads
   the feed, because integration happens in measurement order with the same float operations.
 
 `recorder.storage.energy` persists the buckets and each series' last integrated reading; the run
-loop (`recorder.ingest`) feeds readings when they become ready to send, so energy follows the
+loop (`recorder.run.loop`) feeds readings when they become ready to send, so energy follows the
 identity hold exactly as the `tigo_optimizer` points do.
 
 `recorder backfill` uses `ReplayEnergy`: the same `Sample`s (`Sample.of` the same compact
@@ -185,6 +185,9 @@ class LocalDays:
     def __init__(self, zone: tzinfo) -> None:
         self.zone = zone
         self._starts: dict[date, int] = {}
+        # The last hour `locate` found: consecutive readings of a series mostly fall in one hour,
+        # and the time-zone arithmetic is most of the cost of integrating a reading.
+        self._hour: tuple[int, int, date, int] = (0, 0, date.min, 0)  # begin, end, day, hour
 
     def start_ms(self, day: date) -> int:
         start = self._starts.get(day)
@@ -205,11 +208,15 @@ class LocalDays:
 
     def locate(self, ms: int) -> tuple[date, int, int, int]:
         """(day, hour index, hour start ms, hour end ms) of the instant `ms`."""
+        begin, end, day, hour = self._hour
+        if begin <= ms < end:
+            return day, hour, begin, end
         day = self.day_of(ms)
         start = self.start_ms(day)
         hour = (ms - start) // HOUR_MS
         begin = start + hour * HOUR_MS
         end = min(begin + HOUR_MS, self.start_ms(day + timedelta(days=1)))
+        self._hour = (begin, end, day, hour)
         return day, hour, begin, end
 
     def hours_in(self, day: date) -> int:

@@ -17,7 +17,7 @@ The arithmetic is in `recorder.energy`; this module runs it inside the run loop:
 * **Power cuts.** The readings integrated since the last checkpoint are lost to energy: at most
   `CHECKPOINT_EVERY` plus the reorder window (the checkpoint persists what was integrated, which
   is the window behind the newest reading); the readings themselves are protected by
-  `recorder.ingest`'s own bound. At start the accumulator loads the checkpoint and re-reads the
+  `recorder.run.loop`'s own bound. At start the accumulator loads the checkpoint and re-reads the
   outbox's ready rows (readings InfluxDB had not acknowledged): those at or before their series'
   last integrated reading are skipped, the rest are integrated, so what the outbox kept is not
   lost to energy either; held rows are fed when released.

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from recorder import held
 from recorder.archive import Archive
-from recorder.backfill import Backfill, BackfillOptions
+from recorder.backfill import Backfill, BackfillOptions, held
 from recorder.config import load_settings
 from recorder.sim.bus import BusSimulation
 from recorder.sim.config import SimulationConfig

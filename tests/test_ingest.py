@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from recorder.ingest import DecodeWatch, LatencyProbe
 from recorder.reading import Reading
+from recorder.run import DecodeWatch, LatencyProbe
 from recorder.storage.outbox import PendingReading
 from recorder.timestamps import to_millis
 

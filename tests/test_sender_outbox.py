@@ -14,7 +14,7 @@ import pytest
 
 from recorder.config import Settings
 from recorder.diskspace import DiskSpace
-from recorder.ingest import LatencyProbe, Sender
+from recorder.run import LatencyProbe, Sender
 from recorder.sinks.influx import BadData, RetryLater
 from recorder.storage.inflight import InFlight
 from recorder.storage.outbox import Outbox

@@ -1,4 +1,4 @@
-"""taptap's JSON lines, recognised by content (`recorder.taptap_json`)."""
+"""taptap's JSON lines, recognised by content (`recorder.backfill.taptap_json`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from recorder.backfill.taptap_json import InfrastructureLine, PowerLine, Unrecognised, parse_line
 from recorder.protocol.barcode import address_from_barcode
-from recorder.taptap_json import InfrastructureLine, PowerLine, Unrecognised, parse_line
 
 ADDRESS = address_from_barcode("4-9A57A2L")
 GATEWAY_ADDRESS = address_from_barcode("3-2BE16Y")

@@ -31,10 +31,10 @@ from recorder.logs import configure_logging
 
 if TYPE_CHECKING:
     from recorder.archive import Archive
-    from recorder.ingest import Ingest
     from recorder.live.address import HttpAddress
     from recorder.live.latest import LatestReadings
     from recorder.live.snapshot import LiveData
+    from recorder.run import Ingest
     from recorder.sinks.influx import LineWriter
     from recorder.sources import Source
     from recorder.storage.state import StateStore
@@ -209,7 +209,7 @@ def run(
     ),
 ) -> None:
     """Record the bus into InfluxDB, as a service: nothing is lost if InfluxDB or the link fails."""
-    from recorder.ingest import Ingest
+    from recorder.run import Ingest
     from recorder.sources import LiveSource, ReconnectPolicy, SourceOptions, nothing_decoded_from, open_source
 
     flags: dict[str, Any] = {

@@ -227,7 +227,7 @@ def _persistent_state(document: dict[str, Any], path: Path, at: datetime) -> Imp
 
 
 def _infrastructure_report(document: dict[str, Any], path: Path, at: datetime) -> ImportPlan:
-    from recorder.taptap_json import infrastructure_report  # the one reader of this shape
+    from recorder.backfill.taptap_json import infrastructure_report  # the one reader of this shape
 
     try:
         report = infrastructure_report(document)

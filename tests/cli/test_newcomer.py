@@ -197,7 +197,7 @@ def test_commands_that_only_look_import_no_heavy_machinery(two_taps: Path, comma
         "from recorder.cli.app import main\n"
         f"sys.argv = ['recorder', *{arguments!r}]\n"
         "try:\n    main()\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
-        "heavy = ('sqlalchemy', 'alembic', 'influxdb_client', 'recorder.backfill', 'recorder.ingest',\n"
+        "heavy = ('sqlalchemy', 'alembic', 'influxdb_client', 'recorder.backfill', 'recorder.run',\n"
         "         'rich', 'pydantic', 'recorder.sim.bus', 'serial')\n"
         "loaded = sorted(name for name in sys.modules if name.split('.')[0] in heavy or name in heavy)\n"
         "print('LOADED', loaded, file=sys.stderr)\n"

@@ -25,7 +25,7 @@ are not idle filler (`00`/`FF`) are counted as `noise_bytes`. Nothing here ever 
 A replay may ask for one frame type to be dropped unread (`drop_type`): a frame whose type
 bytes match, where the address before them needs no escaping, is discarded before unescaping and
 checksumming and counted only in `dropped_frames`. The backfill drops receive requests this way
-(half of all frames, see `recorder.readahead`).
+(half of all frames, see `recorder.backfill.readahead`).
 
 The body address's top bit tells direction: set = from gateway ("gateway ID | 0x8000"), clear =
 to gateway. That is decoded one layer up.

@@ -76,6 +76,8 @@ class InfrastructureLine:
 
 @dataclass(frozen=True, slots=True)
 class Unrecognised:
+    """A line of no taptap shape we know, and why (the backfill leaves it out and counts it)."""
+
     reason: str
 
 

@@ -3,7 +3,7 @@
 Inputs are files or directories (walked; the run archive's `YYYY/MM/DD/...cap.gz` layout works
 as is), optionally gzip-compressed, in one of three formats, detected from the content unless
 given: capture files, raw byte dumps, and the JSON lines `taptap observe` prints (every shape
-taptap's versions print, recognised line by line: `recorder.taptap_json`).
+taptap's versions print, recognised line by line: `recorder.backfill.taptap_json`).
 
 Bus files decode through the same `DecodePipeline` as `recorder run` and `recorder observe`
 (protocol stack, observer, placement step), so every reading is the one `run` would have made of
@@ -12,7 +12,7 @@ the same bytes; points are formatted by the same `PointFormatter` as `run`'s sen
 Identity: every reading is tagged with the barcode valid at its *measurement* time, from the
 state database's history plus everything the files themselves reveal (a node table at the end
 of a file names the nodes of the readings before it). Readings of nodes not known yet wait
-(`recorder.held`: in memory, then in a scratch file) until their mapping turns up or the input
+(`recorder.backfill.held`: in memory, then in a scratch file) until their mapping turns up or the input
 ends, so one pass usually suffices; when the database already knows history inside the input's
 period, a first pass collects the files' identity before any point is written
 (`Backfill._needs_first_pass`). Unlike `run`'s identity hold, the wait is not limited in time:
@@ -33,7 +33,7 @@ the README). The state database's energy tables are `run`'s and are left alone.
 Speed: the pipeline and the formatter work on batches of frames and readings with integer
 times and cached texts; a writer thread sends large batches while decoding goes on; and for
 large inputs a child process reads the files and delimits frames ahead of the decoder when a
-core is spare for it (`recorder.readahead`).
+core is spare for it (`recorder.backfill.readahead`).
 
 A file that cannot be read is reported with its name and the offset where it failed, skipped,
 and the run goes on; the exit code says something was skipped. So is a file with bytes and
@@ -49,10 +49,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import gzip
 import logging
 import os
-import queue
 import threading
 import time
 import zlib
@@ -62,49 +60,32 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from recorder import taptap_json
-from recorder.archive import archive_files
-from recorder.capture import CaptureReader
-from recorder.config import Settings
-from recorder.energy import ReplayEnergy, Sample
-from recorder.errors import CaptureFormatError, RecorderError, SourceError
-from recorder.held import HeldReadings
-from recorder.identity import IdentityMap, NodeKey
-from recorder.observer import SOURCE_IMPORT, MappingLearned, Observer, Output
-from recorder.pipeline import DecodePipeline
-from recorder.readahead import (
+from recorder.backfill import taptap_json
+from recorder.backfill.held import HeldReadings
+from recorder.backfill.inputs import InputFile, SkippedFile, discover
+from recorder.backfill.readahead import (
     FileDone,
     Frames,
     FrameStream,
+    read_ahead_pays,
     read_frames,
     read_frames_in_child,
 )
+from recorder.backfill.writer import EnergyLines, Stopped, WriterThread
+from recorder.config import Settings
+from recorder.energy import ReplayEnergy, Sample
+from recorder.errors import RecorderError
+from recorder.identity import IdentityMap, NodeKey
+from recorder.observer import SOURCE_IMPORT, MappingLearned, Observer, Output
+from recorder.pipeline import DecodePipeline
 from recorder.reading import LONG_ADDRESS, MEASURED_MS, Activity, Reading, count_activity
-from recorder.sinks.influx import BadData, LineWriter, RetryLater, send_batch
+from recorder.sinks.influx import LineWriter, RetryLater
 from recorder.sinks.points import PointFormatter, PointIdentity, energy_line, point_identity
 from recorder.sources import describe_size, nothing_decoded
 from recorder.storage.state import Labels, StateStore
 from recorder.timestamps import to_millis
 
 log = logging.getLogger(__name__)
-
-FORMATS = ("capture", "raw", "taptap-json")
-# Bus input from which reading ahead in a child process pays for its start-up (~2 days of capture).
-READ_AHEAD_BYTES = 16_000_000
-
-
-def read_ahead_pays(bus_bytes: int, cores: int, database_here: bool) -> bool:
-    """Whether the read-ahead child should run (see `recorder.readahead`).
-
-    Measured on a 2-core machine with a simulated week: with InfluxDB elsewhere (a dry run) the
-    child makes the backfill about 30 % faster; with InfluxDB on the same two cores it makes it
-    3-7 % slower, because the machine is then CPU-bound and the child costs about 15 % more CPU
-    in all (frames cross a process boundary). So: a large input, and a core to spare for it.
-    """
-    if bus_bytes < READ_AHEAD_BYTES or cores < 2:
-        return False
-    return cores >= 4 or not database_here
-
 
 # Counters of power reports (or the packets carrying them) that became no reading, as the summary
 # names them.
@@ -123,23 +104,11 @@ DROPPED_REPORTS = {
 # benchmarks/commands.py's 20 MB polling stream (--dry-run --no-read-ahead).
 GC_THRESHOLDS = (20_000, 10, 10)
 
-_SUFFIXES = (".cap.gz", ".cap", ".bin", ".raw", ".dump", ".json", ".jsonl", ".log", ".gz")
-
-
-class SkippedFile(RecorderError):
-    """A file we could not (fully) read; carries where it failed."""
-
-
-@dataclass
-class InputFile:
-    path: Path
-    format: str
-    size: int
-    order: tuple[int, str] = (0, "")  # capture files sort by their first record's time
-
 
 @dataclass
 class Summary:
+    """What a backfill did: the progress line shows it as it goes, `text()` at the end."""
+
     files: int = 0
     files_done: int = 0
     skipped: list[tuple[Path, str]] = field(default_factory=list)
@@ -204,86 +173,8 @@ class Summary:
 
 
 # ----------------------------------------------------------------------------------------------
-# Finding and recognising files
-
-
-def detect_format(path: Path) -> str:
-    """capture, raw or taptap-json, from the first bytes. Raises SkippedFile if none fits."""
-    try:
-        with path.open("rb") as stream:
-            head = stream.read(4096)
-    except OSError as error:
-        raise SkippedFile(f"cannot read ({error.strerror})") from None
-    if not head:
-        raise SkippedFile("empty file")
-    if head[:2] == b"\x1f\x8b":
-        if b"taptap capture\x00" in head[:64]:
-            return "capture"
-        try:
-            for _data, at in CaptureReader(path):
-                if 2000 <= at.year <= 2200:
-                    return "capture"
-                break
-        except CaptureFormatError:
-            pass
-        try:
-            with gzip.open(path, "rb") as stream:
-                head = stream.read(4096)
-        except (OSError, EOFError) as error:
-            raise SkippedFile(f"corrupt gzip data at offset 0 ({error})") from None
-    text = head.lstrip()
-    if text.startswith(b"{"):
-        return "taptap-json"
-    if b"\x7e\x07" in head:
-        return "raw"
-    raise SkippedFile("not a capture file, a raw bus dump or taptap JSON lines (format not recognised)")
-
-
-def discover(paths: list[Path], forced_format: str | None) -> tuple[list[InputFile], list[tuple[Path, str]]]:
-    """Expand directories, recognise formats, order capture files by time."""
-    found: list[InputFile] = []
-    problems: list[tuple[Path, str]] = []
-    for root in paths:
-        if not root.exists():
-            problems.append((root, "does not exist"))
-            continue
-        if root.is_dir():
-            archived = {path for _hour, path in archive_files(root)}
-            candidates = sorted(
-                path
-                for path in root.rglob("*")
-                if path.is_file() and (path in archived or path.name.endswith(_SUFFIXES))
-            )
-        else:
-            candidates = [root]
-        for path in candidates:
-            try:
-                kind = forced_format or detect_format(path)
-                found.append(InputFile(path, kind, path.stat().st_size))
-            except SkippedFile as error:
-                problems.append((path, str(error)))
-    for item in found:
-        if item.format == "capture":
-            item.order = (_first_record_ms(item.path), str(item.path))
-        else:
-            item.order = (0, str(item.path))
-    # Capture files in time order (an archive's hours, possibly from several directories);
-    # other formats keep their own time bases and follow in name order.
-    found.sort(key=lambda item: (item.format != "capture", item.order))
-    return found, problems
-
-
-def _first_record_ms(path: Path) -> int:
-    try:
-        for _data, at in CaptureReader(path):
-            return to_millis(at)
-    except CaptureFormatError:
-        pass
-    return 0
-
-
 # ----------------------------------------------------------------------------------------------
-# Writing
+# The run
 
 
 class Interrupted(RecorderError):
@@ -294,128 +185,10 @@ class Interrupted(RecorderError):
         self.exit_code = exit_code
 
 
-class _Stopped(Exception):
-    """Raised inside the run when a stop was asked for; `Backfill.run` turns it into Interrupted."""
-
-
-class EnergyLines(list[str]):
-    """A batch of `tigo_energy` lines (counted apart from the readings' points)."""
-
-
-class _WriterThread(threading.Thread):
-    """Sends queued batches through the `LineWriter`; decoding continues meanwhile.
-
-    Waits out an unavailable InfluxDB (bounded by `give_up_after`), but not a configuration
-    problem (credentials, database): that ends the backfill at once, since nobody is there to
-    fix it while it waits. A stop request ends every wait within a fraction of a second.
-    """
-
-    def __init__(
-        self, writer: LineWriter, summary: Summary, stop: threading.Event, give_up_after: float = 600.0
-    ) -> None:
-        super().__init__(name="backfill-writer", daemon=True)
-        self.writer = writer
-        self.summary = summary
-        self.stop = stop
-        self.queue: queue.Queue[list[str] | None] = queue.Queue(maxsize=4)
-        self.give_up_after = give_up_after
-        self.error: str | None = None
-        self._closed = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self._closed.is_set():
-                try:
-                    batch = self.queue.get(timeout=0.2)
-                except queue.Empty:
-                    continue
-                if batch is None:
-                    return
-                if self.error is None and not self.stop.is_set():
-                    self._send(batch)
-        except Exception as error:  # a bug must end the backfill with a message, not hang it
-            log.exception("the backfill's writer failed")
-            self.error = f"writing to InfluxDB failed: {error}"
-
-    def _send(self, lines: list[str]) -> None:
-        started = time.monotonic()
-        delay = 1.0
-        # Lines InfluxDB refused (send_batch has logged each with the reason), by index: a retry
-        # that interrupts the bisection sends the batch again without them, and each is counted
-        # once, when the batch is done.
-        rejected: set[int] = set()
-
-        def reject(index: int, _line: str, _error: str) -> None:
-            rejected.add(index)
-
-        while True:
-            try:
-                written = None
-                if not rejected:
-                    with contextlib.suppress(BadData):
-                        self.writer.write(lines)
-                        written = len(lines)
-                if written is None:  # bad lines in there: send_batch bisects and parks them
-                    remaining = [(index, line) for index, line in enumerate(lines) if index not in rejected]
-                    written = len(send_batch(self.writer, remaining, reject).written)
-                if isinstance(lines, EnergyLines):
-                    self.summary.energy_points += written
-                else:
-                    self.summary.points += written
-                self.summary.rejected += len(rejected)
-                return
-            except RetryLater as error:
-                if error.configuration:
-                    self.error = str(error)
-                    return
-                # Re-sending lines that already went in is harmless: points are idempotent.
-                if time.monotonic() - started > self.give_up_after:
-                    self.summary.rejected += len(rejected)
-                    self.error = (
-                        f"{error}; gave up after {self.give_up_after:.0f} s (backfill is safe to re-run)"
-                    )
-                    return
-                log.warning("%s; retrying in %.0f s", error, delay)
-                if self.stop.wait(delay):
-                    return
-                delay = min(delay * 2, 30.0)
-
-    def submit(self, lines: list[str] | None) -> None:
-        """Queue a batch (None: the end). Raises RecorderError after a write error, _Stopped on a stop."""
-        while True:
-            if self.error is not None:
-                raise RecorderError(self.error)
-            if self.stop.is_set():
-                raise _Stopped
-            try:
-                self.queue.put(lines, timeout=0.2)
-                return
-            except queue.Full:
-                if not self.is_alive():
-                    raise RecorderError("the backfill's writer ended unexpectedly") from None
-
-    def finish(self) -> None:
-        """Wait until everything queued is written (or a stop is asked for)."""
-        self.submit(None)
-        while self.is_alive():
-            self.join(0.2)
-            if self.stop.is_set():
-                raise _Stopped
-        if self.error is not None:
-            raise RecorderError(self.error)
-
-    def close(self, wait: float = 1.0) -> None:
-        """End the thread without waiting for queued batches (after an error or a stop)."""
-        self._closed.set()
-        self.join(wait)  # a request in flight may outlast this; the thread is a daemon
-
-
-# ----------------------------------------------------------------------------------------------
-# The run
-
-
 @dataclass
 class BackfillOptions:
+    """What `recorder backfill`'s flags ask for (see `recorder backfill --help`)."""
+
     paths: list[Path]
     format: str | None = None
     since: datetime | None = None
@@ -495,7 +268,7 @@ class Backfill:
         two_pass = self.options.two_pass
         if two_pass is None:
             two_pass = self._needs_first_pass(files)
-        writer = _WriterThread(self.writer, self.summary, self._stop)
+        writer = WriterThread(self.writer, self.summary, self._stop)
         writer.start()
         stopped = False
         try:
@@ -503,7 +276,7 @@ class Backfill:
                 self._learn_identity(files, identities, gateways)
             self._write_points(files, identities, gateways, writer)
             writer.finish()
-        except _Stopped:
+        except Stopped:
             stopped = True
         finally:
             writer.close()
@@ -536,7 +309,7 @@ class Backfill:
     def _check_stop(self) -> None:
         if self._stop.is_set():
             self._count()
-            raise _Stopped
+            raise Stopped
 
     def _needs_first_pass(self, files: list[InputFile]) -> bool:
         """One pass suffices when identity evidence in the files can only *add* to history.
@@ -614,7 +387,7 @@ class Backfill:
             out.take([], [MappingLearned(key[0], key[1], address, SOURCE_IMPORT, at, previous)])
 
     def _json_file(self, item: InputFile, out: _Readings, *, write: bool) -> None:
-        """One file of taptap JSON lines (see `recorder.taptap_json`): identity, then readings.
+        """One file of taptap JSON lines (see `recorder.backfill.taptap_json`): identity, then readings.
 
         taptap's power reports are placed already (it logs their measurement time): each becomes
         a reading as it is, with the identity valid at its measurement time. An infrastructure
@@ -696,7 +469,7 @@ class Backfill:
         files: list[InputFile],
         identities: IdentityMap,
         gateways: dict[int, bytes],
-        writer: _WriterThread,
+        writer: WriterThread,
     ) -> None:
         self.passes += 1
         options = self.options
@@ -824,8 +597,7 @@ class _Readings:
         count_activity(self.activity, readings)
         unresolved: list[Reading] = []
         self._points(readings, unresolved)
-        for reading in unresolved:
-            self.held.add(reading)
+        self.held.add_all(unresolved)
         for output in learned:
             if isinstance(output, MappingLearned):
                 released = self.held.release((output.gateway_id, output.node_id), self.identities)
@@ -858,12 +630,15 @@ class _Readings:
         self.out_of_range += len(readings) - len(kept)
         return kept
 
-    def flush_unresolved(self, write: bool, writer: _WriterThread, batch_size: int) -> tuple[int, int]:
-        """At the end of the input: (written without barcode, dropped)."""
+    def flush_unresolved(self, write: bool, writer: WriterThread, batch_size: int) -> tuple[int, int]:
+        """At the end of the input: (written without barcode, dropped). The held readings come
+        node by node in measurement order, so their energy is integrated batch by batch: memory
+        stays flat however many waited."""
         written = dropped = 0
         for batch in self.held.drain(batch_size):
             if write:
                 self._points(batch)
+                self._feed_energy()
                 written += len(batch)
                 if len(self.lines) >= batch_size:
                     writer.submit(self.lines)
@@ -898,9 +673,3 @@ def terminal_progress(stream: TextIO) -> Callable[[Summary, bool], None]:
             log.info("backfill progress: %s", text)
 
     return show
-
-
-def check_format(value: str | None) -> str | None:
-    if value is not None and value not in FORMATS:
-        raise SourceError(f"--format: {value!r} is not one of {', '.join(FORMATS)}")
-    return value

@@ -2,11 +2,11 @@
 
 Two threads:
 
-* the reader (this module's `Ingest.run`, on the main thread) reads the source, appends the raw
+* the reader (`Ingest.run` here, on the main thread) reads the source, appends the raw
   bytes to the archive, decodes, and puts the new readings in memory (`InFlight`);
-* the sender (`Sender`) takes ready readings from memory (then from the outbox), writes them to
-  InfluxDB in batches, and forgets them (deletes their outbox rows) once InfluxDB acknowledged
-  the write. While InfluxDB is down it backs off (1 s doubling to 60 s).
+* the sender (`recorder.run.sender.Sender`) takes ready readings from memory (then from the
+  outbox), writes them to InfluxDB in batches, and forgets them (deletes their outbox rows) once
+  InfluxDB acknowledged the write. While InfluxDB is down it backs off (1 s doubling to 60 s).
 
 Durability (the guarantee the README states): every `commit_interval / 2` seconds the reader
 commits to the outbox (SQLite, synced to the disk) the readings that have waited in memory for
@@ -53,31 +53,30 @@ through the sender.
 from __future__ import annotations
 
 import logging
-import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from itertools import groupby, islice
+from collections.abc import Callable
+from datetime import UTC, datetime
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
 from recorder.archive import Archive
-from recorder.config import Settings, redact
+from recorder.config import Settings
 from recorder.diskspace import LOG_EVERY, RETRY_EVERY, DiskSpace, is_disk_full
-from recorder.energy import DayTotals
 from recorder.energy_keeper import EnergyKeeper
 from recorder.live.latest import LatestReadings
 from recorder.observer import GatewayLearned, IdentityOutput, MappingLearned, Observer
 from recorder.pipeline import DecodePipeline
 from recorder.reading import LONG_ADDRESS, Reading
-from recorder.sinks.influx import BadData, BatchResult, LineWriter, RetryLater, send_batch
-from recorder.sinks.points import PointFormatter, PointIdentity, energy_line, point_identity, recorder_line
+from recorder.run.health import DecodeWatch, Health
+from recorder.run.latency import LatencyProbe
+from recorder.run.sender import Sender, database_path
+from recorder.sinks.influx import LineWriter
 from recorder.sources import Source
-from recorder.storage.inflight import DISK_FULL_LIMIT, InFlight, InFlightReading
-from recorder.storage.outbox import Outbox, PendingReading
-from recorder.storage.state import ActivityTally, Labels, StateStore
+from recorder.storage.inflight import DISK_FULL_LIMIT, InFlight
+from recorder.storage.outbox import Outbox
+from recorder.storage.state import ActivityTally, StateStore
 from recorder.systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -89,392 +88,7 @@ HEALTH_EVERY = 10.0  # seconds (wall clock) between health points sent to Influx
 STATE_SAVE_EVERY = 120.0
 ACTIVITY_SAVE_EVERY = 600.0
 HOLD_CHECK_EVERY = 60.0
-LABEL_REFRESH_EVERY = 60.0
 SHUTDOWN_GRACE = 5.0
-DEFAULT_DAYLIGHT = (10.0, 14.0)  # local hours we assume are daylight before we have learned them
-
-
-class LatencyProbe:
-    """From the arrival of the bytes completing a report to InfluxDB acknowledging its point.
-
-    Durations go into 10 ms buckets up to two minutes (longer ones into the last bucket), so a
-    day of readings costs a fixed few kilobytes and percentiles are exact to 10 ms. Readings
-    sent from memory carry their arrival time; for readings that went through the outbox the
-    probe remembers arrival times by key (at most `MAX_REMEMBERED`: after a long outage the
-    oldest are not counted). Readings held for their barcode are not counted: their wait is
-    the identity hold, not the recorder's latency.
-    """
-
-    BUCKET_SECONDS = 0.01
-    BUCKETS = 12_000
-    MAX_REMEMBERED = 20_000
-
-    def __init__(self) -> None:
-        # Keyed by measurement time in whole milliseconds: what the outbox stores and returns.
-        self._arrivals: dict[tuple[int, ...], float] = {}
-        self._histogram = [0] * self.BUCKETS
-        self.count = 0
-        self._lock = threading.Lock()
-
-    def arrived(self, readings: list[Reading], at: float) -> None:
-        """`readings`, which arrived at `at`, are now in the outbox."""
-        with self._lock:
-            for reading in readings:
-                self._arrivals[reading[:3]] = at  # gateway, node, measured ms
-            excess = len(self._arrivals) - self.MAX_REMEMBERED
-            if excess > 0:  # forget the oldest
-                for key in list(islice(self._arrivals, excess)):
-                    del self._arrivals[key]
-
-    @property
-    def remembered(self) -> int:
-        with self._lock:
-            return len(self._arrivals)
-
-    def acknowledged(self, pending: list[PendingReading], at: float) -> None:
-        """InfluxDB acknowledged these outbox rows at `at`."""
-        with self._lock:
-            for item in pending:
-                arrived = self._arrivals.pop(item.reading[:3], None)
-                if arrived is not None:
-                    self._add(at - arrived)
-
-    def delivered(self, arrivals: Iterable[float], at: float) -> None:
-        """InfluxDB acknowledged at `at` readings sent from memory, which arrived at `arrivals`."""
-        with self._lock:
-            for arrived in arrivals:
-                self._add(at - arrived)
-
-    def _add(self, seconds: float) -> None:
-        bucket = min(int(seconds / self.BUCKET_SECONDS), self.BUCKETS - 1)
-        self._histogram[bucket] += 1
-        self.count += 1
-
-    def percentile(self, fraction: float) -> float | None:
-        """Upper edge of the bucket holding the given fraction of samples, in seconds."""
-        with self._lock:
-            if not self.count:
-                return None
-            wanted = fraction * self.count
-            seen = 0
-            for bucket, count in enumerate(self._histogram):
-                seen += count
-                if seen >= wanted:
-                    return (bucket + 1) * self.BUCKET_SECONDS
-        return None
-
-    def percentiles(self) -> tuple[float, float] | None:
-        p50, p99 = self.percentile(0.50), self.percentile(0.99)
-        return (p50, p99) if p50 is not None and p99 is not None else None
-
-
-class DecodeWatch:
-    """Warns when frames keep arriving in daylight but no power report decodes (a new format?).
-
-    Daylight is learned from when reports were seen on recent days (local time); before that we
-    assume 10:00-14:00, when the sun is up nearly everywhere people put panels.
-    """
-
-    def __init__(self, threshold: timedelta) -> None:
-        self.threshold = threshold
-        self.stalled = False
-        self._last_report_at: datetime | None = None
-        self._frames_at_last_report = 0
-        self._reports = 0
-        self._last_warning: datetime | None = None
-        self._days: dict[str, list[float]] = {}
-
-    def window(self) -> tuple[float, float]:
-        recent = sorted(self._days)[-7:]
-        if len(recent) < 2:
-            return DEFAULT_DAYLIGHT
-        first = statistics.median(self._days[day][0] for day in recent)
-        last = statistics.median(self._days[day][1] for day in recent)
-        return (first + 1.0, last - 1.0) if last - first > 3 else DEFAULT_DAYLIGHT
-
-    def update(self, at: datetime, frames: int, power_reports: int) -> str | None:
-        local = at.astimezone()
-        hour = local.hour + local.minute / 60
-        if power_reports > self._reports or self._last_report_at is None:
-            if power_reports > self._reports:
-                day = self._days.setdefault(local.date().isoformat(), [hour, hour])
-                day[0], day[1] = min(day[0], hour), max(day[1], hour)
-            self._reports = power_reports
-            self._last_report_at = at
-            self._frames_at_last_report = frames
-            self.stalled = False
-            return None
-        start, end = self.window()
-        silent = at - self._last_report_at
-        busy = frames - self._frames_at_last_report > 100
-        self.stalled = busy and silent >= self.threshold and start <= hour <= end
-        if not self.stalled:
-            return None
-        if self._last_warning is not None and at - self._last_warning < self.threshold:
-            return None
-        self._last_warning = at
-        minutes = int(silent.total_seconds() // 60)
-        return (
-            f"frames keep arriving ({frames - self._frames_at_last_report} since the last power report) but "
-            f"no power report has decoded for {minutes} minutes of daylight: the controller's firmware may "
-            "have changed the format. The raw bytes are in the archive; upgrade the recorder and backfill."
-        )
-
-
-@dataclass
-class Health:
-    values: dict[str, Any] = field(default_factory=dict)
-    at: datetime | None = None
-
-
-class Sender(threading.Thread):
-    """Writes readings to InfluxDB: from memory first (fresh, bounded), then from the outbox."""
-
-    def __init__(
-        self,
-        inflight: InFlight,
-        outbox: Outbox,
-        store: StateStore,
-        writer: LineWriter,
-        settings: Settings,
-        probe: LatencyProbe,
-        disk: DiskSpace | None = None,
-    ) -> None:
-        super().__init__(name="sender", daemon=True)
-        self.disk = disk or DiskSpace()
-        self.database = database_path(store)
-        self._outbox_paused_until = 0.0  # the outbox's rows could not be deleted: disk full
-        self.inflight = inflight
-        self.outbox = outbox
-        self.store = store
-        self.writer = writer
-        self.settings = settings
-        self.probe = probe
-        self.wake = threading.Event()
-        self.stop_requested = threading.Event()
-        # Set when the outbox may hold ready rows (at start, after commits, releases, expiry);
-        # cleared when a look found none, so an empty outbox is not queried every second.
-        self.outbox_ready = threading.Event()
-        self.outbox_ready.set()
-        self.written = 0
-        self.parked = 0
-        self.write_errors = 0
-        self.last_write_at: float | None = None
-        self.last_error: str | None = None
-        self.idle = threading.Event()
-        self._labels: dict[bytes, Labels] = {}
-        self._labels_loaded = 0.0
-        self._points = PointFormatter(self._identity)
-        self._backoff = 0.0
-        self._retry_at = 0.0
-        self._health: Health | None = None
-        self._health_lock = threading.Lock()
-        self._energy: dict[tuple[object, date], DayTotals] = {}  # newest totals not yet written
-        self._energy_lock = threading.Lock()
-        self.refresh_labels = threading.Event()
-
-    def submit_energy(self, days: Iterable[DayTotals]) -> None:
-        with self._energy_lock:
-            for totals in days:
-                self._energy[(totals.key, totals.day)] = totals
-        self.wake.set()
-
-    def unsent_energy_days(self) -> set[date]:
-        with self._energy_lock:
-            return {day for _, day in self._energy}
-
-    def submit_health(self, health: Health) -> None:
-        with self._health_lock:
-            self._health = health
-        self.wake.set()
-
-    def run(self) -> None:
-        while True:
-            self.wake.wait(self.settings.flush_interval)
-            self.wake.clear()
-            if time.monotonic() < self._retry_at:
-                if self.stop_requested.is_set():
-                    return
-                continue
-            try:
-                more = self._send_some()
-                self._send_energy()
-                self._send_health()
-            except RetryLater as error:
-                self._failed(error)
-                more = False
-            except Exception as error:
-                if not is_disk_full(error):  # a bug must not silently stop sending: log, go on
-                    log.exception("sender: unexpected error; retrying")
-                else:  # parking a rejected point failed: the batch waits
-                    self.disk.failed(self.database, "points InfluxDB rejected", "the batch is retried")
-                self._retry_at = time.monotonic() + (RETRY_EVERY if is_disk_full(error) else 5)
-                more = False
-            if more:
-                self.wake.set()
-                continue
-            self.idle.set()
-            if self.stop_requested.is_set():
-                return
-
-    def _send_some(self) -> bool:
-        """One batch. Returns True when there may be more to send."""
-        self.idle.clear()
-        self._refresh_labels()
-        limit = self.settings.batch_size
-        entries = self.inflight.take(limit)
-        rows: list[PendingReading] = []
-        try:
-            rows = self._outbox_rows(limit - len(entries))
-            if not entries and not rows:
-                return False
-            result = self._write(entries, rows)
-        except BaseException:
-            self.inflight.give_back(entries)
-            if rows:  # still in the outbox: look again at the next attempt, commit or no commit
-                self.outbox_ready.set()
-            raise
-        now = time.monotonic()
-        written = set(result.written)
-        # Every taken reading was written or parked: forget it, and delete the rows of those the
-        # reader committed while they were on their way.
-        committed = self.inflight.finish(entries)
-        sent_rows = [row for index, row in enumerate(rows, len(entries)) if index in written]
-        self._delete_rows(committed, [row.id for row in sent_rows])
-        self.probe.delivered((entry.arrived for index, entry in enumerate(entries) if index in written), now)
-        self.probe.acknowledged(sent_rows, now)
-        self.written += len(result.written)
-        self.parked += result.parked
-        self.last_write_at = now
-        if self._backoff:
-            log.info("InfluxDB accepts writes again")
-        self._backoff = 0.0
-        self.last_error = None
-        return len(entries) + len(rows) == limit
-
-    def _delete_rows(self, committed: list[Reading], ids: list[int]) -> None:
-        """Delete the outbox rows of what InfluxDB acknowledged. On a full disk even a delete can
-        fail (the WAL must grow): the rows stay and are sent again later, and until the next
-        attempt the outbox is left alone, so that readings from memory keep going out."""
-        try:
-            self.outbox.acknowledge_readings(committed)
-            self.outbox.acknowledge(ids)
-        except Exception as error:
-            if not is_disk_full(error):
-                raise
-            self.disk.failed(
-                self.database,
-                "the outbox (deleting rows InfluxDB acknowledged)",
-                "those rows are sent again later; readings in memory keep going to InfluxDB",
-            )
-            self._outbox_paused_until = time.monotonic() + RETRY_EVERY
-            self.outbox_ready.set()
-
-    def _outbox_rows(self, limit: int) -> list[PendingReading]:
-        if limit <= 0 or not self.outbox_ready.is_set() or time.monotonic() < self._outbox_paused_until:
-            return []
-        self.outbox_ready.clear()  # before looking: a commit made meanwhile sets it again
-        try:
-            rows = self.outbox.next_batch(limit)
-        except BaseException:
-            self.outbox_ready.set()
-            raise
-        if len(rows) == limit:
-            self.outbox_ready.set()
-        return rows
-
-    def _write(self, entries: list[InFlightReading], rows: list[PendingReading]) -> BatchResult:
-        """Send memory entries (indices 0..) and outbox rows (after them) in one batch."""
-        lines = self._points.lines([entry.reading for entry in entries] + [row.reading for row in rows])
-        items = list(enumerate(lines))
-        parked: list[InFlightReading] = []
-
-        def park(index: int, line: str, error: str) -> None:
-            if index < len(entries):
-                self._park(None, line, error)
-                parked.append(entries[index])
-            else:
-                self._park(rows[index - len(entries)].id, line, error)
-
-        try:
-            result = send_batch(self.writer, items, park)
-        except BaseException:
-            # Parked ones are kept aside for good, whatever happens to the rest of the batch.
-            self.outbox.acknowledge_readings(self.inflight.finish(parked))
-            raise
-        return result
-
-    def _send_energy(self) -> None:
-        """The newest daily totals, each rewriting its day's `tigo_energy` point."""
-        with self._energy_lock:
-            due = dict(self._energy)
-        if not due:
-            return
-        lines = [
-            energy_line(
-                self._identity(*totals.key), totals.day_start_ms, totals.energy_wh, totals.uncovered_seconds
-            )
-            for totals in due.values()
-        ]
-        try:
-            self.writer.write(lines)
-        except BadData as error:  # not expected from our own fields; said, and not retried forever
-            log.error(
-                "InfluxDB rejected daily energy points (%s); they are sent again at the next checkpoint",
-                error,
-            )
-        with self._energy_lock:
-            for key, totals in due.items():
-                if self._energy.get(key) is totals:
-                    del self._energy[key]
-
-    def _send_health(self) -> None:
-        with self._health_lock:
-            health, self._health = self._health, None
-        if health is None or health.at is None:
-            return
-        values = dict(health.values)
-        values.update(points_written=self.written, points_parked=self.parked, write_errors=self.write_errors)
-        source = str(values.pop("source_name", ""))
-        self.writer.write([recorder_line(source, values, health.at, self.settings.site)])
-
-    def _failed(self, error: RetryLater) -> None:
-        self.write_errors += 1
-        message = redact(str(error))
-        self._backoff = min(max(self._backoff * 2, 1.0), 60.0)
-        self._retry_at = time.monotonic() + self._backoff
-        if message != self.last_error:
-            level = logging.ERROR if error.configuration else logging.WARNING
-            log.log(
-                level,
-                "%s; readings are kept in the outbox (after at most %g s in memory) and retried "
-                "(next in %.0f s)",
-                message,
-                self.settings.commit_interval,
-                self._backoff,
-            )
-        self.last_error = message
-
-    def _park(self, row_id: int | None, line: str, error: str) -> None:
-        self.outbox.park(row_id, line, redact(error), _utc_now_for_parking())
-
-    def _refresh_labels(self) -> None:
-        now = time.monotonic()
-        if self.refresh_labels.is_set() or now - self._labels_loaded > LABEL_REFRESH_EVERY:
-            self.refresh_labels.clear()
-            self._labels = self.store.labels()
-            self._labels_loaded = now
-            self._points.forget_tags()
-
-    def _identity(self, gateway_id: int, node_id: int, long_address: bytes | None) -> PointIdentity:
-        """The tags of an optimizer's points (readings and daily energy alike)."""
-        return point_identity(gateway_id, node_id, long_address, self._labels, self.settings.site)
-
-
-def database_path(store: StateStore) -> Path:
-    """The state database's file (for messages about disk space); "." for one in memory."""
-    database = store.engine.url.database
-    return Path(database) if database and database != ":memory:" else Path(".")
 
 
 def _same_filesystem(first: Path, second: Path) -> bool:
@@ -482,11 +96,6 @@ def _same_filesystem(first: Path, second: Path) -> bool:
         return first.stat().st_dev == second.stat().st_dev
     except OSError:
         return False
-
-
-def _utc_now_for_parking() -> datetime:
-    # Parking is bookkeeping about *when we gave up*, not data time: the wall clock is right.
-    return datetime.now(UTC)
 
 
 class Ingest:

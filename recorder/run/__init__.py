@@ -1,0 +1,41 @@
+"""`recorder run`: the live loop, one module per thing it owns.
+
+- `loop`: `Ingest`, the reader loop (source -> pipeline -> memory and outbox; identity hold,
+  durability, a full disk, shutdown: its module docstring is the theory of operation);
+- `sender`: `Sender`, the thread that writes readings to InfluxDB (memory first, then the outbox);
+- `health`: `DecodeWatch` (frames but no power report in daylight: a new format?) and `Health`,
+  the values the loop hands the sender;
+- `latency`: `LatencyProbe`, report arrival to InfluxDB acknowledgement.
+
+Exports `Ingest`, `Sender`, `DecodeWatch`, `Health` and `LatencyProbe`. They are imported on
+first use (PEP 562 `__getattr__`), so importing `recorder.run.latency` alone, or this package,
+costs nothing heavy: the CLI imports lazily for the Raspberry Pi's start-up time.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from recorder.run.health import DecodeWatch, Health
+    from recorder.run.latency import LatencyProbe
+    from recorder.run.loop import Ingest
+    from recorder.run.sender import Sender
+
+__all__ = ["DecodeWatch", "Health", "Ingest", "LatencyProbe", "Sender"]
+
+_HOMES = {
+    "DecodeWatch": "recorder.run.health",
+    "Health": "recorder.run.health",
+    "Ingest": "recorder.run.loop",
+    "LatencyProbe": "recorder.run.latency",
+    "Sender": "recorder.run.sender",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(home), name)
