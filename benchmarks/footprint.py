@@ -61,11 +61,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.proc import peak_rss_mb, write_bytes  # noqa: E402
+from benchmarks.proc import peak_rss_mb, start_simulator, write_bytes  # noqa: E402
 from benchmarks.startup import startup_medians  # noqa: E402
 from tests.influx import LocalInfluxDB, LocalVictoriaMetrics  # noqa: E402
 
-MIDDAY = "2025-06-21T11:00:00+00:00"
 DAY = 86_400
 MB = 1e6
 
@@ -126,31 +125,7 @@ def start(variant: Variant, *, nodes: int, minutes: float, fresh: bool) -> None:
             capture_output=True,
         )
     # The simulator is this checkout's for all: the same bytes for before and after.
-    variant.simulator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "recorder.cli.app",
-            "simulate",
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--speed",
-            "realtime",
-            "--duration",
-            f"{minutes}m",
-            "--nodes",
-            str(nodes),
-            "--start",
-            MIDDAY,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert variant.simulator.stdout is not None
-    port = variant.simulator.stdout.readline().strip().rsplit(":", 1)[1]
+    variant.simulator, port = start_simulator(speed="realtime", duration=f"{minutes}m", nodes=nodes)
     variant.recorder = subprocess.Popen(
         [
             sys.executable,

@@ -56,6 +56,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.proc import MIDDAY, start_simulator  # noqa: E402
 from recorder.live.discovery import OPTIMIZER_FIELDS  # noqa: E402
 from recorder.sim.truth import load_truth, power_reports  # noqa: E402
 from tests.influx import free_ports  # noqa: E402
@@ -79,7 +80,6 @@ HA_EXTRAS = (
     "SQLAlchemy==2.0.27",
 )
 DEFAULT_VENV = Path.home() / ".cache" / "recorder" / f"home-assistant-{HA_VERSION}"
-MIDDAY = "2025-06-21T11:00:00+00:00"
 SEED = "5"
 LABELLED = 4  # optimizers given a name and a string, to show both kinds of device name
 MQTT_PASSWORD = "ha-Broker-pw-7"
@@ -312,24 +312,8 @@ def label_some(work: Path, db: Path, nodes: int) -> dict[str, str]:
     return names
 
 
-def start_simulator(truth: Path, nodes: int, seconds: int) -> tuple[subprocess.Popen[str], str]:
-    simulator = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "recorder.cli.app", "simulate", "--listen", "tcp://127.0.0.1:0"),
-            *("--speed", "realtime", "--duration", f"{seconds}s", "--start", MIDDAY, "--seed", SEED),
-            *("--nodes", str(nodes), "--truth", str(truth)),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-    )
-    assert simulator.stdout is not None
-    return simulator, simulator.stdout.readline().strip().rsplit(":", 1)[1]
-
-
 def start_recorder(
-    db: Path, source_port: str, broker: LocalMosquitto, log: Path, stale_after: int
+    db: Path, source_port: int, broker: LocalMosquitto, log: Path, stale_after: int
 ) -> subprocess.Popen[str]:
     with log.open("w") as errors:
         return subprocess.Popen(
@@ -471,7 +455,15 @@ def main() -> int:
         db = work / "state.db"
         labels = label_some(work, db, options.nodes)
         truth_file = work / "truth.jsonl"
-        simulator, source_port = start_simulator(truth_file, options.nodes, options.seconds)
+        simulator, source_port = start_simulator(
+            "--seed",
+            SEED,
+            "--truth",
+            str(truth_file),
+            speed="realtime",
+            duration=f"{options.seconds}s",
+            nodes=options.nodes,
+        )
         processes.append(simulator)
         run = start_recorder(db, source_port, broker, work / "recorder.stderr", options.stale_after)
         processes.append(run)

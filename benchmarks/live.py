@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from prometheus_client.exposition import generate_latest  # noqa: E402
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest  # noqa: E402
 
-from benchmarks.proc import cpu_seconds, peak_rss_mb  # noqa: E402
+from benchmarks.proc import MIDDAY, cpu_seconds, peak_rss_mb, start_simulator  # noqa: E402
 from recorder.live.latest import LatestReadings  # noqa: E402
 from recorder.live.metrics import LiveCollector, render_metrics  # noqa: E402
 from recorder.live.snapshot import LiveData  # noqa: E402
@@ -50,7 +50,6 @@ from recorder.sim.config import SimulationConfig  # noqa: E402
 from recorder.storage.state import Labels  # noqa: E402
 from tests.influx import LocalInfluxDB, free_ports  # noqa: E402
 
-MIDDAY = "2025-06-21T11:00:00+00:00"
 COUNTED = (
     "bytes frames checksum_errors noise_bytes truncated_frames runts giants unknown_frame_types "
     "unknown_packet_types power_reports invalid_power_reports duplicate_reports topology_reports "
@@ -180,7 +179,7 @@ class PageClient(threading.Thread):
 
 
 def start_recorder(
-    influx: LocalInfluxDB, work: Path, name: str, port: str, http: str
+    influx: LocalInfluxDB, work: Path, name: str, port: int, http: str
 ) -> subprocess.Popen[str]:
     database = f"bench_{name}"
     influx.create_database(database)
@@ -222,30 +221,7 @@ def live_phase(nodes: int, minutes: float, page_every: float, scrape_every: floa
         simulator: subprocess.Popen[str] | None = None
         recorders: list[subprocess.Popen[str]] = []
         try:
-            simulator = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "recorder.cli.app",
-                    "simulate",
-                    "--listen",
-                    "tcp://127.0.0.1:0",
-                    "--speed",
-                    "realtime",
-                    "--duration",
-                    f"{minutes + 1}m",
-                    "--nodes",
-                    str(nodes),
-                    "--start",
-                    MIDDAY,
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-                cwd=ROOT,
-            )
-            assert simulator.stdout is not None
-            port = simulator.stdout.readline().strip().rsplit(":", 1)[1]
+            simulator, port = start_simulator(speed="realtime", duration=f"{minutes + 1}m", nodes=nodes)
             http_port = free_ports(1)[0]
             without = start_recorder(influx, work, "without", port, "")
             with_face = start_recorder(influx, work, "with", port, f"127.0.0.1:{http_port}")

@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.proc import cpu_seconds, peak_rss_mb  # noqa: E402
+from benchmarks.proc import MIDDAY, cpu_seconds, peak_rss_mb, start_simulator  # noqa: E402
 from recorder.live.broker import MqttBroker  # noqa: E402
 from recorder.live.latest import LatestReadings  # noqa: E402
 from recorder.live.mqtt import MqttPublisher  # noqa: E402
@@ -44,8 +44,6 @@ from recorder.sim.config import SimulationConfig  # noqa: E402
 from recorder.storage.state import Labels  # noqa: E402
 from tests.influx import LocalInfluxDB  # noqa: E402
 from tests.mosquitto import LocalMosquitto, Subscriber, wait_for  # noqa: E402
-
-MIDDAY = "2025-06-21T11:00:00+00:00"
 
 
 def simulated_batches(nodes: int, minutes: int) -> list[tuple[list[Any], datetime]]:
@@ -142,7 +140,7 @@ def pass_phase(nodes: int, rounds: int, work: Path) -> None:
 
 
 def start_recorder(
-    influx: LocalInfluxDB, work: Path, name: str, port: str, mqtt: str | None
+    influx: LocalInfluxDB, work: Path, name: str, port: int, mqtt: str | None
 ) -> subprocess.Popen[str]:
     database = f"bench_{name}"
     influx.create_database(database)
@@ -185,27 +183,7 @@ def live_phase(nodes: int, minutes: float, work: Path) -> None:
     simulator: subprocess.Popen[str] | None = None
     recorders: list[subprocess.Popen[str]] = []
     try:
-        simulator = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "recorder.cli.app", "simulate", "--listen", "tcp://127.0.0.1:0"),
-                *(
-                    "--speed",
-                    "realtime",
-                    "--duration",
-                    f"{minutes + 1}m",
-                    "--nodes",
-                    str(nodes),
-                    "--start",
-                    MIDDAY,
-                ),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            cwd=ROOT,
-        )
-        assert simulator.stdout is not None
-        port = simulator.stdout.readline().strip().rsplit(":", 1)[1]
+        simulator, port = start_simulator(speed="realtime", duration=f"{minutes + 1}m", nodes=nodes)
         without = start_recorder(influx, work, "without", port, None)
         with_mqtt = start_recorder(influx, work, "with", port, broker.url)
         recorders = [without, with_mqtt]

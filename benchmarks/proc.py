@@ -75,3 +75,28 @@ def write_bytes(pid: int) -> int:
         if line.startswith("write_bytes:"):
             return int(line.split()[1])
     raise ValueError(f"no write_bytes in /proc/{pid}/io")
+
+
+MIDDAY = "2025-06-21T11:00:00+00:00"  # every optimizer reports: the live benchmarks' start
+
+
+def start_simulator(
+    *extra: str, speed: str, duration: str, nodes: int, start: str = MIDDAY
+) -> tuple[subprocess.Popen[str], int]:
+    """A converter stand-in: `recorder simulate --listen` (this checkout's, for every variant a
+    benchmark compares, so all read the same bytes) on a free loopback port, with `extra`
+    simulate options; returns the process and its port."""
+    simulator = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "recorder.cli.app", "simulate", "--listen", "tcp://127.0.0.1:0"),
+            *("--speed", speed, "--duration", duration, "--nodes", str(nodes), "--start", start),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    assert simulator.stdout is not None
+    return simulator, int(simulator.stdout.readline().strip().rsplit(":", 1)[1])

@@ -42,10 +42,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.proc import cpu_seconds, peak_rss_mb  # noqa: E402
+from benchmarks.proc import MIDDAY, cpu_seconds, peak_rss_mb, start_simulator  # noqa: E402
 from tests.influx import LocalInfluxDB  # noqa: E402
 
-MIDDAY = "2025-06-21T11:00:00+00:00"
 MIDNIGHT = "2025-06-21T00:00:00+00:00"
 
 
@@ -63,30 +62,7 @@ def phase(
     """One simulator (this checkout) into one recorder run from the checkout at `root`."""
     database = f"bench_{name}"
     influx.create_database(database)
-    simulator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "recorder.cli.app",
-            "simulate",
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--speed",
-            f"{speed}x",
-            "--duration",
-            f"{hours}h",
-            "--nodes",
-            str(nodes),
-            "--start",
-            start,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-    )
-    assert simulator.stdout is not None
-    port = simulator.stdout.readline().strip().rsplit(":", 1)[1]
+    simulator, port = start_simulator(speed=f"{speed}x", duration=f"{hours}h", nodes=nodes, start=start)
     db = work / f"{name}.db"
     environment = {
         **os.environ,

@@ -21,6 +21,7 @@ import pytest
 from recorder.sim.truth import compare_points, load_truth
 from tests.conftest import ROOT, run_recorder
 from tests.influx import ADMIN, InfluxDatabase, LocalInfluxDB, LocalVictoriaMetrics
+from tests.test_run import drain_outbox
 
 pytestmark = pytest.mark.influx
 
@@ -177,15 +178,5 @@ def test_run_keeps_retrying_a_wrong_password_loudly_and_keeps_the_readings(
     assert outbox(db) > 0  # everything read waits for the right password
     assert server.count("tigo_optimizer", "service") == 0
     # With the right password, the same database drains completely.
-    run_recorder(
-        "run",
-        "--db",
-        str(db),
-        "--source",
-        sim(duration="1m", nodes=1, seed=99, start="2020-01-01T00:00:00%2B00:00"),
-        "--archive-days",
-        "0",
-        "--exit-at-end",
-        env=environment(server.url, "service", f"{ADMIN[0]}:{ADMIN[1]}"),
-    )
+    drain_outbox(db, environment(server.url, "service", f"{ADMIN[0]}:{ADMIN[1]}"))
     assert outbox(db) == 0 and server.count("tigo_optimizer", "service") > 0

@@ -28,7 +28,7 @@ from recorder.reading import MEASURED_MS, NODE_ID, RECEIVED_MS
 from recorder.timestamps import to_millis
 from tests.conftest import run_recorder
 from tests.influx import InfluxDatabase
-from tests.test_run import archived_readings, influx_env, outbox_rows, points, sim, start_run
+from tests.test_run import archived_readings, drain_outbox, influx_env, outbox_rows, points, sim, start_run
 
 pytestmark = [pytest.mark.influx, pytest.mark.slow]
 
@@ -182,19 +182,7 @@ def test_sigkill_during_commits_loses_at_most_the_bound_and_doubles_nothing(
     print(f"{KILLS} kills, {influx_down_kills} with InfluxDB down, {torn} inside a commit's WAL write")
     assert influx_down_kills >= KILLS // 2 and archived_cycles >= KILLS // 2
     # A restart drains the outbox: every due reading is in InfluxDB, once.
-    run_recorder(
-        "run",
-        "--db",
-        str(db),
-        "--source",
-        sim(duration="1m", nodes=1, seed=99, start="2020-01-01T00:00:00%2B00:00"),
-        "--archive-days",
-        "0",
-        "--exit-at-end",
-        "--http",
-        "",
-        env=influx_env(influx_database),
-    )
+    drain_outbox(db, influx_env(influx_database), "--http", "")
     assert outbox_rows(db) == []
     stored = points(influx_database)
     keys = [(int(p["node_id"]), p["time"]) for p in stored if p["time"] > 1_600_000_000_000]

@@ -60,6 +60,24 @@ def start_run(database: InfluxDatabase, db: Path, *arguments: str, **env: str) -
     )
 
 
+def drain_outbox(db: Path, env: dict[str, str], *arguments: str) -> None:
+    """Restart `run` on `db` with a one-minute source far in the past (2020, a single node), so
+    that all it does is send what waits in the outbox: the restart the durability tests end
+    with."""
+    run_recorder(
+        "run",
+        "--db",
+        str(db),
+        "--source",
+        sim(duration="1m", nodes=1, seed=99, start="2020-01-01T00:00:00%2B00:00"),
+        "--archive-days",
+        "0",
+        "--exit-at-end",
+        *arguments,
+        env=env,
+    )
+
+
 def outbox_rows(db: Path) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db) as connection:
         return connection.execute("SELECT gateway_id, node_id, measured_at, state FROM outbox").fetchall()
@@ -175,17 +193,7 @@ def test_kill_9_then_restart_loses_and_doubles_nothing_that_reached_the_outbox(
     committed = {(g, n, m) for g, n, m, _ in outbox_rows(db)}
     assert len(committed) > 500
     # Restart on the same database with nothing new to read: the outbox must drain completely.
-    run_recorder(
-        "run",
-        "--db",
-        str(db),
-        "--source",
-        sim(duration="1m", nodes=1, seed=99, start="2020-01-01T00:00:00%2B00:00"),
-        "--archive-days",
-        "0",
-        "--exit-at-end",
-        env=influx_env(influx_database),
-    )
+    drain_outbox(db, influx_env(influx_database))
     assert outbox_rows(db) == []
     stored = points(influx_database)
     keys = {(int(p["node_id"]), p["time"]) for p in stored}
@@ -582,17 +590,7 @@ def test_sigkill_loses_at_most_the_commit_interval_and_a_restart_doubles_nothing
         # (a node that announces itself meanwhile is sent with its barcode, from memory)
         assert {state for *_, state in committed} == {"held"}
     # A restart on the same database sends what was committed, once.
-    run_recorder(
-        "run",
-        "--db",
-        str(db),
-        "--source",
-        sim(duration="1m", nodes=1, seed=99, start="2020-01-01T00:00:00%2B00:00"),
-        "--archive-days",
-        "0",
-        "--exit-at-end",
-        env=influx_env(influx_database),
-    )
+    drain_outbox(db, influx_env(influx_database))
     stored = points(influx_database)
     keys = [(int(p["node_id"]), p["time"]) for p in stored if p["time"] > 1_600_000_000_000]
     assert len(keys) == len(set(keys)), "a reading was written twice"
