@@ -702,9 +702,10 @@ def _soak(
                 ],
             }
             if converter.trace is not None:  # --keep: the chunk that carried it, and its connection
+                first = bisect.bisect_left(converter.trace, (arrived - 0.001,))  # in order of seconds
                 story["chunks"] = [
                     (chunk[0], round(chunk[1] - (arrived_wall or 0.0), 3), chunk[3], chunk[4])
-                    for chunk in converter.trace
+                    for chunk in converter.trace[first : first + 20]
                     if abs(chunk[0] - arrived) < 0.001
                 ]
             if cause is None and len(figures.lost_examples) < 5:
