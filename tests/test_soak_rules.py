@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.soak import loss_cause, wall_time_of
+from benchmarks.soak import loss_cause, match, wall_time_of
 from recorder.diskspace import RETRY_EVERY
 
 KILL = 1000.0
@@ -49,3 +49,15 @@ def test_wall_time_of_a_chunk_never_spans_a_stall() -> None:
     # Faster than real time: simulated seconds shrink.
     assert wall_time_of(marks, 10.8, 10.0) == pytest.approx(104.02)
     assert wall_time_of([], 1.0, 1.0) is None
+
+
+def test_a_point_is_its_report_when_within_a_second_of_its_measurement_time() -> None:
+    reports = [(100_000, 1.0), (120_000, 2.0), (140_000, 3.0)]  # (measured ms, arrived)
+    # The slot clock put the first 400 ms late; the second is missing; the third came twice
+    # (once a second and a half off: not the same point).
+    lost, extra, worst = match(reports, [100_400, 140_000, 141_500])
+    assert lost == [(120_000, 2.0)]
+    assert extra == [141_500]
+    assert worst == 400
+    assert match(reports, []) == (reports, [], 0)
+    assert match([], [5]) == ([], [5], 0)
