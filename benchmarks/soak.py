@@ -5,8 +5,11 @@
 
 A converter stand-in in this process plays the simulator's bus bytes over TCP on 127.0.0.1,
 paced at `--speed`× real time, to `recorder run` (a child process), which writes to a throwaway
-InfluxDB 1.6 and keeps its state database and raw archive on a real 32 MB tmpfs (this needs root;
-without it the disk faults are left out, and the figures say so). Every `--fault-every` wall
+InfluxDB 1.6. The bytes go as a capture stream (`tcp://...?format=capture`, README "Sources"):
+each chunk carries its simulated time, so the recorder places readings in simulated time at any
+speed, exactly as it would have at 1× (its commit, watchdog and retry timers keep the real
+clock). The recorder keeps its state database and raw archive on a real 32 MB tmpfs (this needs
+root; without it the disk faults are left out, and the figures say so). Every `--fault-every` wall
 seconds (seeded jitter) a fault is injected, each kind once per round in a seeded order:
 
 * `influxdb restart`: influxd is stopped for 3-15 s, then started again;
@@ -28,14 +31,16 @@ by measurement: a report may wait in its gateway 45 s before it is sent (a rule 
 time once blamed such a report, lost to one kill, on nothing, and excused others lost long
 after they arrived). A SIGKILL while the disk is full (from the fill until the recorder's first
 retry after it is freed) may cost every arrival since the fill: counted apart, since the README
-states no bound then. Anything else lost is "outside both" (target 0).
+states no bound then. A power cut may also take what the bus said about identity, and when
+that was the replaced optimizer's new node table entry, the recorder goes on writing the new
+optimizer's reports under the old barcode until the controller lists its nodes again (the
+protocol says it nowhere else): those are counted apart too ("identity lost": each report
+lost, and each point under the old barcode after the change). Anything else lost is "outside
+both" (target 0), and a point that matches no report is "doubled" (target 0).
 
 At the end the run drains, and every report of the simulator's truth is looked for in InfluxDB
-by gateway, node, barcode and values. Only at `--speed 1` is that exact: the recorder stamps
-bytes with the wall clock while the gateways' slot counters run N× faster, so at N× speed
-measurement times are compressed and InfluxDB overwrites points of one node that land on the
-same millisecond (about a fifth of them at 60×, with no fault at all): above 1× "lost" counts
-those too, and only the difference to a fault-free run of the same speed means anything.
+by gateway, node, barcode, values and measurement time (within a second: the slot clock's
+precision; the largest difference is printed), at any speed.
 Printed: simulated days, faults of each kind, points expected / written / lost (within the
 bound of a power cut, to a power cut on a full disk, outside both) / doubled (a point whose
 report was already written, or one with the wrong barcode), peak RSS, the outbox's and
@@ -43,7 +48,8 @@ memory's high-water marks, tracebacks.
 
 `--keep DIR` works in DIR and keeps the recorder's log, the final disk (state database, archive)
 and `lost.jsonl`: each lost report with its times, its cause and the faults and connection
-events within 30 s of its arrival. Not part of the test suite (minutes to hours): run it by hand.
+events within 30 s of its arrival. A week takes tens of minutes: run it by hand;
+`tests/test_soak.py` runs a short one (a few simulated hours of a small array, every fault).
 """
 
 from __future__ import annotations
@@ -74,6 +80,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from recorder.capture import CaptureWriter  # noqa: E402
 from recorder.diskspace import RETRY_EVERY  # noqa: E402
 from recorder.sim.bus import BusSimulation  # noqa: E402
 from recorder.sim.config import SimulationConfig  # noqa: E402
@@ -83,6 +90,10 @@ from tests.influx import LocalInfluxDB, free_ports  # noqa: E402
 
 FAULTS = ("influxdb restart", "tcp reset", "tcp half-open", "power cut", "disk fill")
 START = datetime(2025, 6, 16, 8, 0, tzinfo=UTC)  # a morning: short runs see reports
+# A point is its report when its time is this close to the report's true measurement time: the
+# slot clock places a report within 1 % (a gateway's oscillator) of its wait in the gateway,
+# at most 45 s (NOTES); one node reports every 20 s.
+PLACEMENT_TOLERANCE_MS = 1000
 
 
 # --- the converter ----------------------------------------------------------------------------------
@@ -106,6 +117,8 @@ class Converter:
         self._listener.listen(4)
         self.port: int = self._listener.getsockname()[1]
         self._client: socket.socket | None = None
+        self._writer: CaptureWriter | None = None  # the client's capture stream
+        self._buffer = _Buffer()
         self._silenced: list[socket.socket] = []
         self._lock = threading.Lock()
         self._connected = threading.Condition(self._lock)
@@ -136,6 +149,8 @@ class Converter:
                 if self._client is not None:
                     _close(self._client)
                 self._client = client
+                self._buffer = _Buffer()
+                self._writer = CaptureWriter(self._buffer)  # each connection: a capture from its start
                 self.connections += 1
                 self.events.append((time.time(), f"connection {self.connections} accepted"))
                 self._connected.notify_all()
@@ -157,12 +172,17 @@ class Converter:
                             self._connected.wait(0.1)
                         client = self._client
                         connection = self.connections
+                        writer, buffer = self._writer, self._buffer
+                    assert writer is not None
+                    writer.write(data, START + timedelta(seconds=seconds))  # its simulated time
+                    writer.flush()
+                    record = buffer.take()
                     waited = time.monotonic() - stalled
                     origin += waited  # the bus clock stood still meanwhile
                     stood_still = stood_still or waited > 0.01
                     before = time.time()
                     try:
-                        client.sendall(data)
+                        client.sendall(record)
                         if self.trace is not None:
                             self.trace.append((seconds, before, time.time(), connection, True))
                         break
@@ -243,6 +263,25 @@ def wall_time_of(marks: list[tuple[float, float]], seconds: float, speed: float)
     return wall
 
 
+class _Buffer:
+    """Where a connection's `CaptureWriter` writes: taken out and sent a chunk at a time."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes, /) -> int:
+        self._parts.append(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = b"".join(self._parts)
+        self._parts.clear()
+        return data
+
+
 def _close(client: socket.socket) -> None:
     with contextlib.suppress(OSError):
         client.close()
@@ -319,6 +358,7 @@ class Recorder:
 class Figures:
     simulated_days: float = 0.0
     wall_seconds: float = 0.0
+    speed: float = 0.0
     faults: Counter[str] = field(default_factory=Counter)
     expected: int = 0
     written: int = 0
@@ -326,6 +366,9 @@ class Figures:
     lost_disk_full_power_cut: int = 0
     lost_outside_bound: int = 0
     doubled: int = 0
+    lost_identity: int = 0  # a replacement's reports, its identity change lost to a power cut
+    mistagged: int = 0  # ... and written under the old barcode instead
+    placement_error_ms: int = 0
     peak_rss_mb: float = 0.0
     outbox_high_water: int = 0
     memory_high_water: int = 0
@@ -337,7 +380,8 @@ class Figures:
     def lines(self) -> list[str]:
         faults = ", ".join(f"{kind} {self.faults[kind]}" for kind in (*FAULTS, "optimizer replaced"))
         return [
-            f"simulated days        {self.simulated_days:.2f} in {self.wall_seconds:.0f} s wall",
+            f"simulated days        {self.simulated_days:.2f} in {self.wall_seconds:.0f} s wall "
+            f"(--speed {self.speed:g}x)",
             f"faults injected       {faults}"
             + ("" if self.disk_faults else " (no disk faults: cannot mount a tmpfs here)"),
             f"points expected       {self.expected}",
@@ -346,6 +390,10 @@ class Figures:
             f"{self.lost_disk_full_power_cut} to a power cut on a full disk (no bound), "
             f"{self.lost_outside_bound} outside both",
             f"points doubled        {self.doubled}",
+            f"identity lost         {self.lost_identity} reports of a replaced optimizer lost and "
+            f"{self.mistagged} written under its old barcode: a power cut took its identity change",
+            f"placement error       at most {self.placement_error_ms} ms (a point's time minus its "
+            "report's true measurement time)",
             f"dropped (disk full)   {self.dropped_disk_full}",
             f"peak RSS              {self.peak_rss_mb:.0f} MB",
             f"outbox high water     {self.outbox_high_water} readings",
@@ -354,14 +402,18 @@ class Figures:
         ]
 
 
-def _truth_keys(
-    path: Path,
-) -> tuple[Counter[tuple[Any, ...]], dict[tuple[Any, ...], list[tuple[float, float]]]]:
-    """Expected reports by key, and each one's (measured, reached the listener) in simulated seconds."""
-    expected: Counter[tuple[Any, ...]] = Counter()
-    times: dict[tuple[Any, ...], list[tuple[float, float]]] = {}
+Key = tuple[Any, ...]  # gateway ID, node ID, barcode, the report's values
+
+
+def _truth_keys(path: Path) -> dict[Key, list[tuple[int, float]]]:
+    """Expected reports by key: each one's (measured, epoch ms; reached the listener, simulated
+    seconds), in order."""
+    expected: dict[Key, list[tuple[int, float]]] = {}
+    start = START.timestamp()
     with path.open(encoding="utf-8") as stream:
         for line in stream:
+            if '"power_report"' not in line:
+                continue
             record = json.loads(line)
             if record["type"] != "power_report" or record["destroyed"]:
                 continue
@@ -371,46 +423,80 @@ def _truth_keys(
                 record["barcode"],
                 *(record[n] for n in VALUE_FIELDS),
             )
-            expected[key] += 1
-            measured = (datetime.fromisoformat(record["measured_at"]) - START).total_seconds()
-            arrived = (datetime.fromisoformat(record["reached_listener_at"]) - START).total_seconds()
-            times.setdefault(key, []).append((measured, arrived))
-    return expected, times
+            measured = round(datetime.fromisoformat(record["measured_at"]).timestamp() * 1000)
+            arrived = datetime.fromisoformat(record["reached_listener_at"]).timestamp() - start
+            expected.setdefault(key, []).append((measured, arrived))
+    for reports in expected.values():
+        reports.sort()
+    return expected
 
 
 def _written_keys(
-    server: LocalInfluxDB, database: str, gateway_ids: dict[str, int]
-) -> tuple[Counter[tuple[Any, ...]], dict[tuple[Any, ...], list[float]]]:
-    """Points written by key, and each key's point times (wall clock seconds)."""
-    written: Counter[tuple[Any, ...]] = Counter()
-    placed: dict[tuple[Any, ...], list[float]] = {}
-    for point in server.query("SELECT * FROM tigo_optimizer", database):
-        gateway = point["gateway"]
-        gateway_id = gateway_ids.get(gateway, int(gateway) if str(gateway).isdigit() else -1)
-        key = (gateway_id, int(point["node_id"]), point.get("barcode"), *(point[n] for n in VALUE_FIELDS))
-        written[key] += 1
-        placed.setdefault(key, []).append(point["time"] / 1000)
-    return written, placed
+    server: LocalInfluxDB, database: str, gateway_ids: dict[str, int], end: datetime
+) -> dict[Key, list[int]]:
+    """Points written by the same key as `_truth_keys`: their times (epoch ms), in order. A
+    simulated day per query: a week's points in one answer would be gigabytes of JSON."""
+    written: dict[Key, list[int]] = {}
+    day = START - timedelta(days=1)  # a report measured before the start (it waited in its gateway)
+    while day < end + timedelta(hours=1):
+        following = day + timedelta(days=1)
+        query = (
+            "SELECT * FROM tigo_optimizer WHERE time >= "
+            f"{int(day.timestamp()) * 10**9} AND time < {int(following.timestamp()) * 10**9}"
+        )
+        for point in server.query(query, database):
+            gateway = point["gateway"]
+            gateway_id = gateway_ids.get(gateway, int(gateway) if str(gateway).isdigit() else -1)
+            key = (gateway_id, int(point["node_id"]), point.get("barcode"), *(point[n] for n in VALUE_FIELDS))
+            written.setdefault(key, []).append(int(point["time"]))
+        day = following
+    for times in written.values():
+        times.sort()
+    return written
 
 
-def unwritten(
-    reports: list[tuple[float, float]], placed: list[float], marks: list[tuple[float, float]], speed: float
-) -> list[tuple[float, float]]:
-    """Of reports `(measured, arrived)` with identical values (a steady panel can send the same
-    values twice, 20 s apart), the ones not written: each written point (`placed`, its time) is
-    matched to the report the recorder placed nearest it (arrival on its clock, from the
-    converter's `marks`, minus the report's delay), the earliest first when none was written."""
-    left = sorted(reports)
-    stamps = [
-        (wall_time_of(marks, arrived, speed) or 0.0) - (arrived - measured) / speed
-        for measured, arrived in left
-    ]
-    for at in placed:
-        if not left:
-            break
-        nearest = min(range(len(left)), key=[abs(stamp - at) for stamp in stamps].__getitem__)
-        del left[nearest], stamps[nearest]
-    return left
+def match(
+    expected: list[tuple[int, float]], written: list[int], tolerance_ms: int = PLACEMENT_TOLERANCE_MS
+) -> tuple[list[tuple[int, float]], list[int], int]:
+    """Pair one key's expected reports `(measured ms, arrived)` with its written points' times
+    (both in order), a point within `tolerance_ms` of the report's measurement time. Returns the
+    reports with no point, the times of the points that matched no report (doubled), and the
+    largest difference of a matched pair. One node reports every 20 s, so no point is near two
+    reports."""
+    unmatched: list[tuple[int, float]] = []
+    extra: list[int] = []
+    worst = 0
+    i = j = 0
+    while i < len(expected) and j < len(written):
+        measured, point = expected[i][0], written[j]
+        if abs(point - measured) <= tolerance_ms:
+            worst = max(worst, abs(point - measured))
+            i += 1
+            j += 1
+        elif point < measured:
+            extra.append(point)
+            j += 1
+        else:
+            unmatched.append(expected[i])
+            i += 1
+    return unmatched + expected[i:], extra + written[j:], worst
+
+
+def _replacements(path: Path) -> list[tuple[int, int, datetime, str, str]]:
+    """The truth's identity changes after the start: (gateway, node, when, old and new barcode)."""
+    barcodes: dict[tuple[int, int], str] = {}
+    changes = []
+    with path.open(encoding="utf-8") as stream:
+        for line in stream:
+            if '"mapping"' not in line:
+                continue
+            record = json.loads(line)
+            node = (record["gateway_id"], record["node_id"])
+            valid_from = datetime.fromisoformat(record["valid_from"])
+            if node in barcodes and valid_from > START:
+                changes.append((*node, valid_from, barcodes[node], record["barcode"]))
+            barcodes[node] = record["barcode"]
+    return changes
 
 
 def _gateway_ids(path: Path) -> dict[str, int]:
@@ -472,7 +558,7 @@ def _soak(
     say: Callable[[str], None] = print,
     keep: bool = False,
 ) -> Figures:
-    figures = Figures(simulated_days=days)
+    figures = Figures(simulated_days=days, speed=speed)
     generator = random.Random(seed)
     influx = LocalInfluxDB(work / "influxdb")
     influx.start()
@@ -498,7 +584,7 @@ def _soak(
         recorder = Recorder(
             arguments=[
                 "--db", str(disk / "state.db"),
-                "--source", f"tcp://127.0.0.1:{converter.port}",
+                "--source", f"tcp://127.0.0.1:{converter.port}?format=capture",
                 "--archive", str(disk / "archive"),
                 "--commit-interval", str(commit_interval),
                 "--watchdog-seconds", "3",
@@ -605,21 +691,40 @@ def _soak(
     log_text = (work / "recorder.log").read_text(errors="replace")
     figures.tracebacks = log_text.count("Traceback")
     # Every report of the truth, looked for in InfluxDB.
-    expected, times = _truth_keys(truth)
+    expected = _truth_keys(truth)
     diagnosis = (work / "lost.jsonl").open("w", encoding="utf-8") if keep else None
-    written, placed = _written_keys(influx, database, _gateway_ids(truth))
+    written = _written_keys(influx, database, _gateway_ids(truth), config.end)
     influx.stop()
-    figures.expected = sum(expected.values())
-    figures.written = sum(written.values())
-    figures.doubled = sum((written - expected).values())
-    for key in expected - written:
-        for measured, arrived in unwritten(times[key], placed.get(key, []), converter.sent, speed):
+    figures.expected = sum(map(len, expected.values()))
+    figures.written = sum(map(len, written.values()))
+    # A replacement whose identity change reached the recorder when a power cut could take it
+    # (on a full disk identity waits in memory like readings): until the controller lists its
+    # nodes again, the new optimizer's reports are written under the old barcode.
+    forgotten = {}  # (gateway, node) -> (the replacement's epoch ms, old barcode, new barcode)
+    for change in _replacements(truth):
+        at = converter.wall_time_of((change[2] - START).total_seconds())
+        if loss_cause(at, recorder.kills, fills, commit_interval) is not None:
+            forgotten[change[:2]] = (round(change[2].timestamp() * 1000), change[3], change[4])
+    for key in expected.keys() | written.keys():
+        lost, extra, worst = match(expected.get(key, []), written.get(key, []))
+        change = forgotten.get(key[:2])
+        if change is not None and key[2] == change[1]:  # under the old barcode after the change
+            figures.mistagged += sum(1 for at in extra if at >= change[0])
+            extra = [at for at in extra if at < change[0]]
+        figures.doubled += len(extra)
+        figures.placement_error_ms = max(figures.placement_error_ms, worst)
+        for measured_ms, arrived in lost:
+            measured = measured_ms / 1000 - START.timestamp()
             arrived_wall = converter.wall_time_of(arrived)
             cause = loss_cause(arrived_wall, recorder.kills, fills, commit_interval)
+            if cause is None and change is not None and key[2] == change[2]:
+                cause = "identity change lost to a power cut"
             if cause == "power cut":
                 figures.lost_in_bound += 1
             elif cause == "power cut, disk full":
                 figures.lost_disk_full_power_cut += 1
+            elif cause is not None:
+                figures.lost_identity += 1
             else:
                 figures.lost_outside_bound += 1
             story = {
@@ -641,9 +746,10 @@ def _soak(
                 ],
             }
             if converter.trace is not None:  # --keep: the chunk that carried it, and its connection
+                first = bisect.bisect_left(converter.trace, (arrived - 0.001,))  # in order of seconds
                 story["chunks"] = [
                     (chunk[0], round(chunk[1] - (arrived_wall or 0.0), 3), chunk[3], chunk[4])
-                    for chunk in converter.trace
+                    for chunk in converter.trace[first : first + 20]
                     if abs(chunk[0] - arrived) < 0.001
                 ]
             if cause is None and len(figures.lost_examples) < 5:

@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from recorder.errors import CaptureFormatError
 from recorder.timestamps import from_millis, to_millis
@@ -97,6 +97,97 @@ def write_capture(path: Path, chunks: list[tuple[bytes, datetime]]) -> None:
             writer.write(data, at)
 
 
+class CaptureDecoder:
+    """Turns a capture's bytes, fed in blocks of any size as they come, into records.
+
+    The one place the capture format is parsed: `CaptureReader` feeds it a file, a
+    `tcp://...?format=capture` source the bytes of a connection. Raises CaptureFormatError
+    naming `name` and the offset; the records that preceded the error are in the caller's lists.
+    After `finish()`, `truncated` tells whether the input ended inside a record or without a
+    gzip trailer (typical of a writer that was killed, or a connection that was cut).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.truncated = False
+        self.compressed_offset = 0
+        self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._member_has_data = False
+        self._head = b""  # the first bytes, until the gzip magic can be checked
+        self._started = False
+        self._ended = False  # padding after the last member: the rest is ignored
+        self._pending = b""
+        self._offset = 0  # uncompressed offset of `_pending`
+
+    def feed(self, block: bytes, chunks: list[bytes], times: list[datetime]) -> None:
+        """Decode `block`, appending every record it completes to `chunks` and `times`."""
+        if not self._started:
+            self._head += block
+            if len(self._head) < len(_GZIP_MAGIC):
+                return
+            if not self._head.startswith(_GZIP_MAGIC):
+                raise CaptureFormatError(f"{self.name}: not a capture file (no gzip header at offset 0)")
+            self._started = True
+            block, self._head = self._head, b""
+        while block and not self._ended:
+            try:
+                output = self._decompressor.decompress(block)
+            except zlib.error as error:
+                where = f"near byte offset {self.compressed_offset}"
+                raise CaptureFormatError(f"{self.name}: corrupt compressed data {where} ({error})") from None
+            self._member_has_data = True
+            if output:
+                self._records(output, chunks, times)
+            if not self._decompressor.eof:
+                self.compressed_offset += len(block)
+                return
+            # One member finished; anything after it should be the next member.
+            self.compressed_offset += len(block) - len(self._decompressor.unused_data)
+            block = self._decompressor.unused_data
+            self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._member_has_data = False
+            if block and not block.startswith(_GZIP_MAGIC[: len(block)]):
+                self._ended = True  # trailing padding after the last member
+
+    def finish(self, chunks: list[bytes], times: list[datetime]) -> None:
+        """The input has ended: deliver what a member cut short still holds, set `truncated`."""
+        if not self._started:
+            if self._head:
+                raise CaptureFormatError(f"{self.name}: not a capture file (no gzip header at offset 0)")
+            raise CaptureFormatError(f"{self.name}: empty file, expected a gzip capture")
+        if self._member_has_data and not self._ended:
+            self.truncated = True  # the last member has no trailer: cut short while writing
+            tail = self._decompressor.flush()
+            if tail:
+                self._records(tail, chunks, times)
+        if self._pending:
+            self.truncated = True
+
+    def _records(self, block: bytes, chunks: list[bytes], times: list[datetime]) -> None:
+        pending = self._pending + block if self._pending else block
+        header = RECORD_HEADER.size
+        unpack = RECORD_HEADER.unpack_from
+        position = 0
+        length = len(pending)
+        try:
+            while length - position >= header:
+                size, stamp = unpack(pending, position)
+                end = position + header + size
+                if end > length:
+                    break
+                if stamp > 8_000_000_000_000:  # after year 2223: not a capture record
+                    raise CaptureFormatError(
+                        f"{self.name}: implausible record timestamp at uncompressed offset "
+                        f"{self._offset + position}: not a capture file, or corrupt"
+                    )
+                chunks.append(pending[position + header : end])
+                times.append(from_millis(stamp))
+                position = end
+        finally:
+            self._offset += position
+            self._pending = pending[position:]
+
+
 class CaptureReader:
     """Iterates `(data, received_at)` records. Raises CaptureFormatError naming file and offset.
 
@@ -111,47 +202,6 @@ class CaptureReader:
         self.bytes = 0
         self.compressed_offset = 0
 
-    def _decompressed(self, stream: BinaryIO) -> Iterator[bytes]:
-        """Decompress every gzip member in turn; a final member may be cut short."""
-        name = str(self.path)
-        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        member_has_data = False
-        first = True
-        while True:
-            block = stream.read(_READ_SIZE)
-            if not block:
-                break
-            if first and not block.startswith(_GZIP_MAGIC):
-                raise CaptureFormatError(f"{name}: not a capture file (no gzip header at offset 0)")
-            first = False
-            while block:
-                try:
-                    output = decompressor.decompress(block)
-                except zlib.error as error:
-                    raise CaptureFormatError(
-                        f"{name}: corrupt compressed data near byte offset {self.compressed_offset} ({error})"
-                    ) from None
-                member_has_data = True
-                if output:
-                    yield output
-                if not decompressor.eof:
-                    self.compressed_offset += len(block)
-                    break
-                # One member finished; anything after it should be the next member.
-                self.compressed_offset += len(block) - len(decompressor.unused_data)
-                block = decompressor.unused_data
-                decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                member_has_data = False
-                if block and not block.startswith(_GZIP_MAGIC[: len(block)]):
-                    return  # trailing padding after the last member
-        if first:
-            raise CaptureFormatError(f"{name}: empty file, expected a gzip capture")
-        if member_has_data:
-            self.truncated = True  # the last member has no trailer: cut short while writing
-            tail = decompressor.flush()
-            if tail:
-                yield tail
-
     def __iter__(self) -> Iterator[tuple[bytes, datetime]]:
         for chunks, times in self.batches():
             yield from zip(chunks, times, strict=True)
@@ -165,51 +215,34 @@ class CaptureReader:
             stream = self.path.open("rb")
         except OSError as error:
             raise CaptureFormatError(f"{name}: cannot open capture file ({error.strerror})") from None
-        header = RECORD_HEADER.size
-        unpack = RECORD_HEADER.unpack_from
+        decoder = CaptureDecoder(name)
         chunks: list[bytes] = []
         times: list[datetime] = []
         with stream:
-            pending = b""
-            offset = 0  # uncompressed offset of `pending`
             try:
-                for block in self._decompressed(stream):
-                    pending = pending + block if pending else block
-                    position = 0
-                    length = len(pending)
-                    while length - position >= header:
-                        size, stamp = unpack(pending, position)
-                        end = position + header + size
-                        if end > length:
-                            break
-                        if stamp > 8_000_000_000_000:  # after year 2223: not a capture record
-                            raise CaptureFormatError(
-                                f"{name}: implausible record timestamp at uncompressed offset "
-                                f"{offset + position}: not a capture file, or corrupt"
-                            )
-                        chunks.append(pending[position + header : end])
-                        times.append(from_millis(stamp))
-                        position = end
-                        if len(chunks) == records:
-                            self._count(chunks)
-                            yield chunks, times
-                            chunks, times = [], []
-                    offset += position
-                    pending = pending[position:]
+                while block := stream.read(_READ_SIZE):
+                    try:
+                        decoder.feed(block, chunks, times)
+                    finally:
+                        self.compressed_offset = decoder.compressed_offset
+                    while len(chunks) >= records:
+                        yield from self._deliver(chunks[:records], times[:records])
+                        del chunks[:records], times[:records]
+                decoder.finish(chunks, times)
             except CaptureFormatError:
-                if chunks:
-                    self._count(chunks)
-                    yield chunks, times
+                yield from self._deliver(chunks, times)
                 raise
-            if chunks:
-                self._count(chunks)
-                yield chunks, times
-            if pending:
-                self.truncated = True
+            finally:
+                self.truncated = decoder.truncated
+            yield from self._deliver(chunks, times)
 
-    def _count(self, chunks: list[bytes]) -> None:
-        self.records += len(chunks)
-        self.bytes += sum(map(len, chunks))
+    def _deliver(
+        self, chunks: list[bytes], times: list[datetime]
+    ) -> Iterator[tuple[list[bytes], list[datetime]]]:
+        if chunks:
+            self.records += len(chunks)
+            self.bytes += sum(map(len, chunks))
+            yield list(chunks), list(times)
 
 
 def looks_like_capture(path: Path) -> bool:

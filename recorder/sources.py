@@ -10,6 +10,7 @@ URLs:
 
     /dev/ttyUSB0, serial:///dev/ttyUSB0   RS-485 adapter, 38400 8N1 (pyserial)
     tcp://HOST[:PORT]                      transparent RS-485-to-Ethernet converter, default 7160
+    tcp://HOST[:PORT]?format=capture       a timestamped stream in the capture format (below)
     capture:PATH                           capture file (recorder.capture), replayed with its times
     raw:PATH                               plain byte dump (or gzip of one); times at line rate
     sim:?nodes=135&duration=2h&...         the built-in simulator (see recorder.sim.source)
@@ -17,6 +18,16 @@ URLs:
 Nothing in this module ever writes to a serial port or a socket: the recorder must be invisible
 on the bus (NOTES 16). TCP connections enable keepalive, and a no-data watchdog closes and
 reopens a connection that has gone silent (converters leave half-open sessions, NOTES 15).
+
+`?format=capture` is for replaying a timestamped stream over the network (a capture file piped
+to a socket, the soak's converter stand-in): each connection carries a capture (recorder.capture,
+one gzip member, sync-flushed as it goes) and every chunk is stamped with its record's time,
+decoded by the same `CaptureDecoder` as a capture file, instead of with the wall clock. Only the
+bytes' times change: reconnects, the watchdog and the recorder's commit timers keep the real
+(monotonic) clock. While nothing arrives the stream's time stands still at its last record (the
+idle chunks carry it; before the first record there are none), so a replay of last year never
+mixes with today's date. A partial record when a connection ends is dropped with the connection,
+as bytes in flight are on a raw stream.
 """
 
 from __future__ import annotations
@@ -36,8 +47,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from recorder.capture import CaptureReader
-from recorder.errors import SourceError
+from recorder.capture import CaptureDecoder, CaptureReader
+from recorder.errors import CaptureFormatError, SourceError
 from recorder.source_base import Chunk, Source, SourceStatus
 
 __all__ = ["Chunk", "Source", "SourceStatus"]  # defined in recorder.source_base, used from here
@@ -91,6 +102,7 @@ class LiveSource(Source):
         while not self.stop_event.is_set():
             try:
                 connection = self.connect()
+                self.connected()
             except (OSError, SourceError) as error:
                 if self.fail_fast and status.connects == 0:
                     raise SourceError(f"cannot connect to {self.describe()}: {error}") from None
@@ -110,18 +122,18 @@ class LiveSource(Source):
             try:
                 while not self.stop_event.is_set():
                     data = connection.read(policy.tick)
-                    now = utc_now()
                     if data:
                         received_any = True
                         quiet_since = time.monotonic()
-                        status.last_data_at = now
-                        status.bytes += len(data)
-                        yield data, now
+                        for chunk in self.stamped(data):
+                            status.last_data_at = chunk[1]
+                            status.bytes += len(chunk[0])
+                            yield chunk
                         continue
                     if time.monotonic() - quiet_since > policy.idle_timeout:
                         status.watchdog_reconnects += 1
                         raise TimeoutError(f"no data for {policy.idle_timeout:.0f} s")
-                    yield b"", now
+                    yield from self._idle_chunk()
             except (OSError, SourceError) as error:
                 status.disconnects += 1
                 status.state = "reconnecting"
@@ -143,7 +155,23 @@ class LiveSource(Source):
             if remaining <= 0:
                 return
             self.stop_event.wait(min(remaining, self.policy.tick))
-            yield b"", utc_now()
+            yield from self._idle_chunk()
+
+    def connected(self) -> None:
+        """A new connection is open (a stream format starts afresh on each)."""
+
+    def stamped(self, data: bytes) -> list[Chunk]:
+        """The chunks that bytes just read from the connection make: stamped with the wall clock."""
+        return [(data, utc_now())]
+
+    def now(self) -> datetime | None:
+        """The source's time while nothing arrives (None: none yet, so no idle chunk)."""
+        return utc_now()
+
+    def _idle_chunk(self) -> Iterator[Chunk]:
+        at = self.now()
+        if at is not None:
+            yield b"", at
 
 
 # ------------------------------------------------------------------------------------------------
@@ -239,14 +267,49 @@ def enable_keepalive(sock: socket.socket, idle: int = 30, interval: int = 10, co
 
 
 class TcpSource(LiveSource):
-    def __init__(self, url: str, host: str, port: int, policy: ReconnectPolicy | None = None) -> None:
+    """A TCP client of a converter: raw bus bytes stamped on arrival, or with `capture=True` a
+    timestamped stream in the capture format, each chunk stamped with its record's time."""
+
+    def __init__(
+        self,
+        url: str,
+        host: str,
+        port: int,
+        policy: ReconnectPolicy | None = None,
+        *,
+        capture: bool = False,
+    ) -> None:
         super().__init__(url, policy)
         self.host = host
         self.port = port
+        self.capture = capture
+        self._decoder: CaptureDecoder | None = None
+        self._stream_time: datetime | None = None  # the last record's time (capture format)
 
     def describe(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"tcp {host}:{self.port}"
+        return f"tcp {host}:{self.port}" + (" (capture format)" if self.capture else "")
+
+    def connected(self) -> None:
+        if self.capture:
+            self._decoder = CaptureDecoder(self.describe())
+
+    def stamped(self, data: bytes) -> list[Chunk]:
+        if self._decoder is None:
+            return super().stamped(data)
+        chunks: list[bytes] = []
+        times: list[datetime] = []
+        try:
+            self._decoder.feed(data, chunks, times)
+        except CaptureFormatError as error:  # garbage on the stream: this connection is done
+            raise SourceError(str(error)) from None
+        finally:
+            if times:
+                self._stream_time = times[-1]
+        return list(zip(chunks, times, strict=True))
+
+    def now(self) -> datetime | None:
+        return self._stream_time if self.capture else utc_now()
 
     def connect(self) -> Connection:
         sock = socket.create_connection((self.host, self.port), timeout=10)
@@ -425,8 +488,8 @@ def _check_readable(path: Path, what: str) -> None:
 # URL parsing
 
 SOURCE_URL_HELP = (
-    "expected /dev/ttyUSB0, serial:///dev/ttyUSB0, tcp://HOST[:PORT], capture:PATH, raw:PATH "
-    "or sim:[?OPTIONS]"
+    "expected /dev/ttyUSB0, serial:///dev/ttyUSB0, tcp://HOST[:PORT][?format=capture], capture:PATH, "
+    "raw:PATH or sim:[?OPTIONS]"
 )
 
 
@@ -434,6 +497,29 @@ SOURCE_URL_HELP = (
 class SourceOptions:
     raw_start: datetime | None = None
     policy: ReconnectPolicy = field(default_factory=ReconnectPolicy)
+
+
+def _tcp_format(url: str, query: str) -> bool:
+    """Whether a TCP URL's query asks for the capture format (`?format=capture`)."""
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        pairs = [("", query)]
+    options = dict(pairs)
+    if (
+        len(pairs) != len(options)
+        or set(options) - {"format"}
+        or options.get("format", "raw")
+        not in (
+            "raw",
+            "capture",
+        )
+    ):
+        raise SourceError(
+            f"malformed TCP URL {url!r}: the only option is format=raw (bus bytes, the default) "
+            "or format=capture (a timestamped capture stream)"
+        )
+    return options.get("format") == "capture"
 
 
 def open_source(url: str, options: SourceOptions | None = None) -> Source:
@@ -453,9 +539,9 @@ def open_source(url: str, options: SourceOptions | None = None) -> Source:
             port = parts.port or DEFAULT_TCP_PORT
         except ValueError:
             raise SourceError(f"malformed TCP URL {url!r}: the port must be a number 1-65535") from None
-        if not parts.hostname or parts.path not in ("", "/"):
+        if not parts.hostname or parts.path not in ("", "/") or parts.fragment:
             raise SourceError(f"malformed TCP URL {url!r}: {SOURCE_URL_HELP}")
-        return TcpSource(text, parts.hostname, port, options.policy)
+        return TcpSource(text, parts.hostname, port, options.policy, capture=_tcp_format(url, parts.query))
     if text.startswith("capture:"):
         path = text[len("capture:") :]
         if not path:

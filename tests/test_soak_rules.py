@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.soak import loss_cause, unwritten, wall_time_of
+from benchmarks.soak import loss_cause, match, wall_time_of
 from recorder.diskspace import RETRY_EVERY
 
 KILL = 1000.0
@@ -51,11 +51,13 @@ def test_wall_time_of_a_chunk_never_spans_a_stall() -> None:
     assert wall_time_of([], 1.0, 1.0) is None
 
 
-def test_of_two_reports_with_the_same_values_the_lost_one_is_told_by_the_written_points_time() -> None:
-    # Measured 20 s apart with identical values; the first arrived 3 s late, the second 1 s.
-    twins = [(100.0, 103.0), (120.0, 121.0)]
-    marks = [(0.0, 1000.0)]  # simulated second 0 went out at wall 1000, no stall since
-    assert unwritten(twins, [1120.01], marks, 1.0) == [(100.0, 103.0)]
-    assert unwritten(twins, [1099.98], marks, 1.0) == [(120.0, 121.0)]
-    assert unwritten(twins, [1100.0, 1120.0], marks, 1.0) == []
-    assert unwritten(twins, [], marks, 1.0) == twins
+def test_a_point_is_its_report_when_within_a_second_of_its_measurement_time() -> None:
+    reports = [(100_000, 1.0), (120_000, 2.0), (140_000, 3.0)]  # (measured ms, arrived)
+    # The slot clock put the first 400 ms late; the second is missing; the third came twice
+    # (once a second and a half off: not the same point).
+    lost, extra, worst = match(reports, [100_400, 140_000, 141_500])
+    assert lost == [(120_000, 2.0)]
+    assert extra == [141_500]
+    assert worst == 400
+    assert match(reports, []) == (reports, [], 0)
+    assert match([], [5]) == ([], [5], 0)

@@ -113,9 +113,12 @@ class EnergyStore:
 
     def checkpoint(self, changes: Changes, settings: dict[str, Any]) -> None:
         """Write `changes` and `settings` in one transaction."""
+        # The cache learns a new series' ID only once its row is committed: a transaction that
+        # fails (a full disk) rolls the row back, and the next checkpoint must insert it again.
+        ids = dict(self._ids)
         with self.engine.begin() as connection:
             for key in {state.key for state in changes.series} | {key for key, *_ in changes.hours}:
-                if key not in self._ids:
+                if key not in ids:
                     gateway_id, node_id, address = key
                     result = connection.execute(
                         self._series.insert().values(
@@ -126,7 +129,7 @@ class EnergyStore:
                             last_power=0.0,
                         )
                     )
-                    self._ids[key] = int(cast(Any, result.inserted_primary_key)[0])
+                    ids[key] = int(cast(Any, result.inserted_primary_key)[0])
             if changes.series:
                 connection.execute(
                     self._series.update()
@@ -134,7 +137,7 @@ class EnergyStore:
                     .values(last_at=bindparam("at"), last_power=bindparam("power")),
                     [
                         {
-                            "series": self._ids[state.key],
+                            "series": ids[state.key],
                             "at": from_millis(state.last_ms),
                             "power": state.last_power,
                         }
@@ -161,7 +164,7 @@ class EnergyStore:
                         {
                             "day": day.isoformat(),
                             "hour": hour,
-                            "series_id": self._ids[key],
+                            "series_id": ids[key],
                             "energy_wh": totals.energy_wh,
                             "covered_ms": totals.covered_ms,
                             "uncovered_ms": totals.uncovered_ms,
@@ -183,3 +186,4 @@ class EnergyStore:
                     set_={"value": state.excluded.value, "updated_at": state.excluded.updated_at},
                 )
             )
+        self._ids = ids
