@@ -31,17 +31,7 @@ from recorder.sim.config import SimulationConfig
 from recorder.sinks.points import PointFormatter, energy_line, point_identity
 from recorder.storage.state import StateStore
 from recorder.timestamps import to_millis
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def write(self, lines: list[str]) -> None:
-        self.lines.extend(lines)
-
-    def close(self) -> None:
-        pass
+from tests.test_backfill_passes import Collect
 
 
 def canonical_lines(records: list[tuple[bytes, datetime]]) -> tuple[list[str], Activity]:

@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
 
 import pytest
 
 from recorder import placement
 from recorder.identity import IdentityMap
 from recorder.placement import Placement
-from recorder.protocol.events import Event, PowerReportReceived
-from recorder.protocol.pv import application as app
+from recorder.protocol.events import Event
 from recorder.protocol.slots import PLACEMENT_HORIZON_MS, SLOT_CYCLE, add_slots, slot_counter_from_index
 from recorder.reading import Reading, ReadingFields
 from recorder.timestamps import to_millis
 from tests.helpers import T0
-from tests.protocol import reference_frames as ref
+from tests.test_observer import report_event as report
 
 GATEWAY = 0x1201
 T0_MS = to_millis(T0)
-
-
-def report(node: int, slot: int, response: int, seconds: float) -> PowerReportReceived:
-    event = app.power_report_received(
-        GATEWAY,
-        node,
-        T0 + timedelta(seconds=seconds),
-        response,
-        ref.POWER_REPORT_13[:10] + slot.to_bytes(2, "big") + b"\x7e",
-    )
-    assert event is not None
-    return event
 
 
 def place(step: Placement, events: list[Event]) -> list[ReadingFields]:

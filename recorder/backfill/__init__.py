@@ -20,8 +20,9 @@ package, or `recorder.backfill.taptap_json` alone (`nodes import` does), pulls i
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from recorder.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from recorder.backfill.inputs import FORMATS, check_format, detect_format, discover
@@ -56,9 +57,4 @@ _HOMES = {
     "read_ahead_pays": "recorder.backfill.readahead",
 }
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(home), name)
+__getattr__ = lazy_exports(__name__, _HOMES)

@@ -14,8 +14,9 @@ costs nothing heavy: the CLI imports lazily for the Raspberry Pi's start-up time
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from recorder.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from recorder.run.health import DecodeWatch, Health
@@ -33,9 +34,4 @@ _HOMES = {
     "Sender": "recorder.run.sender",
 }
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(home), name)
+__getattr__ = lazy_exports(__name__, _HOMES)
