@@ -49,6 +49,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from recorder.errors import ConfigError
@@ -64,9 +65,9 @@ _TRAPEZOID_TO_WH = 2 * HOUR_MS  # (p1 + p2) / 2 × ms / 3.6e6 ms per hour
 SeriesKey = tuple[int, int, bytes | None]  # gateway ID, node ID, long address (None: unresolved)
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """The values of one reading that energy and panel health need."""
+class Sample(NamedTuple):
+    """The values of one reading that energy and panel health need. A tuple, not a dataclass:
+    a backfill makes one per reading, and its first three fields are the series key."""
 
     gateway_id: int
     node_id: int
@@ -86,15 +87,21 @@ class Sample:
         (gateway_id, node_id, measured_ms, _received_ms, _slot_counter, voltage_in_raw,
          _voltage_out_raw, _duty_cycle_raw, current_in_raw, temperature_raw, rssi,
          long_address) = reading  # fmt: skip
-        return cls(
-            gateway_id,
-            node_id,
-            long_address,
-            measured_ms,
-            power_value(voltage_in_raw, current_in_raw),
-            rssi,
-            temperature_raw / 10,  # 0.1 °C steps
+        return _new_sample(
+            cls,
+            (
+                gateway_id,
+                node_id,
+                long_address,
+                measured_ms,
+                power_value(voltage_in_raw, current_in_raw),
+                rssi,
+                temperature_raw / 10,  # 0.1 °C steps
+            ),
         )
+
+
+_new_sample = tuple.__new__  # NamedTuple's own __new__ is a Python function: this skips it
 
 
 @dataclass(slots=True)
@@ -273,6 +280,10 @@ class _Series:
     days: dict[date, dict[int, HourTotals]] = field(default_factory=dict)
     dirty: set[tuple[date, int]] = field(default_factory=set)
     moved: bool = False  # last_ms changed since the last checkpoint
+    # The hour of the last integrated reading while it is dirty: (its end ms, its bucket). A
+    # reading measured before that end lies in the same hour as its predecessor (20 s apart,
+    # mostly), so its whole trapezoid and statistics go to this bucket without a look-up.
+    current: tuple[int, HourTotals] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,21 +326,28 @@ class EnergyAccumulator:
         """Buffer samples, then (unless `integrate` is False: the caller will `advance`)
         integrate what the newest measurement time has moved out of the reorder window."""
         newest = self.newest_ms
+        known = self._series
         for sample in samples:
-            series = self._series.get(sample.key)
+            key = sample[:3]  # the series key (gateway, node, long address): `Sample.key`
+            series = known.get(key)
             if series is None:
-                series = self._series[sample.key] = _Series(sample.key)
-            at = sample.measured_ms
+                series = known[key] = _Series(key)
+            at = sample[3]
             if series.last_ms is not None and at <= series.last_ms:
                 self.late += 1
                 continue
             pending = series.pending
-            index = bisect.bisect_left(pending, (at,))
-            if index < len(pending) and pending[index][0] == at:
-                self.late += 1  # the same reading again
-                continue
-            pending.insert(index, (at, sample.power, sample.rssi, sample.temperature))
-            self._waiting.add(sample.key)
+            if not pending:
+                pending.append(sample[3:])  # (ms, W, rssi, °C)
+                self._waiting.add(key)  # a series is waiting exactly while its buffer is not empty
+            elif at > pending[-1][0]:
+                pending.append(sample[3:])  # in order: the usual case
+            else:
+                index = bisect.bisect_left(pending, (at,))
+                if pending[index][0] == at:
+                    self.late += 1  # the same reading again
+                    continue
+                pending.insert(index, sample[3:])
             if newest is None or at > newest:
                 newest = at
         self.newest_ms = newest
@@ -376,6 +394,31 @@ class EnergyAccumulator:
         self._waiting.difference_update(done)
 
     def _integrate(self, series: _Series, at: int, power: float, rssi: int, temperature: float) -> None:
+        current = series.current
+        if current is not None and at < current[0]:
+            # In the hour of the series' last reading: what the general case below computes,
+            # with the one bucket both ends lie in (same hour, so same day).
+            bucket = current[1]
+            gap = at - series.last_ms  # type: ignore[operator]  # set with `current`
+            if gap > self.max_gap_ms:
+                bucket.uncovered_ms += gap
+            else:
+                bucket.energy_wh += (series.last_power + power) * gap / _TRAPEZOID_TO_WH
+                bucket.covered_ms += gap
+        else:
+            bucket = self._place(series, at, power)
+        bucket.readings += 1
+        bucket.rssi_sum += rssi
+        if power > bucket.peak_w:
+            bucket.peak_w = power
+        if bucket.temperature_max is None or temperature > bucket.temperature_max:
+            bucket.temperature_max = temperature
+        series.last_ms, series.last_power = at, power
+        series.moved = True
+
+    def _place(self, series: _Series, at: int, power: float) -> HourTotals:
+        """The trapezoid (or gap) from the series' last reading to `at`, split by hour; the
+        bucket `at` falls in, which becomes the series' `current` hour."""
         days = self.days
         if series.last_ms is not None:
             start, start_power = series.last_ms, series.last_power
@@ -385,16 +428,10 @@ class EnergyAccumulator:
                     self._uncovered(series, start, at)
             else:
                 self._trapezoid(series, start, start_power, at, power)
-        day, hour, _, _ = days.locate(at)
+        day, hour, _, end = days.locate(at)
         bucket = self._bucket(series, day, hour)
-        bucket.readings += 1
-        bucket.rssi_sum += rssi
-        if power > bucket.peak_w:
-            bucket.peak_w = power
-        if bucket.temperature_max is None or temperature > bucket.temperature_max:
-            bucket.temperature_max = temperature
-        series.last_ms, series.last_power = at, power
-        series.moved = True
+        series.current = (end, bucket)
+        return bucket
 
     def _trapezoid(self, series: _Series, t1: int, p1: float, t2: int, p2: float) -> None:
         gap = t2 - t1
@@ -470,6 +507,7 @@ class EnergyAccumulator:
                 for day in sorted({day for day, _ in series.dirty}):
                     days.append(self.day(series.key, day, series.days[day]))
                 series.dirty.clear()
+                series.current = None  # its bucket must be marked dirty again when it changes
             if series.last_ms is not None:
                 current = self.days.day_of(series.last_ms)
                 for day in [day for day in series.days if day < current]:
