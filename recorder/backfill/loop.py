@@ -73,7 +73,7 @@ from recorder.backfill.readahead import (
 )
 from recorder.backfill.writer import EnergyLines, Stopped, WriterThread
 from recorder.config import Settings
-from recorder.energy import ReplayEnergy, Sample
+from recorder.energy import ReplayEnergy, Sample, samples_of
 from recorder.errors import RecorderError
 from recorder.identity import IdentityMap, NodeKey
 from recorder.observer import SOURCE_IMPORT, MappingLearned, Observer, Output
@@ -609,13 +609,13 @@ class _Readings:
 
     def _points(self, readings: list[Reading], unresolved: list[Reading] | None = None) -> None:
         """Readings become points here, and nowhere else: their lines, and their daily energy
-        (`Sample.of`, as `run` feeds a reading when it becomes ready to send). Given
+        (`samples_of`, as `run` feeds a reading when it becomes ready to send). Given
         `unresolved`, readings whose node is not known yet go there instead (they wait)."""
         self.lines += self.formatter.lines(readings, unresolved)
         if self.energy is not None:
             if unresolved:
                 readings = [reading for reading in readings if reading[LONG_ADDRESS] is not None]
-            self._samples += map(Sample.of, readings)
+            self._samples += samples_of(readings)
 
     def _feed_energy(self) -> None:
         """Integrate the samples of the points made since the last call, all at once (their
