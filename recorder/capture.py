@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -29,6 +29,11 @@ RECORD_HEADER = struct.Struct(">HQ")
 MAX_RECORD_DATA = 0xFFFF
 _GZIP_MAGIC = b"\x1f\x8b"
 _READ_SIZE = 1 << 16
+# A record's time is its predecessor's plus one of these steps when it follows within a few
+# seconds (nearly always): one exact addition instead of building a timedelta per record, which
+# cost a backfill about a tenth of its decoding. A record in the same millisecond shares its
+# predecessor's datetime object (the placement step converts each object once).
+_STEPS = [timedelta(milliseconds=step) for step in range(4096)]
 
 
 def encode_records(data: bytes, at: datetime) -> bytes:
@@ -118,6 +123,8 @@ class CaptureDecoder:
         self._ended = False  # padding after the last member: the rest is ignored
         self._pending = b""
         self._offset = 0  # uncompressed offset of `_pending`
+        # The last record's stamp and time (to begin with, a stamp no record is a step after).
+        self._previous: tuple[int, datetime] = (-(1 << 63), from_millis(0))
 
     def feed(self, block: bytes, chunks: list[bytes], times: list[datetime]) -> None:
         """Decode `block`, appending every record it completes to `chunks` and `times`."""
@@ -169,6 +176,8 @@ class CaptureDecoder:
         unpack = RECORD_HEADER.unpack_from
         position = 0
         length = len(pending)
+        steps, step_limit = _STEPS, len(_STEPS)
+        previous_stamp, previous_time = self._previous
         try:
             while length - position >= header:
                 size, stamp = unpack(pending, position)
@@ -181,9 +190,19 @@ class CaptureDecoder:
                         f"{self._offset + position}: not a capture file, or corrupt"
                     )
                 chunks.append(pending[position + header : end])
-                times.append(from_millis(stamp))
+                step = stamp - previous_stamp
+                if step == 0:
+                    times.append(previous_time)
+                else:
+                    if 0 < step < step_limit:
+                        previous_time = previous_time + steps[step]
+                    else:
+                        previous_time = from_millis(stamp)
+                    previous_stamp = stamp
+                    times.append(previous_time)
                 position = end
         finally:
+            self._previous = (previous_stamp, previous_time)
             self._offset += position
             self._pending = pending[position:]
 
