@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import operator
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -87,6 +88,7 @@ class Sample(NamedTuple):
         return samples_of((reading,))[0]
 
 
+_MEASURED_MS = operator.itemgetter(3)  # a Sample's measured_ms: the reorder buffer's sort key
 _new_sample = tuple.__new__  # NamedTuple's own __new__ is a Python function: this skips it
 # power_value by voltage_in_raw × current_in_raw, its only input (readings repeat values)
 _POWERS: dict[int, float] = {}
@@ -297,7 +299,7 @@ class _Series:
     key: SeriesKey
     last_ms: int | None = None  # the last integrated reading
     last_power: float = 0.0
-    pending: list[tuple[int, float, int, float]] = field(default_factory=list)  # (ms, W, rssi, °C)
+    pending: list[Sample] = field(default_factory=list)  # the reorder buffer, in measurement order
     days: dict[date, dict[int, HourTotals]] = field(default_factory=dict)
     dirty: set[tuple[date, int]] = field(default_factory=set)
     moved: bool = False  # last_ms changed since the last checkpoint
@@ -359,16 +361,16 @@ class EnergyAccumulator:
                 continue
             pending = series.pending
             if not pending:
-                pending.append(sample[3:])  # (ms, W, rssi, °C)
+                pending.append(sample)
                 self._waiting.add(key)  # a series is waiting exactly while its buffer is not empty
-            elif at > pending[-1][0]:
-                pending.append(sample[3:])  # in order: the usual case
+            elif at > pending[-1][3]:
+                pending.append(sample)  # in order: the usual case
             else:
-                index = bisect.bisect_left(pending, (at,))
-                if pending[index][0] == at:
+                index = bisect.bisect_left(pending, at, key=_MEASURED_MS)
+                if pending[index][3] == at:
                     self.late += 1  # the same reading again
                     continue
-                pending.insert(index, sample[3:])
+                pending.insert(index, sample)
             if newest is None or at > newest:
                 newest = at
         self.newest_ms = newest
@@ -402,39 +404,44 @@ class EnergyAccumulator:
         for key in self._waiting:
             series = self._series[key]
             pending = series.pending
-            count = 0
-            for at, power, rssi, temperature in pending:
-                if limit is not None and at > limit:
-                    break
-                self._integrate(series, at, power, rssi, temperature)
-                count += 1
-            if count:
-                del pending[:count]
-                if not pending:
-                    done.append(key)
+            if limit is None or pending[-1][3] <= limit:
+                self._integrate(series, pending)
+                pending.clear()
+                done.append(key)
+            else:
+                count = bisect.bisect_right(pending, limit, key=_MEASURED_MS)
+                if count:
+                    self._integrate(series, pending[:count])
+                    del pending[:count]
         self._waiting.difference_update(done)
 
-    def _integrate(self, series: _Series, at: int, power: float, rssi: int, temperature: float) -> None:
+    def _integrate(self, series: _Series, samples: list[Sample]) -> None:
+        """Integrate a series' next samples, in measurement order, each after its last one."""
+        max_gap_ms = self.max_gap_ms
         current = series.current
-        if current is not None and at < current[0]:
-            # In the hour of the series' last reading: what the general case below computes,
-            # with the one bucket both ends lie in (same hour, so same day).
-            bucket = current[1]
-            gap = at - series.last_ms  # type: ignore[operator]  # set with `current`
-            if gap > self.max_gap_ms:
-                bucket.uncovered_ms += gap
+        for sample in samples:
+            at, power = sample[3], sample[4]
+            if current is not None and at < current[0]:
+                # In the hour of the series' last reading: what the general case (`_place`)
+                # computes, with the one bucket both ends lie in (same hour, so same day).
+                bucket = current[1]
+                gap = at - series.last_ms  # type: ignore[operator]  # set with `current`
+                if gap > max_gap_ms:
+                    bucket.uncovered_ms += gap
+                else:
+                    bucket.energy_wh += (series.last_power + power) * gap / _TRAPEZOID_TO_WH
+                    bucket.covered_ms += gap
             else:
-                bucket.energy_wh += (series.last_power + power) * gap / _TRAPEZOID_TO_WH
-                bucket.covered_ms += gap
-        else:
-            bucket = self._place(series, at, power)
-        bucket.readings += 1
-        bucket.rssi_sum += rssi
-        if power > bucket.peak_w:
-            bucket.peak_w = power
-        if bucket.temperature_max is None or temperature > bucket.temperature_max:
-            bucket.temperature_max = temperature
-        series.last_ms, series.last_power = at, power
+                bucket = self._place(series, at, power)
+                current = series.current
+            bucket.readings += 1
+            bucket.rssi_sum += sample[5]
+            if power > bucket.peak_w:
+                bucket.peak_w = power
+            temperature = sample[6]
+            if bucket.temperature_max is None or temperature > bucket.temperature_max:
+                bucket.temperature_max = temperature
+            series.last_ms, series.last_power = at, power
         series.moved = True
 
     def _place(self, series: _Series, at: int, power: float) -> HourTotals:
