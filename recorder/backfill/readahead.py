@@ -7,7 +7,7 @@ A backfill is CPU-bound in Python, and one Python process runs on one core. Read
 unescaping, checksums) need nothing that the rest of the decoder learns, so they can run ahead
 in another process while the main process decodes transport, packets and identity in stream
 order and the database ingests. That moves about a quarter of the per-report work off the main
-process, at the price of about 15 % more CPU in all (frames cross a process boundary): a gain
+process, at the price of 12-19 % more CPU in all (frames cross a process boundary): a gain
 where a core is spare, a loss where InfluxDB already fills the other one
 (`read_ahead_pays`).
 
@@ -175,9 +175,10 @@ def read_ahead_pays(bus_bytes: int, cores: int, database_here: bool) -> bool:
     """Whether the read-ahead child should run (module docstring).
 
     Measured on a 2-core machine with a simulated week: with InfluxDB elsewhere (a dry run) the
-    child makes the backfill about 30 % faster; with InfluxDB on the same two cores it makes it
-    3-7 % slower, because the machine is then CPU-bound and the child costs about 15 % more CPU
-    in all (frames cross a process boundary). So: a large input, and a core to spare for it.
+    child makes the backfill 18-26 % faster; with InfluxDB on the same two cores it makes it
+    6-13 % slower (`benchmarks/backfill.py`, two runs of two rounds), because the machine is then
+    CPU-bound and the child costs 12-19 % more CPU in all (frames cross a process boundary).
+    So: a large input, and a core to spare for it.
     """
     if bus_bytes < READ_AHEAD_BYTES or cores < 2:
         return False
