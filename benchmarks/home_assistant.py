@@ -517,7 +517,21 @@ def main() -> int:
                 for barcode, report in last.items()
             )
 
-        wait_for(settled, "Home Assistant to show every optimizer's last report", 60)
+        try:
+            wait_for(settled, "Home Assistant to show every optimizer's last report", 60)
+        except AssertionError:
+            states = home.states()
+            for barcode, report in sorted(last.items()):
+                shown = [
+                    states.get(check.entity(barcode, name), {}).get("state")
+                    for name in ("Power", "RSSI", "Last report")
+                ]
+                print(
+                    f"    {barcode}: Power {shown[0]} (truth {expected_states(report)['Power']}), RSSI "
+                    f"{shown[1]} (truth {report['rssi']}), Last report {shown[2]} "
+                    f"(truth {report['measured_at']})"
+                )
+            raise
         time.sleep(3)  # and one more publication interval: nothing changes any more
         sensors = {key: value for key, value in home.states().items() if key.startswith("sensor.")}
         say(f"/api/states: {len(sensors)} sensor entities; a sample, and the totals:")
