@@ -32,7 +32,8 @@ What it does, printing each step:
    its unit and classes: it is 0 Wh then);
 6. waits, with the recorder still running, until `--stale-after` (45 s; 120 s above a 330 s run)
    has passed since the last report: every optimizer's measurements must turn `unavailable`
-   (per-optimizer availability), while its "Last report" stays shown and the array total falls to 0 W, 0 reporting;
+   (per-optimizer availability), while its "Last report" stays shown and the array total falls
+   to 0 W, 0 reporting;
 7. stops the recorder (SIGTERM): now "Last report" turns `unavailable` too (the recorder's own
    `tigo/status`).
 
