@@ -32,8 +32,10 @@ _READ_SIZE = 1 << 16
 # A record's time is its predecessor's plus one of these steps when it follows within a few
 # seconds (nearly always): one exact addition instead of building a timedelta per record, which
 # cost a backfill about a tenth of its decoding. A record in the same millisecond shares its
-# predecessor's datetime object (the placement step converts each object once).
-_STEPS = [timedelta(milliseconds=step) for step in range(4096)]
+# predecessor's datetime object (the placement step converts each object once). Each step is
+# made the first time a record needs it, so importing this module costs nothing for it.
+_STEP_LIMIT = 4096  # ms
+_STEPS: dict[int, timedelta] = {}
 
 
 def encode_records(data: bytes, at: datetime) -> bytes:
@@ -176,7 +178,7 @@ class CaptureDecoder:
         unpack = RECORD_HEADER.unpack_from
         position = 0
         length = len(pending)
-        steps, step_limit = _STEPS, len(_STEPS)
+        steps = _STEPS
         previous_stamp, previous_time = self._previous
         try:
             while length - position >= header:
@@ -194,8 +196,11 @@ class CaptureDecoder:
                 if step == 0:
                     times.append(previous_time)
                 else:
-                    if 0 < step < step_limit:
-                        previous_time = previous_time + steps[step]
+                    if 0 < step < _STEP_LIMIT:
+                        delta = steps.get(step)
+                        if delta is None:
+                            delta = steps[step] = timedelta(milliseconds=step)
+                        previous_time = previous_time + delta
                     else:
                         previous_time = from_millis(stamp)
                     previous_stamp = stamp
