@@ -263,10 +263,11 @@ class CaptureReader:
     def _deliver(
         self, chunks: list[bytes], times: list[datetime]
     ) -> Iterator[tuple[list[bytes], list[datetime]]]:
+        """Count and yield a batch: lists the reader no longer changes (slices, or its last)."""
         if chunks:
             self.records += len(chunks)
             self.bytes += sum(map(len, chunks))
-            yield list(chunks), list(times)
+            yield chunks, times
 
 
 def looks_like_capture(path: Path) -> bool:

@@ -506,20 +506,13 @@ def _tcp_format(url: str, query: str) -> bool:
     except ValueError:
         pairs = [("", query)]
     options = dict(pairs)
-    if (
-        len(pairs) != len(options)
-        or set(options) - {"format"}
-        or options.get("format", "raw")
-        not in (
-            "raw",
-            "capture",
-        )
-    ):
+    stream_format = options.get("format", "raw")
+    if len(pairs) != len(options) or set(options) - {"format"} or stream_format not in ("raw", "capture"):
         raise SourceError(
             f"malformed TCP URL {url!r}: the only option is format=raw (bus bytes, the default) "
             "or format=capture (a timestamped capture stream)"
         )
-    return options.get("format") == "capture"
+    return stream_format == "capture"
 
 
 def open_source(url: str, options: SourceOptions | None = None) -> Source:
